@@ -1,0 +1,61 @@
+# TraderBot Operator: one entry point for setting up, running and testing.
+# `make demo` sets up and runs the main job; `make test` runs every test tier.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: setup
+setup: $(STAMP) system-deps ## create .venv and install the project, its tools and system packages
+
+.PHONY: system-deps
+system-deps: ## install PostgreSQL and Redis servers (Debian packages) when missing
+	bash hack/install-system-deps.sh
+
+.PHONY: lint
+lint: $(STAMP) ## ruff, mypy --strict, import-linter layer contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: fmt
+fmt: $(STAMP) ## format and auto-fix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: test
+test: setup ## lint, then every test tier (unit, integration, cluster)
+	$(MAKE) lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## pure tests, no servers
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: setup ## tests against real PostgreSQL and Redis started by the suite
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+.PHONY: run
+run: $(STAMP) ## run trader-api alone (embedded store, paper mode) on :3000
+	$(VENV)/bin/trader-api
+
+.PHONY: clean
+clean: ## remove the virtualenv and caches (not the control-plane binaries)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,10 @@
+"""TraderBot Operator: reconciles ``TraderBot`` resources into a running trading stack."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("traderbot-operator")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

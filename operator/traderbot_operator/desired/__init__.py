@@ -1,0 +1,1 @@
+"""Pure desired-state builders: TraderBot model in, manifest dicts out (one module per child kind)."""

@@ -1,0 +1,1 @@
+"""kopf handlers: thin; validate the body, call reconcile, report."""

@@ -1,0 +1,1 @@
+"""Pure reconcile logic: desired vs. observed -> actions; status and conditions from children."""

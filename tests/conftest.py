@@ -1,0 +1,24 @@
+"""Test tiers by folder: tests/unit, tests/integration (real PostgreSQL/Redis), tests/cluster.
+
+Each test gets the marker of the folder it lives in, so ``-m unit`` and
+friends select a tier without anyone remembering to decorate tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+_TIERS = ("unit", "integration", "cluster")
+_ROOT = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            tier = item.path.relative_to(_ROOT).parts[0]
+        except ValueError:
+            continue
+        if tier in _TIERS:
+            item.add_marker(getattr(pytest.mark, tier))

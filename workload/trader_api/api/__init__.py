@@ -1,0 +1,1 @@
+"""HTTP API: create_app(), thin routers, typed dependencies."""

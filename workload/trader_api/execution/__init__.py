@@ -1,0 +1,1 @@
+"""Execution: the broker protocol and its adapters (paper exchange first)."""

@@ -1,0 +1,1 @@
+"""Market data feeds (simulated, CSV replay) and kline aggregation."""

@@ -1,0 +1,1 @@
+"""Risk manager: pure checks of an order against limits and the portfolio."""

@@ -1,0 +1,1 @@
+"""The engine loop wiring market data -> strategy -> risk -> executor -> storage."""

@@ -1,0 +1,1 @@
+"""Storage: asyncpg repositories, migrations, TimescaleDB policies; Redis helpers."""

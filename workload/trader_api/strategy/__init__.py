@@ -1,0 +1,1 @@
+"""Strategies: pure functions over klines producing signals."""
