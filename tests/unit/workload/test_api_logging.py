@@ -1,0 +1,83 @@
+"""JSON logs and the seed's RUST_LOG-style directives."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from trader_api.logging import TRACE, configure_logging, parse_log_directives
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    configure_logging("info")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_a_bare_level_sets_the_global_level() -> None:
+    directives = parse_log_directives("warn")
+    assert directives.default == logging.WARNING
+    assert directives.per_logger == {}
+
+
+def test_the_seed_example_sets_global_debug_and_trace_for_trader_api() -> None:
+    directives = parse_log_directives("debug,trader_api=trace")
+    assert directives.default == logging.DEBUG
+    assert directives.per_logger == {"trader_api": TRACE}
+
+
+def test_rust_module_paths_name_python_loggers() -> None:
+    directives = parse_log_directives("info,trader_api::api=debug")
+    assert directives.per_logger == {"trader_api.api": logging.DEBUG}
+
+
+@pytest.mark.parametrize("spec", ["loud", "info,trader_api=chatty", "=debug"])
+def test_bad_directives_are_errors(spec: str) -> None:
+    with pytest.raises(ValueError, match=r"unknown log level|empty logger name"):
+        parse_log_directives(spec)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_records_are_json_lines_with_level_logger_message_and_extras() -> None:
+    out = io.StringIO()
+    configure_logging("info", stream=out)
+    logging.getLogger("trader_api.api").warning(
+        "Rate limit exceeded", extra={"client_ip": "10.1.2.3"}
+    )
+    record = json.loads(out.getvalue().splitlines()[-1])
+    assert record["level"] == "WARNING"
+    assert record["logger"] == "trader_api.api"
+    assert record["message"] == "Rate limit exceeded"
+    assert record["client_ip"] == "10.1.2.3"
+    assert "timestamp" in record
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_per_logger_trace_passes_while_other_loggers_stay_at_the_global_level() -> None:
+    out = io.StringIO()
+    configure_logging("info,trader_api=trace", stream=out)
+    logging.getLogger("trader_api.services").log(TRACE, "tick")
+    logging.getLogger("somelib").debug("hidden")
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(line["level"], line["message"]) for line in lines] == [("TRACE", "tick")]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_reconfiguring_drops_earlier_per_logger_levels() -> None:
+    out = io.StringIO()
+    configure_logging("info,trader_api=trace", stream=out)
+    configure_logging("warn", stream=out)
+    assert logging.getLogger("trader_api").level == logging.NOTSET
+    logging.getLogger("trader_api").info("hidden")
+    assert out.getvalue() == ""
