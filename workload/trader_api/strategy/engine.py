@@ -1,0 +1,150 @@
+"""``StrategyEngine``: rolling kline windows and the strategies that read them."""
+
+from __future__ import annotations
+
+import builtins
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from trader_api.domain import Interval, Kline, Signal
+from trader_api.strategy.config import StrategyConfig
+from trader_api.strategy.registry import MAX_WINDOW, StrategyKind, get_kind
+
+
+class UnknownStrategyError(LookupError):
+    """No strategy has that name."""
+
+
+class DuplicateStrategyError(ValueError):
+    """A strategy with that name exists already."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    config: StrategyConfig
+    kind: StrategyKind[Any]
+    params: BaseModel
+    window: int
+
+
+WindowKey = tuple[str, Interval]
+
+
+class StrategyEngine:
+    """Feed closed klines in, get signals out.
+
+    The engine keeps one window of the latest closed klines per (symbol,
+    interval) that some strategy trades, as long as the longest window a
+    strategy there needs (bounded by ``MAX_WINDOW``). Disabled strategies keep
+    their window filling, so enabling one acts on full history at once.
+
+    NB: a kline that is not newer than the last one in its window (a replay
+    or a late duplicate) is ignored: strategies signal on the cross bar only,
+    and seeing a bar twice would signal twice.
+    """
+
+    def __init__(self, configs: builtins.list[StrategyConfig] | None = None) -> None:
+        self._entries: dict[str, _Entry] = {}
+        self._windows: dict[WindowKey, deque[Kline]] = {}
+        for config in configs or []:
+            self.add(config)
+
+    def add(self, config: StrategyConfig) -> None:
+        """Add a strategy; its window starts from what the engine already holds."""
+        if config.name in self._entries:
+            raise DuplicateStrategyError(f"strategy {config.name!r} exists already")
+        kind = get_kind(config.kind)
+        params = config.parsed_params()
+        window = kind.window(params)
+        if window > MAX_WINDOW:
+            raise ValueError(
+                f"strategy {config.name!r} needs {window} klines, more than the {MAX_WINDOW} kept"
+            )
+        self._entries[config.name] = _Entry(config, kind, params, window)
+        self._resize((config.symbol, config.interval))
+
+    def remove(self, name: str) -> StrategyConfig:
+        """Remove a strategy; windows nobody reads any more are dropped."""
+        entry = self._entries.pop(name, None)
+        if entry is None:
+            raise UnknownStrategyError(self._unknown(name))
+        self._resize((entry.config.symbol, entry.config.interval))
+        return entry.config
+
+    def get(self, name: str) -> StrategyConfig:
+        return self._entry(name).config
+
+    def list(self) -> builtins.list[StrategyConfig]:
+        """Return every strategy's config, by name."""
+        return [self._entries[name].config for name in sorted(self._entries)]
+
+    def enable(self, name: str) -> StrategyConfig:
+        return self._set_enabled(name, enabled=True)
+
+    def disable(self, name: str) -> StrategyConfig:
+        return self._set_enabled(name, enabled=False)
+
+    def window(self, symbol: str, interval: Interval) -> tuple[Kline, ...]:
+        """Return the klines held for (symbol, interval), oldest first."""
+        return tuple(self._windows.get((symbol, interval), ()))
+
+    def on_kline(self, kline: Kline) -> builtins.list[Signal]:
+        """Add a closed kline to its window; return the enabled strategies' signals.
+
+        Signals come in strategy-name order, so a replay yields them in the
+        same order.
+        """
+        window = self._windows.get((kline.symbol, kline.interval))
+        if window is None:
+            return []
+        if window and kline.open_time <= window[-1].open_time:
+            return []
+        window.append(kline)
+        klines = builtins.list(window)
+        signals: builtins.list[Signal] = []
+        for name in sorted(self._entries):
+            entry = self._entries[name]
+            config = entry.config
+            if (
+                not config.enabled
+                or config.symbol != kline.symbol
+                or config.interval != kline.interval
+            ):
+                continue
+            signal = entry.kind.evaluate(klines[-entry.window :], entry.params, name)
+            if signal is not None:
+                signals.append(signal)
+        return signals
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise UnknownStrategyError(self._unknown(name))
+        return entry
+
+    def _unknown(self, name: str) -> str:
+        known = ", ".join(sorted(self._entries)) or "none"
+        return f"no strategy named {name!r}; configured: {known}"
+
+    def _set_enabled(self, name: str, *, enabled: bool) -> StrategyConfig:
+        entry = self._entry(name)
+        entry.config = entry.config.model_copy(update={"enabled": enabled})
+        return entry.config
+
+    def _resize(self, key: WindowKey) -> None:
+        needed = max(
+            (
+                entry.window
+                for entry in self._entries.values()
+                if (entry.config.symbol, entry.config.interval) == key
+            ),
+            default=0,
+        )
+        current = self._windows.get(key)
+        if needed == 0:
+            self._windows.pop(key, None)
+        elif current is None or current.maxlen != needed:
+            self._windows[key] = deque(current or (), maxlen=needed)
