@@ -1,1 +1,250 @@
-"""Pydantic models of the TraderBot spec and status."""
+"""Pydantic models of the TraderBot spec and status.
+
+They mirror ``crds/traderbot.dev_traderbots.yaml`` field for field, with the same
+defaults, so the pure builders can be called with a spec the API server has not
+defaulted (unit tests, dry runs). A unit test walks both and fails when they drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from traderbot_operator import __version__
+
+GROUP = "traderbot.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "TraderBot"
+PLURAL = "traderbots"
+
+WORKLOAD_IMAGE = "ghcr.io/traderbot-dev/trader-api"
+TIMESCALEDB_IMAGE = "timescale/timescaledb:2.17.2-pg16"
+REDIS_IMAGE = "redis:7.4.1-alpine"
+
+LogLevel = Literal["error", "warn", "info", "debug", "trace"]
+Mode = Literal["paper", "live"]
+StrategyKind = Literal["sma_crossover", "rsi_mean_reversion"]
+Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Paused", "Failed"]
+Quantity = int | str
+
+
+class _Model(BaseModel):
+    """Base: camelCase on the wire, snake_case in Python, unknown fields refused.
+
+    NB: ``extra="forbid"`` makes a CR with a field the models do not know fail loudly
+    instead of being silently ignored; the API server prunes unknown fields first.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ResourceRequirements(_Model):
+    """CPU/memory requests and limits, as in a container spec."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict)
+    limits: dict[str, Quantity] = Field(default_factory=dict)
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the TraderBot's namespace."""
+
+    name: str
+    key: str = "api-key"
+
+
+class SecretRef(_Model):
+    """A Secret in the TraderBot's namespace."""
+
+    name: str
+
+
+class RateLimit(_Model):
+    """Token bucket per client IP."""
+
+    per_second: int = 20
+    burst: int = 40
+
+
+class ApiSpec(_Model):
+    """The trader-api HTTP service."""
+
+    port: int = 3000
+    log_level: LogLevel = "info"
+    resources: ResourceRequirements = ResourceRequirements(
+        requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"}
+    )
+    rate_limit: RateLimit = RateLimit()
+    api_key_secret_ref: SecretKeyRef | None = None
+
+
+class Strategy(_Model):
+    """One strategy instance the engine runs."""
+
+    name: str
+    kind: StrategyKind
+    symbol: str
+    interval: str = "1m"
+    params: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class RiskLimits(_Model):
+    """Limits checked before every order."""
+
+    max_order_notional: float = 10000
+    max_position_notional: float = 50000
+    max_open_orders: int = 20
+    daily_loss_limit: float = 5000
+
+
+class ExchangeSpec(_Model):
+    """Broker the engine sends orders to."""
+
+    name: str = "paper"
+    credentials_secret_ref: SecretRef | None = None
+
+
+class EngineSpec(_Model):
+    """The trading engine inside trader-api."""
+
+    strategies: tuple[Strategy, ...] | None = None
+    risk: RiskLimits = RiskLimits()
+    exchange: ExchangeSpec = ExchangeSpec()
+
+
+class StorageSpec(_Model):
+    """A PersistentVolumeClaim request."""
+
+    size: str
+    storage_class_name: str | None = None
+
+
+class DatabaseSpec(_Model):
+    """The TimescaleDB StatefulSet."""
+
+    image: str = TIMESCALEDB_IMAGE
+    storage: StorageSpec = StorageSpec(size="10Gi")
+    resources: ResourceRequirements = ResourceRequirements(
+        requests={"cpu": "250m", "memory": "512Mi"}, limits={"memory": "1Gi"}
+    )
+    klines_retention_days: int = 90
+    compress_after_days: int = 7
+
+
+class RedisSpec(_Model):
+    """The Redis StatefulSet."""
+
+    image: str = REDIS_IMAGE
+    persistence: bool = True
+    storage: StorageSpec = StorageSpec(size="1Gi")
+    resources: ResourceRequirements = ResourceRequirements(
+        requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "256Mi"}
+    )
+
+
+class BackupSpec(_Model):
+    """Scheduled backups."""
+
+    enabled: bool = True
+    schedule: str = "0 3 * * *"
+    time_zone: str = "Etc/UTC"
+    retention_days: int = 30
+    include_redis: bool = True
+    suspend: bool = False
+    storage: StorageSpec = StorageSpec(size="20Gi")
+
+
+class MonitoringSpec(_Model):
+    """Prometheus scraping."""
+
+    enabled: bool = False
+    interval: str = "30s"
+
+
+class TraderBotSpec(_Model):
+    """Desired state of one trading stack."""
+
+    version: str = __version__
+    image: str = WORKLOAD_IMAGE
+    replicas: int = 1
+    mode: Mode = "paper"
+    paused: bool = False
+    deletion_policy: Literal["Retain", "Delete"] = "Retain"
+    api: ApiSpec = ApiSpec()
+    engine: EngineSpec = EngineSpec()
+    database: DatabaseSpec = DatabaseSpec()
+    redis: RedisSpec = RedisSpec()
+    backup: BackupSpec = BackupSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
+
+
+class Condition(_Model):
+    """A Kubernetes-style condition (metav1.Condition without the required-ness)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class Endpoints(_Model):
+    """Where to reach the bot from inside the cluster."""
+
+    api: str | None = None
+
+
+class LastBackup(_Model):
+    """The last successful backup."""
+
+    time: str | None = None
+
+
+class TraderBotStatus(_Model):
+    """Observed state, written by the operator only."""
+
+    phase: Phase | None = None
+    ready: str | None = None
+    observed_generation: int | None = None
+    version: str | None = None
+    replicas: int | None = None
+    ready_replicas: int | None = None
+    selector: str | None = None
+    endpoints: Endpoints | None = None
+    last_backup: LastBackup | None = None
+    conditions: tuple[Condition, ...] = ()
+
+
+class TraderBot(BaseModel):
+    """A TraderBot resource as the operator sees it: identity, spec and status.
+
+    NB: only the metadata the builders need is kept; ``uid`` feeds owner references.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 1
+    spec: TraderBotSpec = TraderBotSpec()
+    status: TraderBotStatus = TraderBotStatus()
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> TraderBot:
+        """Build from a resource body as the API server (or kopf) returns it."""
+        metadata = body.get("metadata") or {}
+        return cls(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            uid=metadata["uid"],
+            generation=metadata.get("generation", 1),
+            spec=TraderBotSpec.model_validate(body.get("spec") or {}),
+            status=TraderBotStatus.model_validate(body.get("status") or {}),
+        )

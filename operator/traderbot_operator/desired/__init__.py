@@ -1,1 +1,77 @@
-"""Pure desired-state builders: TraderBot model in, manifest dicts out (one module per child kind)."""
+"""Pure desired-state builders: TraderBot model in, manifest dicts out (one module per child kind).
+
+``build_children`` is the whole desired state of one bot, in the order it should be
+created (credentials and Services before the pods that use them).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from traderbot_operator.desired.api import build_api_deployment, build_api_pdb, build_api_service
+from traderbot_operator.desired.backup import build_backup_cronjob, build_backup_pvc
+from traderbot_operator.desired.common import Manifest
+from traderbot_operator.desired.credentials import (
+    TokenFactory,
+    build_api_key_secret,
+    build_database_secret,
+    build_redis_secret,
+)
+from traderbot_operator.desired.database import (
+    build_database_headless_service,
+    build_database_service,
+    build_database_statefulset,
+)
+from traderbot_operator.desired.monitoring import build_service_monitor
+from traderbot_operator.desired.network import (
+    build_database_network_policy,
+    build_redis_network_policy,
+)
+from traderbot_operator.desired.redis import (
+    build_redis_headless_service,
+    build_redis_service,
+    build_redis_statefulset,
+)
+from traderbot_operator.models import TraderBot
+
+
+def build_children(
+    bot: TraderBot,
+    *,
+    service_monitor_available: bool = False,
+    token: TokenFactory = secrets.token_urlsafe,
+) -> list[Manifest]:
+    """Return every child object of ``bot``, in creation order.
+
+    ``service_monitor_available`` says whether the cluster serves the Prometheus
+    Operator's ServiceMonitor kind (observed by the caller, not guessed here).
+    """
+    monitoring = bot.spec.monitoring.enabled
+    children: list[Manifest] = [
+        build_database_secret(bot, token=token),
+        build_redis_secret(bot, token=token),
+    ]
+    api_key = build_api_key_secret(bot, token=token)
+    if api_key is not None:
+        children.append(api_key)
+    children += [
+        build_database_headless_service(bot),
+        build_database_service(bot),
+        build_database_network_policy(bot),
+        build_database_statefulset(bot),
+        build_redis_headless_service(bot),
+        build_redis_service(bot),
+        build_redis_network_policy(bot),
+        build_redis_statefulset(bot),
+        build_api_service(bot),
+        build_api_deployment(bot, scrape_annotated=monitoring and not service_monitor_available),
+        build_api_pdb(bot),
+    ]
+    if bot.spec.backup.enabled:
+        children += [build_backup_pvc(bot), build_backup_cronjob(bot)]
+    if monitoring and service_monitor_available:
+        children.append(build_service_monitor(bot))
+    return children
+
+
+__all__ = ["Manifest", "TokenFactory", "build_children"]

@@ -1,0 +1,138 @@
+"""Scheduled backups: a CronJob running ``trader-backup`` and the volume it writes to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traderbot_operator.desired.api import image
+from traderbot_operator.desired.common import (
+    COMPONENT_BACKUP,
+    DATABASE_NAME,
+    DATABASE_PORT,
+    REDIS_PORT,
+    WORKLOAD_UID,
+    Manifest,
+    Names,
+    labels,
+    metadata,
+    restricted_container_security,
+    restricted_pod_security,
+    secret_env,
+)
+from traderbot_operator.desired.credentials import (
+    DATABASE_PASSWORD_KEY,
+    DATABASE_USER_KEY,
+    REDIS_PASSWORD_KEY,
+)
+from traderbot_operator.models import TraderBot
+
+BACKUP_MOUNT = "/backups"
+STARTING_DEADLINE_SECONDS = 3600
+ACTIVE_DEADLINE_SECONDS = 3 * 3600
+
+
+def backup_env(bot: TraderBot) -> list[dict[str, Any]]:
+    """Return the env of ``trader-backup`` (documented in docs/operator.md)."""
+    names = Names(bot.name)
+    spec = bot.spec.backup
+    return [
+        {"name": "BOT_NAME", "value": bot.name},
+        {"name": "BACKUP_DIR", "value": BACKUP_MOUNT},
+        {"name": "BACKUP_RETENTION_DAYS", "value": str(spec.retention_days)},
+        {"name": "BACKUP_INCLUDE_REDIS", "value": "true" if spec.include_redis else "false"},
+        {"name": "DATABASE_HOST", "value": names.database},
+        {"name": "DATABASE_PORT", "value": str(DATABASE_PORT)},
+        {"name": "DATABASE_NAME", "value": DATABASE_NAME},
+        secret_env("DATABASE_USER", secret=names.database_secret, key=DATABASE_USER_KEY),
+        secret_env("DATABASE_PASSWORD", secret=names.database_secret, key=DATABASE_PASSWORD_KEY),
+        {"name": "REDIS_HOST", "value": names.redis},
+        {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
+        secret_env("REDIS_PASSWORD", secret=names.redis_secret, key=REDIS_PASSWORD_KEY),
+    ]
+
+
+def build_backup_pvc(bot: TraderBot) -> Manifest:
+    """Build the backup volume claim.
+
+    NB: owner-referenced only with ``deletionPolicy: Delete``; with Retain it outlives
+    the TraderBot, so deleting the bot by mistake keeps every backup.
+    """
+    storage = bot.spec.backup.storage
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    }
+    if storage.storage_class_name is not None:
+        spec["storageClassName"] = storage.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(
+            bot,
+            name=Names(bot.name).backup,
+            component=COMPONENT_BACKUP,
+            owned=bot.spec.deletion_policy == "Delete",
+        ),
+        "spec": spec,
+    }
+
+
+def build_backup_cronjob(bot: TraderBot) -> Manifest:
+    """Build the backup CronJob: one run at a time, never piling up after an outage."""
+    names = Names(bot.name)
+    spec = bot.spec.backup
+    container: dict[str, Any] = {
+        "name": "backup",
+        "image": image(bot),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["trader-backup"],
+        "env": backup_env(bot),
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+        "securityContext": restricted_container_security(),
+        "volumeMounts": [
+            {"name": "backups", "mountPath": BACKUP_MOUNT},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
+        ],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(bot, name=names.backup, component=COMPONENT_BACKUP),
+        "spec": {
+            "schedule": spec.schedule,
+            "timeZone": spec.time_zone,
+            "suspend": spec.suspend,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": labels(bot, COMPONENT_BACKUP)},
+                "spec": {
+                    "backoffLimit": 1,
+                    "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
+                    "template": {
+                        "metadata": {"labels": labels(bot, COMPONENT_BACKUP)},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "automountServiceAccountToken": False,
+                            "enableServiceLinks": False,
+                            "securityContext": restricted_pod_security(uid=WORKLOAD_UID),
+                            "containers": [container],
+                            "volumes": [
+                                {
+                                    "name": "backups",
+                                    "persistentVolumeClaim": {"claimName": names.backup},
+                                },
+                                {"name": "tmp", "emptyDir": {}},
+                            ],
+                        },
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,192 @@
+"""Names, labels, owner references and pod-security settings shared by every builder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Final
+
+from traderbot_operator import __version__
+from traderbot_operator.models import API_VERSION, KIND, ResourceRequirements, TraderBot
+
+Manifest = dict[str, Any]
+
+MANAGED_BY: Final = "traderbot-operator"
+PART_OF: Final = "traderbot"
+APP_NAME: Final = "trader-api"
+ANNOTATION_PREFIX: Final = "traderbot.dev"
+CONFIG_HASH_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/config-hash"
+
+COMPONENT_API: Final = "api"
+COMPONENT_DATABASE: Final = "database"
+COMPONENT_CACHE: Final = "cache"
+COMPONENT_BACKUP: Final = "backup"
+
+DATABASE_PORT: Final = 5432
+REDIS_PORT: Final = 6379
+DATABASE_NAME: Final = "trader"
+DATABASE_USER: Final = "trader"
+WORKLOAD_UID: Final = 10001
+
+
+class Names:
+    """Deterministic child names, so retries and restarts find what they made."""
+
+    def __init__(self, bot_name: str) -> None:
+        self.bot = bot_name
+
+    @property
+    def api(self) -> str:
+        return f"{self.bot}-api"
+
+    @property
+    def database(self) -> str:
+        return f"{self.bot}-db"
+
+    @property
+    def database_headless(self) -> str:
+        return f"{self.bot}-db-headless"
+
+    @property
+    def redis(self) -> str:
+        return f"{self.bot}-redis"
+
+    @property
+    def redis_headless(self) -> str:
+        return f"{self.bot}-redis-headless"
+
+    @property
+    def backup(self) -> str:
+        return f"{self.bot}-backup"
+
+    @property
+    def database_secret(self) -> str:
+        return f"{self.bot}-db-credentials"
+
+    @property
+    def redis_secret(self) -> str:
+        return f"{self.bot}-redis-credentials"
+
+    @property
+    def api_key_secret(self) -> str:
+        return f"{self.bot}-api-key"
+
+
+def selector_labels(bot: TraderBot, component: str) -> dict[str, str]:
+    """Return the labels that select one component's pods.
+
+    NB: selectors are immutable on Deployments and StatefulSets, so these must never
+    include anything that changes over a bot's life (such as the version).
+    """
+    return {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/instance": bot.name,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def labels(bot: TraderBot, component: str) -> dict[str, str]:
+    """Return the standard ``app.kubernetes.io/*`` labels of a child object."""
+    return {
+        **selector_labels(bot, component),
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/version": bot.spec.version,
+    }
+
+
+def owner_reference(bot: TraderBot) -> dict[str, Any]:
+    """Return the controller owner reference that lets garbage collection delete children."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": bot.name,
+        "uid": bot.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(bot: TraderBot, *, name: str, component: str, owned: bool = True) -> dict[str, Any]:
+    """Return child metadata: name, namespace, labels and (unless ``owned`` is false) owner.
+
+    NB: volumes kept on deletion (``deletionPolicy: Retain``) are built with
+    ``owned=False`` so garbage collection leaves them alone.
+    """
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": bot.namespace,
+        "labels": labels(bot, component),
+        "annotations": {f"{ANNOTATION_PREFIX}/operator-version": __version__},
+    }
+    if owned:
+        meta["ownerReferences"] = [owner_reference(bot)]
+    return meta
+
+
+def restricted_pod_security(*, uid: int, gid: int | None = None) -> dict[str, Any]:
+    """Return a pod securityContext meeting the "restricted" Pod Security Standard."""
+    group = uid if gid is None else gid
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": group,
+        "fsGroup": group,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def restricted_container_security(*, read_only_root: bool = True) -> dict[str, Any]:
+    """Return a container securityContext meeting the "restricted" Pod Security Standard."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": read_only_root,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def resources(requirements: ResourceRequirements) -> dict[str, Any]:
+    """Return a container ``resources`` block, leaving out empty maps."""
+    block: dict[str, Any] = {}
+    if requirements.requests:
+        block["requests"] = {key: str(value) for key, value in requirements.requests.items()}
+    if requirements.limits:
+        block["limits"] = {key: str(value) for key, value in requirements.limits.items()}
+    return block
+
+
+def content_hash(value: Any) -> str:
+    """Return a short, stable hash of JSON-able data (dict key order does not matter)."""
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def secret_env(name: str, *, secret: str, key: str) -> dict[str, Any]:
+    """Return an env var read from a Secret key (never a literal value)."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def build_service(
+    bot: TraderBot, *, name: str, component: str, port_name: str, port: int, headless: bool
+) -> Manifest:
+    """Build a Service selecting one component's pods, headless or ClusterIP.
+
+    NB: headless Services publish not-ready addresses so a StatefulSet pod has its
+    DNS name while it starts (peers and probes need it before readiness).
+    """
+    spec: dict[str, Any] = {
+        "selector": selector_labels(bot, component),
+        "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}],
+    }
+    if headless:
+        spec["clusterIP"] = "None"
+        spec["publishNotReadyAddresses"] = True
+    else:
+        spec["type"] = "ClusterIP"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(bot, name=name, component=component),
+        "spec": spec,
+    }

@@ -1,0 +1,84 @@
+"""Generated credentials: database, Redis and (unless the spec names one) the API key.
+
+NB: the values are generated once, when the Secret does not exist; reconcile never
+patches a Secret's data afterwards (the database keeps the password it was
+initialised with, so a new one would lock the API out).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+from traderbot_operator.desired.common import (
+    COMPONENT_API,
+    COMPONENT_CACHE,
+    COMPONENT_DATABASE,
+    DATABASE_USER,
+    Manifest,
+    Names,
+    metadata,
+)
+from traderbot_operator.models import TraderBot
+
+TokenFactory = Callable[[int], str]
+
+PASSWORD_BYTES = 32
+DATABASE_USER_KEY = "username"
+DATABASE_PASSWORD_KEY = "password"  # noqa: S105 - the key's name, not a password
+REDIS_PASSWORD_KEY = "password"  # noqa: S105 - the key's name, not a password
+API_KEY_KEY = "api-key"
+
+
+def _secret(bot: TraderBot, *, name: str, component: str, data: dict[str, str]) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(bot, name=name, component=component),
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
+def build_database_secret(
+    bot: TraderBot, *, token: TokenFactory = secrets.token_urlsafe
+) -> Manifest:
+    """Build the database credentials Secret with a freshly generated password."""
+    return _secret(
+        bot,
+        name=Names(bot.name).database_secret,
+        component=COMPONENT_DATABASE,
+        data={DATABASE_USER_KEY: DATABASE_USER, DATABASE_PASSWORD_KEY: token(PASSWORD_BYTES)},
+    )
+
+
+def build_redis_secret(bot: TraderBot, *, token: TokenFactory = secrets.token_urlsafe) -> Manifest:
+    """Build the Redis password Secret with a freshly generated password."""
+    return _secret(
+        bot,
+        name=Names(bot.name).redis_secret,
+        component=COMPONENT_CACHE,
+        data={REDIS_PASSWORD_KEY: token(PASSWORD_BYTES)},
+    )
+
+
+def build_api_key_secret(
+    bot: TraderBot, *, token: TokenFactory = secrets.token_urlsafe
+) -> Manifest | None:
+    """Build the generated API key Secret, or nothing when the spec names its own."""
+    if bot.spec.api.api_key_secret_ref is not None:
+        return None
+    return _secret(
+        bot,
+        name=Names(bot.name).api_key_secret,
+        component=COMPONENT_API,
+        data={API_KEY_KEY: token(PASSWORD_BYTES)},
+    )
+
+
+def api_key_ref(bot: TraderBot) -> tuple[str, str]:
+    """Return the (Secret name, key) holding the API key the pods use."""
+    ref = bot.spec.api.api_key_secret_ref
+    if ref is not None:
+        return ref.name, ref.key
+    return Names(bot.name).api_key_secret, API_KEY_KEY
