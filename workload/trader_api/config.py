@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import socket
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     field_validator,
@@ -23,37 +21,23 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from trader_api.domain import Interval
 from trader_api.logging import parse_log_directives
+from trader_api.strategy import StrategyConfig
 
-StrategyKind = Literal["sma_crossover", "rsi_mean_reversion"]
-
-
-class StrategySettings(BaseModel):
-    """One configured strategy instance: which rule runs on which market series."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    kind: StrategyKind
-    symbol: str = Field(min_length=1, max_length=32)
-    interval: str = "1m"
-    params: dict[str, Any] = Field(default_factory=dict)
-    enabled: bool = True
-
-
-DEFAULT_STRATEGIES: tuple[StrategySettings, ...] = (
-    StrategySettings(
+DEFAULT_STRATEGIES: tuple[StrategyConfig, ...] = (
+    StrategyConfig(
         name="btc-sma",
         kind="sma_crossover",
         symbol="BTCUSDT",
-        interval="1m",
+        interval=Interval.M1,
         params={"fast": 5, "slow": 20, "quantity": "0.01"},
     ),
-    StrategySettings(
+    StrategyConfig(
         name="eth-rsi",
         kind="rsi_mean_reversion",
         symbol="ETHUSDT",
-        interval="1m",
+        interval=Interval.M1,
         params={"period": 14, "oversold": 30, "overbought": 70, "quantity": "0.1"},
     ),
 )
@@ -97,7 +81,7 @@ class Settings(BaseSettings):
     redis_port: int = Field(default=6379, ge=1, le=65535)
     redis_password: SecretStr | None = None
 
-    strategies: Annotated[tuple[StrategySettings, ...], NoDecode] = DEFAULT_STRATEGIES
+    strategies: Annotated[tuple[StrategyConfig, ...], NoDecode] = DEFAULT_STRATEGIES
     symbols: Annotated[tuple[str, ...], NoDecode] = ("BTCUSDT", "ETHUSDT")
     market_seed: int = 42
     market_tick_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -90,13 +90,20 @@ def test_symbols_are_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_strategies_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "STRATEGIES",
-        '[{"name": "s1", "kind": "sma_crossover", "symbol": "BTCUSDT", "params": {"fast": 3}}]',
+        '[{"name": "s1", "kind": "sma_crossover", "symbol": "BTCUSDT", "interval": "5m",'
+        ' "params": {"fast": 3, "slow": 8, "quantity": "0.5"}}]',
     )
     (strategy,) = Settings().strategies
     assert strategy.name == "s1"
-    assert strategy.interval == "1m"
-    assert strategy.params == {"fast": 3}
+    assert strategy.interval == "5m"
+    assert strategy.params == {"fast": 3, "slow": 8, "quantity": Decimal("0.5")}
     assert strategy.enabled
+
+
+_SMA = (
+    '{"name": "x", "kind": "sma_crossover", "symbol": "BTCUSDT", "interval": "1m",'
+    ' "params": {"fast": 5, "slow": 10, "quantity": 1}}'
+)
 
 
 @pytest.mark.parametrize(
@@ -104,11 +111,12 @@ def test_strategies_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("not json", "STRATEGIES is not valid JSON"),
         ('[{"name": "x", "kind": "martingale", "symbol": "BTCUSDT"}]', "kind"),
-        ('[{"name": "x", "kind": "sma_crossover", "symbol": "DOGEUSDT"}]', "DOGEUSDT"),
+        (f"[{_SMA.replace('BTCUSDT', 'DOGEUSDT')}]", "DOGEUSDT"),
+        (f"[{_SMA}, {_SMA}]", "duplicate names"),
         (
-            '[{"name": "x", "kind": "sma_crossover", "symbol": "BTCUSDT"},'
-            ' {"name": "x", "kind": "sma_crossover", "symbol": "BTCUSDT"}]',
-            "duplicate names",
+            '[{"name": "x", "kind": "sma_crossover", "symbol": "BTCUSDT", "interval": "1m",'
+            ' "params": {"fast": 9, "slow": 3, "quantity": 1}}]',
+            "fast",
         ),
     ],
 )
