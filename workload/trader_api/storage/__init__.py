@@ -1,1 +1,53 @@
-"""Storage: asyncpg repositories, migrations, TimescaleDB policies; Redis helpers."""
+"""Storage of the engine: PostgreSQL (asyncpg) or in-process, and Redis helpers.
+
+Services depend on the protocols (``Store``, ``RateLimiter``, ``LeaderLease``,
+``EventBus``) and receive one of the two implementations of each: the
+PostgreSQL/Redis one in a cluster, the in-process twin in embedded mode.
+"""
+
+from trader_api.storage.errors import (
+    ConflictError,
+    MigrationError,
+    NotFoundError,
+    StorageError,
+    StorageUnavailableError,
+)
+from trader_api.storage.events import MemoryEventBus, RedisEventBus
+from trader_api.storage.lease import MemoryLeaderLease, MemoryLeaseRegistry, RedisLeaderLease
+from trader_api.storage.limiter import MemoryTokenBucketLimiter, RedisTokenBucketLimiter
+from trader_api.storage.memory import MemoryStore
+from trader_api.storage.protocols import (
+    EventBus,
+    LeaderLease,
+    PolicyJob,
+    RateDecision,
+    RateLimiter,
+    RetentionStatus,
+    Store,
+)
+from trader_api.storage.redis import connect_redis, ping_redis
+
+__all__ = [
+    "ConflictError",
+    "EventBus",
+    "LeaderLease",
+    "MemoryEventBus",
+    "MemoryLeaderLease",
+    "MemoryLeaseRegistry",
+    "MemoryStore",
+    "MemoryTokenBucketLimiter",
+    "MigrationError",
+    "NotFoundError",
+    "PolicyJob",
+    "RateDecision",
+    "RateLimiter",
+    "RedisEventBus",
+    "RedisLeaderLease",
+    "RedisTokenBucketLimiter",
+    "RetentionStatus",
+    "StorageError",
+    "StorageUnavailableError",
+    "Store",
+    "connect_redis",
+    "ping_redis",
+]
