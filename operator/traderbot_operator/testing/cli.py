@@ -1,0 +1,172 @@
+"""``traderbot-cluster``: a local Kubernetes control plane for the demo and for humans.
+
+    eval "$(traderbot-cluster up)"      # prints: export KUBECONFIG=...
+    kubectl get nodes
+    traderbot-cluster kubeconfig --serviceaccount default/my-sa
+    traderbot-cluster down
+
+The cluster's files (state, logs, kubeconfigs) live in ``--dir`` (default
+``$TRADERBOT_CLUSTER_DIR`` or ``./.cluster``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
+from traderbot_operator.testing.localcluster import (
+    STATE_FILE,
+    ClusterAccess,
+    ClusterStartError,
+    LocalCluster,
+    detached_status,
+    stop_detached,
+)
+
+EXIT_NO_CLUSTER = 3
+
+
+def _default_dir() -> Path:
+    return Path(os.environ.get("TRADERBOT_CLUSTER_DIR", ".cluster")).absolute()
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)  # noqa: T201 - a CLI talks
+
+
+def _running(workdir: Path) -> bool:
+    if not (workdir / STATE_FILE).exists():
+        return False
+    return all(alive for _, _, alive in detached_status(workdir))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    workdir: Path = args.dir
+    if _running(workdir):
+        _say(f"a local cluster is already running from {workdir}")
+    else:
+        if workdir.exists():
+            # Leftovers of a cluster that died: stop what may remain, start clean.
+            stop_detached(workdir, remove=False)
+            shutil.rmtree(workdir)
+        try:
+            binaries = Binaries.find(args.bin_dir)
+        except BinariesMissingError as error:
+            _say(str(error))
+            return 1
+        nodes = tuple(f"kwok-node-{i}" for i in range(args.nodes))
+        _say(f"starting a local control plane in {workdir} ...")
+        cluster = LocalCluster(
+            binaries=binaries,
+            workdir=workdir,
+            nodes=nodes,
+            die_with_parent=False,
+            keep_workdir=True,
+        )
+        try:
+            cluster.start()
+        except ClusterStartError as error:
+            _say(f"start-up failed: {error}")
+            return 1
+        _say(
+            f"ready in {cluster.ready_seconds:.1f}s: {cluster.server} (logs in {workdir / 'logs'})"
+        )
+    print(f"export KUBECONFIG={workdir / 'kubeconfig'}")  # noqa: T201 - for eval
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    workdir: Path = args.dir
+    if not (workdir / STATE_FILE).exists():
+        _say(f"no local cluster in {workdir}")
+        return 0
+    survivors = stop_detached(workdir)
+    if survivors:
+        _say(f"could not stop pids {survivors}")
+        return 1
+    _say(f"stopped the local cluster in {workdir}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    workdir: Path = args.dir
+    if not (workdir / STATE_FILE).exists():
+        _say(f"no local cluster in {workdir}")
+        return EXIT_NO_CLUSTER
+    all_alive = True
+    for name, pid, alive in detached_status(workdir):
+        all_alive &= alive
+        print(f"{name:<26} pid {pid:<8} {'running' if alive else 'STOPPED'}")  # noqa: T201
+    print(f"server: {ClusterAccess.load(workdir).server}")  # noqa: T201
+    print(f"kubeconfig: {workdir / 'kubeconfig'}")  # noqa: T201
+    return 0 if all_alive else 1
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    workdir: Path = args.dir
+    if not (workdir / STATE_FILE).exists():
+        _say(f"no local cluster in {workdir}; run `traderbot-cluster up` first")
+        return EXIT_NO_CLUSTER
+    access = ClusterAccess.load(workdir)
+    if args.serviceaccount:
+        namespace, _, name = args.serviceaccount.partition("/")
+        if not name:
+            _say("--serviceaccount takes NAMESPACE/NAME")
+            return 2
+        path = access.kubeconfig_for_service_account(namespace, name, path=args.output)
+    elif args.user:
+        path = access.kubeconfig_for_user(args.user, groups=args.group, path=args.output)
+    else:
+        path = access.kubeconfig
+    print(path)  # noqa: T201
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="traderbot-cluster",
+        description="A local Kubernetes control plane (etcd, kube-apiserver, "
+        "kube-controller-manager, kube-scheduler, kwok) with no Docker.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dir", type=Path, default=_default_dir(), help="state folder (default: %(default)s)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", parents=[common], help="start; print `export KUBECONFIG=...`")
+    up.add_argument("--nodes", type=int, default=1, help="fake nodes (default: %(default)s)")
+    up.add_argument(
+        "--bin-dir", type=Path, default=None, help="binaries folder (default: the build cache)"
+    )
+    up.set_defaults(func=cmd_up)
+
+    sub.add_parser("down", parents=[common], help="stop every process").set_defaults(func=cmd_down)
+    sub.add_parser("status", parents=[common], help="show the processes").set_defaults(
+        func=cmd_status
+    )
+
+    kube = sub.add_parser(
+        "kubeconfig", parents=[common], help="print the path of an admin or minted kubeconfig"
+    )
+    who = kube.add_mutually_exclusive_group()
+    who.add_argument("--serviceaccount", metavar="NS/NAME", help="a bound token for this SA")
+    who.add_argument("--user", metavar="NAME", help="a client certificate for this user")
+    kube.add_argument("--group", action="append", default=[], help="a group of --user (repeatable)")
+    kube.add_argument("--output", type=Path, default=None, help="where to write it")
+    kube.set_defaults(func=cmd_kubeconfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
