@@ -88,7 +88,7 @@ k8s_ldflags() {
   local minor date
   minor="$(echo "${KUBERNETES_VERSION}" | cut -d. -f2)"
   # The release date of the module on the proxy: reproducible, unlike `date`.
-  date="$(cd "${build_root}/kubernetes" && go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" \
+  date="$(cd "${build_root}/kubernetes" && go list -m -json k8s.io/kubernetes \
     | sed -n 's/.*"Time": "\(.*\)".*/\1/p')"
   local flags="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -125,6 +125,8 @@ build_one() {
     go build -trimpath -p "${jobs}" -v -tags "${tags}" -ldflags "${ldflags}" -o "${tmp}" "${pkg}"
   ) >"${build_log}" 2>&1 &
   local pid=$!
+  # A stopped script must not leave its go build running.
+  trap 'kill "${pid}" 2>/dev/null; rm -f "${tmp}"; exit 130' INT TERM
   # Progress: the number of packages compiled so far, every 30 seconds.
   while kill -0 "${pid}" 2>/dev/null; do
     local waited=0
@@ -137,6 +139,7 @@ build_one() {
     fi
   done
   wait "${pid}" || status=$?
+  trap - INT TERM
   if (( status != 0 )); then
     rm -f "${tmp}"
     log "FAILED to build ${name} (exit ${status}); last lines of ${build_log}:"
