@@ -1,0 +1,24 @@
+"""Fixtures of the delivery tests: the pinned helm, hadolint and checkov."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unit.delivery.delivery_tools import Helm, find_helm, find_tool
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(binary=find_helm(), home=tmp_path_factory.mktemp("helm-home"))
+
+
+@pytest.fixture(scope="session")
+def hadolint() -> Path:
+    return find_tool("hadolint")
+
+
+@pytest.fixture(scope="session")
+def checkov() -> Path:
+    return find_tool("checkov")

@@ -1,0 +1,141 @@
+"""Locate the delivery tools (helm, hadolint, checkov) and render the chart, for the tests.
+
+NB: a missing tool fails the test with the command that provides it; it never
+skips, so a machine without helm cannot report the chart as tested.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CHART_DIR = REPO_ROOT / "charts" / "traderbot-operator"
+BOTS_CHART_DIR = REPO_ROOT / "charts" / "traderbot"
+CHART_VALUE_SETS_DIR = CHART_DIR / "ci"
+KUBERNETES_VERSION = "1.34.0"
+RELEASE_NAMESPACE = "traderbot-system"
+
+Manifest = dict[str, Any]
+
+
+def _script_output(*args: str) -> str:
+    return subprocess.run(
+        args, cwd=REPO_ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def k8s_bin_dir() -> Path:
+    """Return the folder hack/k8s-binaries.sh builds kubectl and helm into."""
+    return Path(_script_output("bash", "hack/k8s-binaries.sh", "--print-dir"))
+
+
+def find_helm() -> Path:
+    """Return the pinned helm binary, or fail saying how to build it.
+
+    NB: looks where the cluster tests look (KUBEBUILDER_ASSETS first, then the
+    versioned cache of hack/k8s-binaries.sh), so both tiers test with one helm.
+    """
+    folders = []
+    if assets := os.environ.get("KUBEBUILDER_ASSETS"):
+        folders.append(Path(assets))
+    folders.append(k8s_bin_dir())
+    for folder in folders:
+        candidate = folder / "helm"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(
+        f"helm not found in {', '.join(map(str, folders))}; "
+        "build it with `bash hack/k8s-binaries.sh` (make k8s-binaries)",
+        pytrace=False,
+    )
+
+
+def find_tool(name: str) -> Path:
+    """Return a pinned linter from hack/install-tools.sh, installing it when missing.
+
+    NB: installing is idempotent and takes about a minute from PyPI, well inside
+    a test's timeout, so a fresh CI machine needs no extra step.
+    """
+    bin_dir = Path(_script_output("bash", "hack/install-tools.sh", "--print-dir"))
+    check = subprocess.run(["bash", "hack/install-tools.sh", "--check"], cwd=REPO_ROOT, check=False)
+    if check.returncode:
+        subprocess.run(["bash", "hack/install-tools.sh"], cwd=REPO_ROOT, check=True)
+    tool = bin_dir / name
+    if not os.access(tool, os.X_OK):
+        pytest.fail(f"{name} missing in {bin_dir} after hack/install-tools.sh", pytrace=False)
+    return tool
+
+
+@dataclass(frozen=True)
+class Helm:
+    """The pinned helm binary, run against our charts."""
+
+    binary: Path
+    home: Path
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run helm with a throwaway home, so no user repo or plugin changes the result."""
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+        result = subprocess.run(
+            [str(self.binary), *args], capture_output=True, text=True, env=env, check=False
+        )
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"helm {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}",
+                pytrace=False,
+            )
+        return result
+
+    def template(
+        self,
+        *,
+        chart: Path = CHART_DIR,
+        values_files: Sequence[Path] = (),
+        set_values: Mapping[str, str] | None = None,
+        release: str = "traderbot",
+        namespace: str = RELEASE_NAMESPACE,
+        include_crds: bool = False,
+    ) -> list[Manifest]:
+        """Render a chart and return its manifests, parsed."""
+        args = ["template", release, str(chart), "--namespace", namespace]
+        args += ["--kube-version", KUBERNETES_VERSION]
+        if include_crds:
+            args.append("--include-crds")
+        for values_file in values_files:
+            args += ["--values", str(values_file)]
+        for key, value in (set_values or {}).items():
+            args += ["--set", f"{key}={value}"]
+        rendered = self.run(*args).stdout
+        return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def value_sets() -> list[Path]:
+    """Return the chart's test value files (charts/traderbot-operator/ci/*-values.yaml)."""
+    return sorted(CHART_VALUE_SETS_DIR.glob("*-values.yaml"))
+
+
+def by_kind(manifests: Sequence[Manifest], kind: str) -> list[Manifest]:
+    """Return the manifests of one kind."""
+    return [manifest for manifest in manifests if manifest.get("kind") == kind]
+
+
+def one(manifests: Sequence[Manifest], kind: str) -> Manifest:
+    """Return the single manifest of a kind, failing when there are none or several."""
+    found = by_kind(manifests, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
