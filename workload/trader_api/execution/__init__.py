@@ -8,9 +8,24 @@ Public API (stable names, used by ``services`` and the REST API):
 - ``SubmitResult(order, fills, duplicate)``, ``OrderUpdate(order, fills)``.
 - Errors: ``BrokerError`` and its subclasses ``TransientBrokerError``
   (retried), ``UnknownOrderError``, ``OrderNotOpenError``,
-  ``ClientOrderIdConflictError``.
+  ``ClientOrderIdConflictError``, ``CircuitOpenError``.
+- ``PaperExchange(*, fee_bps, slippage_bps, clock)``: fills at the latest
+  price with adverse slippage and fees; limit orders rest until crossed.
+- ``CircuitBreaker(*, name, failure_threshold, reset_timeout, clock,
+  on_state_change)``: ``state`` is a ``CircuitState``; each change is a
+  ``CircuitTransition`` whose ``str()`` contains ``circuit``.
+- ``ResilientBroker(inner, *, breaker, retry=RetryPolicy(...), sleep,
+  on_retry)``: a ``Broker`` that retries transient errors with exponential
+  backoff (tenacity), each attempt through the breaker.
 """
 
+from trader_api.execution.breaker import (
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    CircuitTransition,
+    is_broker_failure,
+)
 from trader_api.execution.broker import (
     Broker,
     BrokerError,
@@ -21,14 +36,25 @@ from trader_api.execution.broker import (
     TransientBrokerError,
     UnknownOrderError,
 )
+from trader_api.execution.paper import PaperExchange
+from trader_api.execution.resilient import ResilientBroker, RetryEvent, RetryPolicy
 
 __all__ = [
     "Broker",
     "BrokerError",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "CircuitTransition",
     "ClientOrderIdConflictError",
     "OrderNotOpenError",
     "OrderUpdate",
+    "PaperExchange",
+    "ResilientBroker",
+    "RetryEvent",
+    "RetryPolicy",
     "SubmitResult",
     "TransientBrokerError",
     "UnknownOrderError",
+    "is_broker_failure",
 ]

@@ -1,0 +1,174 @@
+"""The paper exchange fills like a fair exchange would, and never fills an order twice."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+from uuid import uuid5
+
+import pytest
+
+from trader_api.domain import Fill, Order, OrderStatus, Position, Side
+from trader_api.execution import (
+    ClientOrderIdConflictError,
+    OrderNotOpenError,
+    PaperExchange,
+    SubmitResult,
+    UnknownOrderError,
+)
+from unit.workload.engine_builders import T0, new_order
+
+LATER = T0 + timedelta(seconds=5)
+
+
+def exchange(price: str | None = "20000") -> PaperExchange:
+    paper = PaperExchange(fee_bps=Decimal(10), slippage_bps=Decimal(5), clock=lambda: T0)
+    if price is not None:
+        paper.on_price("BTCUSDT", Decimal(price), at=T0)
+    return paper
+
+
+async def test_a_market_buy_fills_above_the_price_and_pays_the_fee() -> None:
+    order = new_order("c-1", Side.BUY, "0.5")
+    result = await exchange().submit(order)
+    assert result.fills == (
+        Fill(
+            id=uuid5(order.id, "fill-1"),
+            order_id=order.id,
+            symbol="BTCUSDT",
+            side=Side.BUY,
+            quantity=Decimal("0.5"),
+            price=Decimal(20010),
+            fee=Decimal("10.005"),
+            ts=T0,
+        ),
+    )
+    assert result.order.status is OrderStatus.FILLED
+    assert result.order.average_fill_price == Decimal(20010)
+    assert result.duplicate is False
+
+
+async def test_a_market_sell_fills_below_the_price() -> None:
+    result = await exchange().submit(new_order("c-1", Side.SELL, "2"))
+    assert [(f.price, f.fee) for f in result.fills] == [(Decimal(19990), Decimal("39.98"))]
+
+
+async def test_a_round_trip_realizes_the_move_less_slippage_and_fees() -> None:
+    paper = exchange()
+    position = Position.flat("BTCUSDT", at=T0)
+    bought = await paper.submit(new_order("c-1", Side.BUY, "1"))
+    paper.on_price("BTCUSDT", Decimal(21000), at=LATER)
+    sold = await paper.submit(new_order("c-2", Side.SELL, "1"))
+    for fill in bought.fills + sold.fills:
+        position = position.apply(fill)
+    # Sold at 20989.5 what was bought at 20010, less fees of 20.01 and 20.9895.
+    assert position.realized_pnl == Decimal("938.5005")
+    assert position.quantity == 0
+
+
+async def test_resubmitting_a_client_order_id_returns_the_first_result() -> None:
+    paper = exchange()
+    order = new_order("c-1", Side.BUY, "0.5")
+    first = await paper.submit(order)
+    paper.on_price("BTCUSDT", Decimal(25000), at=LATER)
+    again = await paper.submit(order)
+    assert again == SubmitResult(first.order, first.fills, duplicate=True)
+
+
+async def test_concurrent_resubmissions_fill_once() -> None:
+    paper = exchange()
+    order = new_order("c-1", Side.BUY, "0.5")
+    results = await asyncio.gather(*(paper.submit(order) for _ in range(5)))
+    assert [r.duplicate for r in results] == [False, True, True, True, True]
+    assert {fill.id for r in results for fill in r.fills} == {uuid5(order.id, "fill-1")}
+
+
+async def test_a_client_order_id_cannot_be_reused_for_another_order() -> None:
+    paper = exchange()
+    await paper.submit(new_order("c-1", Side.BUY, "0.5"))
+    with pytest.raises(ClientOrderIdConflictError, match="'c-1' was used for a different order"):
+        await paper.submit(new_order("c-1", Side.BUY, "0.6"))
+
+
+async def test_a_market_order_before_any_price_is_rejected_for_good() -> None:
+    paper = exchange(price=None)
+    order = new_order("c-1", Side.BUY, "1")
+    result = await paper.submit(order)
+    assert result.order.status is OrderStatus.REJECTED
+    assert result.order.reject_reason == "no market price for BTCUSDT"
+    assert result.fills == ()
+    paper.on_price("BTCUSDT", Decimal(20000), at=LATER)
+    assert (await paper.submit(order)).order.status is OrderStatus.REJECTED
+
+
+@pytest.mark.parametrize(
+    ("order", "reason"),
+    [
+        (new_order("c-1", Side.BUY, "0"), "quantity must be positive, got 0"),
+        (new_order("c-1", Side.BUY, "1", limit="-1"), "limit price must be positive, got -1"),
+    ],
+)
+async def test_invalid_orders_are_rejected(order: Order, reason: str) -> None:
+    result = await exchange().submit(order)
+    assert (result.order.status, result.order.reject_reason) == (OrderStatus.REJECTED, reason)
+
+
+async def test_a_limit_buy_rests_until_the_price_reaches_it_and_fills_at_the_limit() -> None:
+    paper = exchange()
+    order = new_order("c-1", Side.BUY, "1", limit="19500")
+    rested = await paper.submit(order)
+    assert (rested.order.status, rested.fills) == (OrderStatus.OPEN, ())
+    assert paper.on_price("BTCUSDT", Decimal("19500.01"), at=LATER) == []
+    assert paper.on_price("ETHUSDT", Decimal(1), at=LATER) == []
+    (update,) = paper.on_price("BTCUSDT", Decimal(19400), at=LATER)
+    assert update.order.status is OrderStatus.FILLED
+    assert [(f.price, f.fee, f.ts) for f in update.fills] == [
+        (Decimal(19500), Decimal("19.5"), LATER)
+    ]
+    assert paper.open_orders() == []
+    assert (await paper.submit(order)).order.status is OrderStatus.FILLED
+
+
+async def test_a_limit_sell_rests_until_the_price_rises_to_it() -> None:
+    paper = exchange()
+    await paper.submit(new_order("c-1", Side.SELL, "1", limit="20500"))
+    assert paper.on_price("BTCUSDT", Decimal(20499), at=LATER) == []
+    (update,) = paper.on_price("BTCUSDT", Decimal(20500), at=LATER)
+    assert update.fills[0].price == Decimal(20500)
+
+
+async def test_a_marketable_limit_fills_at_once_never_worse_than_its_limit() -> None:
+    paper = exchange()
+    capped = await paper.submit(new_order("c-1", Side.BUY, "1", limit="20005"))
+    assert capped.fills[0].price == Decimal(20005)
+    slipped = await paper.submit(new_order("c-2", Side.BUY, "1", limit="20100"))
+    assert slipped.fills[0].price == Decimal(20010)
+    sold = await paper.submit(new_order("c-3", Side.SELL, "1", limit="19995"))
+    assert sold.fills[0].price == Decimal(19995)
+
+
+async def test_cancelling_a_resting_order_stops_it_filling() -> None:
+    paper = exchange()
+    order = new_order("c-1", Side.BUY, "1", limit="19000")
+    await paper.submit(order)
+    cancelled = await paper.cancel(order)
+    assert cancelled.status is OrderStatus.CANCELLED
+    assert paper.on_price("BTCUSDT", Decimal(18000), at=LATER) == []
+    with pytest.raises(OrderNotOpenError, match="'c-1' is cancelled, not open"):
+        await paper.cancel(order)
+    with pytest.raises(UnknownOrderError, match="'c-2'"):
+        await paper.cancel(new_order("c-2", Side.BUY, "1"))
+
+
+async def test_a_filled_order_cannot_be_cancelled() -> None:
+    paper = exchange()
+    order = new_order("c-1", Side.BUY, "1")
+    await paper.submit(order)
+    with pytest.raises(OrderNotOpenError, match="is filled"):
+        await paper.cancel(order)
+
+
+def test_prices_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        exchange().on_price("BTCUSDT", Decimal(0), at=T0)

@@ -1,0 +1,202 @@
+"""``PaperExchange``: a broker that fills against simulated prices, in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import uuid5
+
+from trader_api.domain import Fill, Order, OrderStatus, OrderType, Side
+from trader_api.execution.broker import (
+    ClientOrderIdConflictError,
+    OrderNotOpenError,
+    OrderUpdate,
+    SubmitResult,
+    UnknownOrderError,
+)
+
+_BPS = Decimal(10_000)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class _Record:
+    order: Order
+    fills: list[Fill] = field(default_factory=list)
+
+
+def _same_request(first: Order, second: Order) -> bool:
+    return (first.symbol, first.side, first.type, first.quantity, first.limit_price) == (
+        second.symbol,
+        second.side,
+        second.type,
+        second.quantity,
+        second.limit_price,
+    )
+
+
+class PaperExchange:
+    """Fill orders against the latest price of each symbol, with fees and slippage.
+
+    Market orders fill in full at once at the latest price moved against the
+    taker by ``slippage_bps`` (a buy pays more, a sell gets less). A limit
+    order that is marketable when it arrives fills the same way, never worse
+    than its limit; otherwise it rests and fills at its limit price once
+    ``on_price`` reports a price at or through it. Every fill pays
+    ``fee_bps`` of its notional, in quote currency.
+
+    ``submit`` is idempotent by ``client_order_id``: a resubmission returns the
+    order's current state and its fills with ``duplicate=True``, and never
+    fills again. Reusing a ``client_order_id`` for a different order raises
+    ``ClientOrderIdConflictError``.
+
+    NB: no ``await`` happens inside ``submit`` or ``cancel``, so each runs
+    atomically on the event loop and two concurrent resubmissions cannot both
+    fill.
+    """
+
+    def __init__(
+        self,
+        *,
+        fee_bps: Decimal = Decimal(10),
+        slippage_bps: Decimal = Decimal(5),
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        if fee_bps < 0 or slippage_bps < 0:
+            raise ValueError(
+                f"fee_bps and slippage_bps must be >= 0, got {fee_bps} and {slippage_bps}"
+            )
+        self.fee_bps = fee_bps
+        self.slippage_bps = slippage_bps
+        self._clock = clock
+        self._prices: dict[str, Decimal] = {}
+        self._records: dict[str, _Record] = {}
+        self._resting: dict[str, list[str]] = {}
+
+    def price(self, symbol: str) -> Decimal | None:
+        """Return the latest price of ``symbol``, or ``None`` before the first one."""
+        return self._prices.get(symbol)
+
+    def order(self, client_order_id: str) -> Order | None:
+        """Return the exchange's view of an order, or ``None`` if never submitted."""
+        record = self._records.get(client_order_id)
+        return record.order if record is not None else None
+
+    def open_orders(self) -> list[Order]:
+        """Return resting limit orders, oldest first per symbol."""
+        return [
+            self._records[client_order_id].order
+            for symbol in sorted(self._resting)
+            for client_order_id in self._resting[symbol]
+        ]
+
+    async def submit(self, order: Order) -> SubmitResult:
+        """Accept ``order``: fill it, rest it, or reject it (as a REJECTED order, not an error)."""
+        existing = self._records.get(order.client_order_id)
+        if existing is not None:
+            if not _same_request(existing.order, order):
+                raise ClientOrderIdConflictError(
+                    f"client_order_id {order.client_order_id!r} was used for a different order "
+                    f"({existing.order.side} {existing.order.quantity} {existing.order.symbol})"
+                )
+            return SubmitResult(existing.order, tuple(existing.fills), duplicate=True)
+        now = self._clock()
+        record = _Record(order.with_status(OrderStatus.OPEN, at=now))
+        self._records[order.client_order_id] = record
+        reason = self._invalid_reason(order)
+        if reason is not None:
+            record.order = order.with_status(OrderStatus.REJECTED, at=now, reason=reason)
+            return SubmitResult(record.order)
+        price = self._prices.get(order.symbol)
+        limit = order.limit_price  # NB: _invalid_reason let through limit orders only with one
+        if limit is None:
+            if price is None:
+                record.order = order.with_status(
+                    OrderStatus.REJECTED, at=now, reason=f"no market price for {order.symbol}"
+                )
+                return SubmitResult(record.order)
+            fill = self._fill(record, price=self._slipped(price, order.side), at=now)
+            return SubmitResult(record.order, (fill,))
+        if price is not None and _crosses(order.side, price=price, limit=limit):
+            slipped = self._slipped(price, order.side)
+            at_most_limit = min(slipped, limit) if order.side is Side.BUY else max(slipped, limit)
+            fill = self._fill(record, price=at_most_limit, at=now)
+            return SubmitResult(record.order, (fill,))
+        self._resting.setdefault(order.symbol, []).append(order.client_order_id)
+        return SubmitResult(record.order)
+
+    async def cancel(self, order: Order) -> Order:
+        """Cancel a resting order; filled, cancelled and rejected ones cannot be."""
+        record = self._records.get(order.client_order_id)
+        if record is None:
+            raise UnknownOrderError(f"no order with client_order_id {order.client_order_id!r}")
+        if record.order.status.is_terminal:
+            raise OrderNotOpenError(
+                f"order {order.client_order_id!r} is {record.order.status}, not open"
+            )
+        record.order = record.order.with_status(OrderStatus.CANCELLED, at=self._clock())
+        self._resting[order.symbol].remove(order.client_order_id)
+        return record.order
+
+    def on_price(self, symbol: str, price: Decimal, *, at: datetime) -> list[OrderUpdate]:
+        """Record the latest price; fill the resting orders it reaches, at their limits."""
+        if not price.is_finite() or price <= 0:
+            raise ValueError(f"price of {symbol} must be positive, got {price}")
+        self._prices[symbol] = price
+        resting = self._resting.get(symbol)
+        if not resting:
+            return []
+        updates: list[OrderUpdate] = []
+        still_resting: list[str] = []
+        for client_order_id in resting:
+            record = self._records[client_order_id]
+            limit = record.order.limit_price
+            if limit is not None and _crosses(record.order.side, price=price, limit=limit):
+                fill = self._fill(record, price=limit, at=at)
+                updates.append(OrderUpdate(record.order, (fill,)))
+            else:
+                still_resting.append(client_order_id)
+        self._resting[symbol] = still_resting
+        return updates
+
+    def _invalid_reason(self, order: Order) -> str | None:
+        if not order.quantity.is_finite() or order.quantity <= 0:
+            return f"quantity must be positive, got {order.quantity}"
+        if order.type is OrderType.LIMIT:
+            if order.limit_price is None:
+                return "a limit order needs a limit price"
+            if not order.limit_price.is_finite() or order.limit_price <= 0:
+                return f"limit price must be positive, got {order.limit_price}"
+        elif order.limit_price is not None:
+            return "a market order takes no limit price"
+        return None
+
+    def _slipped(self, price: Decimal, side: Side) -> Decimal:
+        return price * (1 + side.sign * self.slippage_bps / _BPS)
+
+    def _fill(self, record: _Record, *, price: Decimal, at: datetime) -> Fill:
+        order = record.order
+        quantity = order.remaining_quantity
+        fill = Fill(
+            # NB: derived from the order id, so a replayed simulation makes the same ids.
+            id=uuid5(order.id, f"fill-{len(record.fills) + 1}"),
+            order_id=order.id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=quantity,
+            price=price,
+            fee=quantity * price * self.fee_bps / _BPS,
+            ts=at,
+        )
+        record.fills.append(fill)
+        record.order = order.with_fill(fill)
+        return fill
+
+
+def _crosses(side: Side, *, price: Decimal, limit: Decimal) -> bool:
+    return price <= limit if side is Side.BUY else price >= limit
