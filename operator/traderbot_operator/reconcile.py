@@ -1,1 +1,647 @@
-"""Pure reconcile logic: desired vs. observed -> actions; status and conditions from children."""
+"""Pure reconcile logic: desired vs. observed -> actions; status and conditions from children.
+
+Nothing here talks to the API: ``kube.py`` fetches what exists, these functions
+decide what to write, and the handlers carry it out. That keeps every decision
+testable without a server, and makes "a no-op reconcile writes nothing" a property
+of ``plan`` rather than of luck.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, Literal
+
+from traderbot_operator.desired.api import api_url
+from traderbot_operator.desired.common import (
+    ANNOTATION_PREFIX,
+    COMPONENT_API,
+    Manifest,
+    Names,
+    content_hash,
+    selector_labels,
+)
+from traderbot_operator.models import Phase, ResourceRequirements, TraderBot
+
+ObjectKey = tuple[str, str, str]
+"""(apiVersion, kind, name) of a child in the bot's namespace."""
+
+APPLIED_HASH_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/applied-hash"
+
+# Kinds we delete when the spec stops asking for them (never volumes: data stays).
+PRUNABLE_KINDS: Final = frozenset({"CronJob", "ServiceMonitor"})
+
+Verb = Literal["create", "patch", "delete", "forbidden"]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One decision about one child: what to send, and why.
+
+    ``body`` is the full server-side-apply body for create and patch. For a
+    forbidden change it is the body with the immutable fields kept as they are
+    (so the rest of the change still rolls out), and ``forbidden`` names them.
+    """
+
+    verb: Verb
+    key: ObjectKey
+    body: Manifest
+    forbidden: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return self.key[1]
+
+    @property
+    def name(self) -> str:
+        return self.key[2]
+
+
+def key_of(manifest: Mapping[str, Any]) -> ObjectKey:
+    """Return the identity of a manifest within its namespace."""
+    return (manifest["apiVersion"], manifest["kind"], manifest["metadata"]["name"])
+
+
+# --- comparing only what we own ---------------------------------------------------------
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|[a-zA-Z]*)$")
+_SUFFIX: Final[dict[str, Decimal]] = {
+    "": Decimal(1),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
+    "E": Decimal(10**18),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+}
+_QUANTITY_PARENTS: Final = frozenset({"requests", "limits", "capacity"})
+
+
+def parse_quantity(value: object) -> Decimal | None:
+    """Return a Kubernetes quantity as a number, or None when it is not one.
+
+    NB: the API server canonicalises quantities ("0.5" -> "500m", "1024Mi" -> "1Gi"),
+    so comparing them as strings would patch forever.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    match = _QUANTITY.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        return None
+    number, suffix = match.groups()
+    scale = Decimal(1) if suffix[:1] in {"e", "E"} else _SUFFIX.get(suffix)
+    if scale is None:
+        return None
+    try:
+        return Decimal(number + suffix) if scale == 1 and suffix else Decimal(number) * scale
+    except InvalidOperation:
+        return None
+
+
+def _equal_scalars(desired: object, observed: object, *, quantity: bool) -> bool:
+    if desired == observed:
+        return True
+    if quantity:
+        left, right = parse_quantity(desired), parse_quantity(observed)
+        return left is not None and left == right
+    return False
+
+
+def differences(
+    desired: object, observed: object, *, path: str = "", quantity: bool = False
+) -> list[str]:
+    """Return the paths where ``observed`` does not hold what ``desired`` says.
+
+    Only fields present in ``desired`` count: whatever the server defaults or other
+    controllers add is not ours and never causes a write. Lists must match item by
+    item (same length), since a list we set is a list we own whole.
+    """
+    if isinstance(desired, Mapping):
+        if not isinstance(observed, Mapping):
+            return [path or "."]
+        found: list[str] = []
+        for key, value in desired.items():
+            child_path = f"{path}.{key}"
+            if key not in observed:
+                if value in ({}, [], None, False):
+                    # The server drops empty values and false booleans it defaults.
+                    continue
+                found.append(child_path)
+                continue
+            found += differences(
+                value,
+                observed[key],
+                path=child_path,
+                quantity=quantity or key in _QUANTITY_PARENTS,
+            )
+        return found
+    if isinstance(desired, list):
+        if not isinstance(observed, list) or len(desired) != len(observed):
+            return [path]
+        found = []
+        for index, (want, have) in enumerate(zip(desired, observed, strict=True)):
+            found += differences(want, have, path=f"{path}[{index}]", quantity=quantity)
+        return found
+    return [] if _equal_scalars(desired, observed, quantity=quantity) else [path]
+
+
+def owned_view(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the part of a desired manifest that is compared with the live object.
+
+    NB: a Secret's data is written once, at creation, and never compared again:
+    regenerating a password would lock the API out of its own database.
+    """
+    meta = manifest["metadata"]
+    view: dict[str, Any] = {
+        "metadata": {
+            key: meta[key] for key in ("labels", "annotations", "ownerReferences") if key in meta
+        }
+    }
+    for key, value in manifest.items():
+        if key in {"apiVersion", "kind", "metadata", "status"}:
+            continue
+        if manifest["kind"] == "Secret" and key in {"data", "stringData"}:
+            continue
+        view[key] = value
+    return view
+
+
+def with_applied_hash(manifest: Manifest) -> Manifest:
+    """Return ``manifest`` annotated with the hash of what we apply.
+
+    NB: the subset comparison cannot see a field we *stopped* setting (for example
+    scrape annotations after monitoring is turned off); the hash changes then, so the
+    object is re-applied and server-side apply removes the field we no longer own.
+    """
+    stamped = copy.deepcopy(manifest)
+    annotations = stamped["metadata"].setdefault("annotations", {})
+    annotations.pop(APPLIED_HASH_ANNOTATION, None)
+    annotations[APPLIED_HASH_ANNOTATION] = content_hash(owned_view(stamped))
+    return stamped
+
+
+# --- changes Kubernetes refuses in place -----------------------------------------------
+
+
+def _claim_template_view(template: Mapping[str, Any]) -> dict[str, Any]:
+    spec = template.get("spec", {})
+    return {
+        "name": template.get("metadata", {}).get("name"),
+        "accessModes": spec.get("accessModes"),
+        "storage": spec.get("resources", {}).get("requests", {}).get("storage"),
+        "storageClassName": spec.get("storageClassName"),
+    }
+
+
+def _forbidden_paths(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> list[str]:
+    """Return the immutable fields ``desired`` would change on ``observed``."""
+    kind = desired["kind"]
+    want, have = desired.get("spec", {}), observed.get("spec", {})
+    found: list[str] = []
+    if kind in {"Deployment", "StatefulSet"} and differences(
+        want.get("selector"), have.get("selector")
+    ):
+        found.append("spec.selector")
+    if kind == "StatefulSet":
+        for key in ("serviceName", "podManagementPolicy"):
+            if key in want and want.get(key) != have.get(key):
+                found.append(f"spec.{key}")
+        wanted = [_claim_template_view(t) for t in want.get("volumeClaimTemplates", [])]
+        had = [_claim_template_view(t) for t in have.get("volumeClaimTemplates", [])]
+        if wanted != had and differences(wanted, had):
+            found.append("spec.volumeClaimTemplates")
+    if kind == "Service" and "clusterIP" in want and want["clusterIP"] != have.get("clusterIP"):
+        found.append("spec.clusterIP")
+    if kind == "PersistentVolumeClaim":
+        if want.get("storageClassName") not in {None, have.get("storageClassName")}:
+            found.append("spec.storageClassName")
+        size = parse_quantity(want.get("resources", {}).get("requests", {}).get("storage"))
+        current = parse_quantity(have.get("resources", {}).get("requests", {}).get("storage"))
+        if size is not None and current is not None and size < current:
+            found.append("spec.resources.requests.storage")
+    return found
+
+
+def _keep_observed(body: Manifest, observed: Mapping[str, Any], paths: Iterable[str]) -> Manifest:
+    """Return ``body`` with each dotted ``path`` set to its observed value."""
+    kept = copy.deepcopy(body)
+    for path in paths:
+        *parents, leaf = path.split(".")
+        target: dict[str, Any] = kept
+        source: Any = observed
+        for part in parents:
+            target = target.setdefault(part, {})
+            source = source.get(part, {}) if isinstance(source, Mapping) else {}
+        if isinstance(source, Mapping) and leaf in source:
+            value = copy.deepcopy(source[leaf])
+            if leaf == "volumeClaimTemplates":
+                for template in value:
+                    template.pop("status", None)
+            target[leaf] = value
+        else:
+            target.pop(leaf, None)
+    return kept
+
+
+# --- the plan --------------------------------------------------------------------------
+
+
+def plan(
+    desired: Sequence[Manifest], observed: Mapping[ObjectKey, Manifest | None]
+) -> list[Action]:
+    """Return the writes that bring ``observed`` to ``desired``; empty when converged.
+
+    ``observed`` maps each key that was looked up to the live object, or None when it
+    does not exist. Live objects of a prunable kind that are no longer desired are
+    deleted; everything else not desired (volumes above all) is left alone.
+    """
+    actions: list[Action] = []
+    wanted_keys = set()
+    for manifest in desired:
+        body = with_applied_hash(manifest)
+        key = key_of(body)
+        wanted_keys.add(key)
+        live = observed.get(key)
+        if live is None:
+            actions.append(Action(verb="create", key=key, body=body))
+            continue
+        if manifest["kind"] == "Secret":
+            body = {k: v for k, v in body.items() if k not in {"data", "stringData"}}
+        if not differences(owned_view(body), live):
+            continue
+        forbidden = _forbidden_paths(body, live)
+        if forbidden:
+            kept = _keep_observed(body, live, forbidden)
+            actions.append(Action(verb="forbidden", key=key, body=kept, forbidden=tuple(forbidden)))
+        else:
+            actions.append(Action(verb="patch", key=key, body=body))
+    for key, live in observed.items():
+        if live is not None and key not in wanted_keys and key[1] in PRUNABLE_KINDS:
+            actions.append(Action(verb="delete", key=key, body=dict(live)))
+    return actions
+
+
+# --- checks the schema cannot make ------------------------------------------------------
+
+
+def _over_limit(requirements: ResourceRequirements) -> list[str]:
+    found = []
+    for resource, limit in requirements.limits.items():
+        request = requirements.requests.get(resource)
+        if request is None:
+            continue
+        low, high = parse_quantity(request), parse_quantity(limit)
+        if low is not None and high is not None and low > high:
+            found.append(f"{resource} request {request} exceeds its limit {limit}")
+    return found
+
+
+def spec_problems(bot: TraderBot, *, secrets: Mapping[str, Manifest | None]) -> list[str]:
+    """Return why the spec cannot be run, in words an SRE can act on; empty when valid.
+
+    ``secrets`` maps the names of the user's Secrets the spec references to the live
+    object (or None). These checks need the cluster or quantity arithmetic, which the
+    CRD's CEL rules cannot do.
+    """
+    spec = bot.spec
+    problems: list[str] = []
+    for component, requirements in (
+        ("spec.api.resources", spec.api.resources),
+        ("spec.database.resources", spec.database.resources),
+        ("spec.redis.resources", spec.redis.resources),
+    ):
+        problems += [f"{component}: {problem}" for problem in _over_limit(requirements)]
+    references: list[tuple[str, str, tuple[str, ...]]] = []
+    key_ref = spec.api.api_key_secret_ref
+    if key_ref is not None:
+        references.append(("spec.api.apiKeySecretRef", key_ref.name, (key_ref.key,)))
+    credentials = spec.engine.exchange.credentials_secret_ref
+    if spec.mode == "live" and credentials is not None:
+        references.append(
+            (
+                "spec.engine.exchange.credentialsSecretRef",
+                credentials.name,
+                ("api-key", "api-secret"),
+            )
+        )
+    for field_path, name, keys in references:
+        secret = secrets.get(name)
+        if secret is None:
+            problems.append(
+                f"{field_path}: Secret {bot.namespace}/{name} does not exist; create it "
+                f"with keys {', '.join(keys)}"
+            )
+            continue
+        present = set((secret.get("data") or {}) | (secret.get("stringData") or {}))
+        missing = [key for key in keys if key not in present]
+        if missing:
+            problems.append(
+                f"{field_path}: Secret {bot.namespace}/{name} lacks key(s) {', '.join(missing)}"
+            )
+    return problems
+
+
+def referenced_secret_names(bot: TraderBot) -> list[str]:
+    """Return the names of the user-provided Secrets the spec references."""
+    names = []
+    if bot.spec.api.api_key_secret_ref is not None:
+        names.append(bot.spec.api.api_key_secret_ref.name)
+    credentials = bot.spec.engine.exchange.credentials_secret_ref
+    if bot.spec.mode == "live" and credentials is not None:
+        names.append(credentials.name)
+    return names
+
+
+# --- status -----------------------------------------------------------------------------
+
+CONDITION_TYPES: Final = (
+    "Ready",
+    "ApiReady",
+    "DatabaseReady",
+    "CacheReady",
+    "BackupScheduled",
+    "Reconciled",
+)
+
+
+@dataclass(frozen=True)
+class ComponentState:
+    """Readiness of one component, with the reason and message for its condition."""
+
+    ready: bool
+    reason: str
+    message: str
+    progressing: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the last reconcile found beyond the children: problems and forbidden changes."""
+
+    invalid_spec: tuple[str, ...] = ()
+    forbidden_changes: tuple[str, ...] = ()
+    errors: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _generation_seen(obj: Mapping[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    return int(status.get("observedGeneration") or 0) >= int(
+        obj.get("metadata", {}).get("generation") or 0
+    )
+
+
+def api_state(bot: TraderBot, deployment: Mapping[str, Any] | None) -> ComponentState:
+    """Return the API Deployment's readiness."""
+    if deployment is None:
+        return ComponentState(False, "NotFound", f"Deployment {Names(bot.name).api} does not exist")
+    status = deployment.get("status") or {}
+    want = int(deployment.get("spec", {}).get("replicas", bot.spec.replicas))
+    ready = int(status.get("readyReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    rolling = not _generation_seen(deployment) or updated < want or total > want
+    if want == 0:
+        return ComponentState(True, "ScaledToZero", "replicas is 0: the API is stopped")
+    if rolling:
+        return ComponentState(
+            ready >= want,
+            "RollingOut",
+            f"rollout in progress: {updated}/{want} updated, {ready}/{want} ready",
+            progressing=True,
+        )
+    if ready < want:
+        return ComponentState(False, "PodsNotReady", f"{ready}/{want} API pods ready")
+    return ComponentState(True, "PodsReady", f"{ready}/{want} API pods ready")
+
+
+def statefulset_state(name: str, statefulset: Mapping[str, Any] | None) -> ComponentState:
+    """Return a single-replica StatefulSet's readiness."""
+    if statefulset is None:
+        return ComponentState(False, "NotFound", f"StatefulSet {name} does not exist")
+    status = statefulset.get("status") or {}
+    want = int(statefulset.get("spec", {}).get("replicas", 1))
+    ready = int(status.get("readyReplicas") or 0)
+    rolling = not _generation_seen(statefulset) or (
+        status.get("updateRevision") is not None
+        and status.get("currentRevision") != status.get("updateRevision")
+    )
+    if rolling:
+        return ComponentState(
+            False, "RollingOut", f"{name}: update in progress, {ready}/{want} ready", True
+        )
+    if ready < want:
+        return ComponentState(False, "PodNotReady", f"{name}: {ready}/{want} ready")
+    return ComponentState(True, "PodReady", f"{name}: {ready}/{want} ready")
+
+
+def backup_state(bot: TraderBot, cronjob: Mapping[str, Any] | None) -> ComponentState:
+    """Return whether backups are scheduled."""
+    if not bot.spec.backup.enabled:
+        return ComponentState(False, "Disabled", "spec.backup.enabled is false")
+    if cronjob is None:
+        return ComponentState(False, "NotFound", f"CronJob {Names(bot.name).backup} does not exist")
+    if cronjob.get("spec", {}).get("suspend"):
+        return ComponentState(False, "Suspended", "spec.backup.suspend is true")
+    return ComponentState(
+        True, "Scheduled", f"schedule {bot.spec.backup.schedule!r} ({bot.spec.backup.time_zone})"
+    )
+
+
+def _condition(
+    *,
+    type_: str,
+    ready: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Mapping[str, Mapping[str, Any]],
+    now: str,
+) -> dict[str, Any]:
+    status = "True" if ready else "False"
+    before = previous.get(type_)
+    flipped = before is None or before.get("status") != status
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": (
+            now if flipped or before is None else before.get("lastTransitionTime") or now
+        ),
+        "observedGeneration": generation,
+    }
+
+
+def label_selector(bot: TraderBot) -> str:
+    """Return the API pods' selector as a string (scale subresource, HPA)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(bot, COMPONENT_API).items()))
+
+
+def _phase(  # noqa: PLR0911 - one return per phase reads as the decision table it is
+    bot: TraderBot,
+    *,
+    api: ComponentState,
+    database: ComponentState,
+    cache: ComponentState,
+    outcome: Outcome,
+    any_child: bool,
+) -> tuple[Phase, ComponentState]:
+    """Return the phase and the Ready condition's reason and message.
+
+    NB: Degraded is kept for a bot that *was* up and lost a component; a bot still
+    coming up, or rolling out, is Progressing, so creation does not flash Degraded.
+    """
+    failing = [
+        f"{label} ({state.message})"
+        for label, state in (("api", api), ("database", database), ("cache", cache))
+        if not state.ready
+    ]
+    rolling = any(state.progressing for state in (api, database, cache))
+    if bot.spec.paused:
+        return "Paused", ComponentState(False, "Paused", "spec.paused is true: not reconciling")
+    if outcome.invalid_spec:
+        return "Failed", ComponentState(False, "InvalidSpec", "; ".join(outcome.invalid_spec))
+    if outcome.forbidden_changes:
+        message = "; ".join(outcome.forbidden_changes)
+        return "Degraded", ComponentState(False, "ForbiddenChange", message)
+    if not failing and not rolling:
+        return "Ready", ComponentState(
+            True, "AllComponentsReady", "API, database and cache are ready"
+        )
+    if not failing:
+        return "Progressing", ComponentState(False, "RollingOut", api.message)
+    summary = ComponentState(False, "ComponentsNotReady", "not ready: " + "; ".join(failing))
+    if not any_child:
+        return "Pending", summary
+    if bot.status.phase in {"Ready", "Degraded"} and not rolling:
+        return "Degraded", summary
+    return "Progressing", summary
+
+
+def _reconciled(bot: TraderBot, outcome: Outcome) -> ComponentState:
+    """Return the Reconciled condition: did the last pass apply the whole spec?"""
+    if bot.spec.paused:
+        return ComponentState(False, "Paused", "spec.paused is true")
+    if outcome.invalid_spec:
+        return ComponentState(False, "InvalidSpec", "; ".join(outcome.invalid_spec))
+    if outcome.forbidden_changes:
+        return ComponentState(False, "ForbiddenChange", "; ".join(outcome.forbidden_changes))
+    return ComponentState(True, "Applied", "children match the spec")
+
+
+def compute_status(
+    bot: TraderBot,
+    *,
+    observed: Mapping[ObjectKey, Manifest | None],
+    outcome: Outcome,
+    now: datetime,
+) -> dict[str, Any]:
+    """Return the TraderBot status (camelCase, as written to the API) from its children.
+
+    NB: a condition's lastTransitionTime moves only when its status flips, so an
+    unchanged world yields an identical status and the caller writes nothing.
+    """
+    names = Names(bot.name)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous = {c.type: c.model_dump(by_alias=True) for c in bot.status.conditions}
+    deployment = observed.get(("apps/v1", "Deployment", names.api))
+    api = api_state(bot, deployment)
+    database = statefulset_state(
+        names.database, observed.get(("apps/v1", "StatefulSet", names.database))
+    )
+    cache = statefulset_state(names.redis, observed.get(("apps/v1", "StatefulSet", names.redis)))
+    backup = backup_state(bot, observed.get(("batch/v1", "CronJob", names.backup)))
+
+    any_child = any(
+        observed.get(key) is not None
+        for key in (
+            ("apps/v1", "Deployment", names.api),
+            ("apps/v1", "StatefulSet", names.database),
+            ("apps/v1", "StatefulSet", names.redis),
+        )
+    )
+    phase, summary = _phase(
+        bot, api=api, database=database, cache=cache, outcome=outcome, any_child=any_child
+    )
+    reconciled = _reconciled(bot, outcome)
+
+    def condition(type_: str, *, ready: bool, reason: str, message: str) -> dict[str, Any]:
+        return _condition(
+            type_=type_,
+            ready=ready,
+            reason=reason,
+            message=message,
+            generation=bot.generation,
+            previous=previous,
+            now=stamp,
+        )
+
+    conditions = [
+        condition("Ready", ready=phase == "Ready", reason=summary.reason, message=summary.message)
+    ]
+    conditions += [
+        condition(type_, ready=state.ready, reason=state.reason, message=state.message)
+        for type_, state in (
+            ("ApiReady", api),
+            ("DatabaseReady", database),
+            ("CacheReady", cache),
+            ("BackupScheduled", backup),
+        )
+    ]
+    conditions.append(
+        condition(
+            "Reconciled",
+            ready=reconciled.ready,
+            reason=reconciled.reason,
+            message=reconciled.message,
+        )
+    )
+
+    dep_status = (deployment or {}).get("status") or {}
+    ready_replicas = int(dep_status.get("readyReplicas") or 0)
+    running_version = bot.status.version
+    if deployment is not None and api.ready and not api.progressing:
+        template_labels = deployment["spec"]["template"]["metadata"].get("labels", {})
+        running_version = template_labels.get("app.kubernetes.io/version", running_version)
+    status: dict[str, Any] = {
+        "phase": phase,
+        "ready": f"{ready_replicas}/{bot.spec.replicas}",
+        "observedGeneration": bot.generation,
+        "replicas": int(dep_status.get("replicas") or 0),
+        "readyReplicas": ready_replicas,
+        "selector": label_selector(bot),
+        "endpoints": {"api": api_url(bot)},
+        "conditions": conditions,
+    }
+    if running_version is not None:
+        status["version"] = running_version
+    cronjob = observed.get(("batch/v1", "CronJob", names.backup))
+    last_success = ((cronjob or {}).get("status") or {}).get("lastSuccessfulTime")
+    if last_success is None and bot.status.last_backup is not None:
+        last_success = bot.status.last_backup.time
+    if last_success is not None:
+        status["lastBackup"] = {"time": last_success}
+    return status
+
+
+def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Return whether writing ``new`` would change the live status."""
+    return bool(differences(new, current or {})) or _dropped_keys(new, current or {})
+
+
+def _dropped_keys(new: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    ours = {"phase", "ready", "observedGeneration", "version", "replicas", "readyReplicas"}
+    return any(key in current and key not in new for key in ours)
