@@ -40,7 +40,7 @@ fmt: $(STAMP) ## format and auto-fix
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: setup ## lint, then every test tier (unit, integration, cluster)
+test: setup k8s-binaries ## lint, then every test tier (unit, integration, cluster)
 	$(MAKE) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -55,6 +55,18 @@ test-integration: setup ## tests against real PostgreSQL and Redis started by th
 .PHONY: run
 run: $(STAMP) ## run trader-api alone (embedded store, paper mode) on :3000
 	$(VENV)/bin/trader-api
+
+.PHONY: k8s-binaries
+k8s-binaries: ## build (once, ~30 min cold) or reuse etcd, kube-*, kwok, kubectl, helm
+	@bash hack/k8s-binaries.sh >&2
+
+.PHONY: cluster-up
+cluster-up: $(STAMP) k8s-binaries ## start a local control plane; prints `export KUBECONFIG=...`
+	@$(VENV)/bin/traderbot-cluster up
+
+.PHONY: cluster-down
+cluster-down: $(STAMP) ## stop the local control plane, leaving no process behind
+	@$(VENV)/bin/traderbot-cluster down
 
 .PHONY: clean
 clean: ## remove the virtualenv and caches (not the control-plane binaries)
