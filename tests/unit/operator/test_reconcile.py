@@ -1,0 +1,348 @@
+"""Reconcile decides from data alone: converged means no writes, drift means exactly one."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from traderbot_operator.desired import build_children
+from traderbot_operator.models import TraderBot, TraderBotStatus
+from traderbot_operator.reconcile import (
+    APPLIED_HASH_ANNOTATION,
+    ObjectKey,
+    Outcome,
+    compute_status,
+    differences,
+    key_of,
+    parse_quantity,
+    plan,
+    spec_problems,
+    status_changed,
+)
+from unit.operator.bots import bot
+
+NOW = datetime(2026, 1, 28, 10, 30, tzinfo=UTC)
+
+
+def _as_server_returns(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return ``manifest`` the way the API server hands it back: defaulted and canonical."""
+    live = copy.deepcopy(manifest)
+    meta = live["metadata"]
+    meta.update(uid="child-uid", resourceVersion="1", generation=1, managedFields=[{}])
+    meta["annotations"]["deployment.kubernetes.io/revision"] = "1"
+    if live["kind"] == "Secret":
+        live["data"] = {
+            key: base64.b64encode(value.encode()).decode()
+            for key, value in live.pop("stringData").items()
+        }
+    spec = live.get("spec", {})
+    if live["kind"] == "Service" and "clusterIP" not in spec:
+        spec["clusterIP"] = "10.96.0.17"
+        spec["sessionAffinity"] = "None"
+    if live["kind"] in {"Deployment", "StatefulSet"}:
+        pod = spec["template"]["spec"]
+        pod["restartPolicy"] = "Always"
+        pod["dnsPolicy"] = "ClusterFirst"
+        for container in pod["containers"]:
+            container["terminationMessagePath"] = "/dev/termination-log"
+            for entry in container.get("env", []):
+                if "fieldRef" in entry.get("valueFrom", {}):
+                    entry["valueFrom"]["fieldRef"]["apiVersion"] = "v1"
+            requests = container.get("resources", {}).get("requests", {})
+            if requests.get("cpu") == "1000m":
+                requests["cpu"] = "1"
+        for template in spec.get("volumeClaimTemplates", []):
+            template["spec"]["volumeMode"] = "Filesystem"
+            template["status"] = {"phase": "Pending"}
+        live["status"] = {"observedGeneration": 1}
+    return live
+
+
+def _converged(model: TraderBot) -> dict[ObjectKey, dict[str, Any] | None]:
+    children = build_children(model)
+    stamped = {key_of(a.body): a.body for a in plan(children, {})}
+    return {key: _as_server_returns(body) for key, body in stamped.items()}
+
+
+def test_nothing_exists_so_everything_is_created_in_order() -> None:
+    model = bot()
+    children = build_children(model)
+    actions = plan(children, {})
+    assert [a.verb for a in actions] == ["create"] * len(children)
+    assert [a.key for a in actions] == [key_of(c) for c in children]
+    assert all(APPLIED_HASH_ANNOTATION in a.body["metadata"]["annotations"] for a in actions)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{}, {"replicas": 3, "api": {"resources": {"requests": {"cpu": "1000m"}}}}],
+    ids=["defaults", "canonicalised-quantity"],
+)
+def test_a_converged_bot_plans_no_writes_despite_server_defaulting(spec: dict[str, Any]) -> None:
+    model = bot(**spec)
+    assert plan(build_children(model), _converged(model)) == []
+
+
+def test_secrets_are_never_regenerated() -> None:
+    model = bot()
+    observed = _converged(model)
+    # build_children draws fresh passwords every call; none of them may be written.
+    assert plan(build_children(model), observed) == []
+    for key, live in observed.items():
+        if live is not None and key[1] == "Secret":
+            live["metadata"]["labels"]["app.kubernetes.io/managed-by"] = "someone"
+    patches = plan(build_children(model), observed)
+    assert {a.verb for a in patches} == {"patch"}
+    assert all(a.kind == "Secret" and "stringData" not in a.body for a in patches)
+
+
+def test_a_child_edited_by_hand_is_patched_back() -> None:
+    model = bot()
+    observed = _converged(model)
+    deployment_key = ("apps/v1", "Deployment", "alpha-api")
+    live = observed[deployment_key]
+    assert live is not None
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "evil:latest"
+    [action] = plan(build_children(model), observed)
+    assert (action.verb, action.key) == ("patch", deployment_key)
+
+
+def test_a_deleted_child_is_created_again() -> None:
+    model = bot()
+    observed = _converged(model)
+    observed[("v1", "Service", "alpha-db")] = None
+    [action] = plan(build_children(model), observed)
+    assert (action.verb, action.name) == ("create", "alpha-db")
+
+
+def test_a_field_we_stop_setting_is_reapplied_so_apply_removes_it() -> None:
+    monitored = bot(monitoring={"enabled": True})
+    observed = _converged(monitored)
+    [action] = plan(build_children(bot()), observed)
+    assert (action.verb, action.name) == ("patch", "alpha-api")
+    template = action.body["spec"]["template"]["metadata"]["annotations"]
+    assert "prometheus.io/scrape" not in template
+
+
+def test_scaling_patches_only_the_deployment() -> None:
+    observed = _converged(bot())
+    [action] = plan(build_children(bot(replicas=2)), observed)
+    assert (action.verb, action.name, action.body["spec"]["replicas"]) == ("patch", "alpha-api", 2)
+
+
+def test_volume_template_changes_are_reported_not_retried() -> None:
+    observed = _converged(bot())
+    actions = plan(build_children(bot(database={"storage": {"size": "50Gi"}})), observed)
+    [forbidden] = [a for a in actions if a.verb == "forbidden"]
+    assert forbidden.name == "alpha-db"
+    assert forbidden.forbidden == ("spec.volumeClaimTemplates",)
+    [template] = forbidden.body["spec"]["volumeClaimTemplates"]
+    assert template["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert "status" not in template
+
+
+def test_turning_backups_off_deletes_the_cronjob_but_keeps_the_volume() -> None:
+    observed = _converged(bot())
+    actions = plan(build_children(bot(backup={"enabled": False})), observed)
+    assert [(a.verb, a.kind) for a in actions] == [("delete", "CronJob")]
+
+
+def test_differences_ignore_server_additions_but_not_changes() -> None:
+    assert differences({"a": {"b": 1}}, {"a": {"b": 1, "c": 2}, "d": 3}) == []
+    assert differences({"a": [1, 2]}, {"a": [1]}) == [".a"]
+    assert differences({"requests": {"memory": "1024Mi"}}, {"requests": {"memory": "1Gi"}}) == []
+    assert differences({"image": "1"}, {"image": "1.0"}) == [".image"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500m", "0.5"), ("1", "1"), ("1Gi", str(2**30)), ("2k", "2000"), ("1e3", "1000"), (3, "3")],
+)
+def test_quantities_parse_to_numbers(text: object, value: str) -> None:
+    from decimal import Decimal
+
+    assert parse_quantity(text) == Decimal(value)
+
+
+@pytest.mark.parametrize("text", ["lots", "1Zi", "", None, True])
+def test_non_quantities_are_refused(text: object) -> None:
+    assert parse_quantity(text) is None
+
+
+def test_spec_problems_name_the_field_and_the_fix() -> None:
+    model = bot(
+        api={
+            "resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}},
+            "apiKeySecretRef": {"name": "mine"},
+        }
+    )
+    problems = spec_problems(model, secrets={"mine": None})
+    assert problems == [
+        "spec.api.resources: memory request 2Gi exceeds its limit 1Gi",
+        "spec.api.apiKeySecretRef: Secret trading/mine does not exist; create it with keys api-key",
+    ]
+    present = {"mine": {"data": {"other": "eA=="}}}
+    assert spec_problems(bot(api={"apiKeySecretRef": {"name": "mine"}}), secrets=present) == [
+        "spec.api.apiKeySecretRef: Secret trading/mine lacks key(s) api-key"
+    ]
+    assert spec_problems(bot(), secrets={}) == []
+
+
+# --- status -----------------------------------------------------------------------------
+
+
+def _ready(observed: dict[ObjectKey, dict[str, Any] | None], *, replicas: int = 1) -> None:
+    for key, live in observed.items():
+        if live is None:
+            continue
+        if key[1] == "Deployment":
+            live["status"] = {
+                "observedGeneration": 1,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": replicas,
+                "availableReplicas": replicas,
+            }
+        if key[1] == "StatefulSet":
+            live["status"] = {
+                "observedGeneration": 1,
+                "replicas": 1,
+                "readyReplicas": 1,
+                "currentRevision": "r1",
+                "updateRevision": "r1",
+            }
+
+
+def _with_status(model: TraderBot, status: dict[str, Any]) -> TraderBot:
+    return model.model_copy(update={"status": TraderBotStatus.model_validate(status)})
+
+
+def _conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_status_is_pending_before_anything_exists() -> None:
+    status = compute_status(bot(), observed={}, outcome=Outcome(), now=NOW)
+    assert status["phase"] == "Pending"
+    assert status["ready"] == "0/1"
+    assert _conditions(status)["Ready"]["status"] == "False"
+
+
+def test_status_is_ready_when_api_database_and_cache_are_ready() -> None:
+    model = bot()
+    observed = _converged(model)
+    _ready(observed)
+    status = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
+    conditions = _conditions(status)
+    assert status["phase"] == "Ready"
+    assert status["ready"] == "1/1"
+    assert status["version"] == "0.1.0"
+    assert status["selector"] == (
+        "app.kubernetes.io/component=api,app.kubernetes.io/instance=alpha,"
+        "app.kubernetes.io/name=trader-api"
+    )
+    assert status["endpoints"] == {"api": "http://alpha-api.trading.svc:3000"}
+    assert {t: c["status"] for t, c in conditions.items()} == {
+        "Ready": "True",
+        "ApiReady": "True",
+        "DatabaseReady": "True",
+        "CacheReady": "True",
+        "BackupScheduled": "True",
+        "Reconciled": "True",
+    }
+
+
+def test_a_component_lost_after_ready_is_degraded_and_named() -> None:
+    model = bot()
+    observed = _converged(model)
+    _ready(observed)
+    ready = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
+    db = observed[("apps/v1", "StatefulSet", "alpha-db")]
+    assert db is not None
+    db["status"]["readyReplicas"] = 0
+    later = NOW + timedelta(minutes=5)
+    status = compute_status(
+        _with_status(model, ready), observed=observed, outcome=Outcome(), now=later
+    )
+    conditions = _conditions(status)
+    assert status["phase"] == "Degraded"
+    assert "database" in conditions["Ready"]["message"]
+    assert conditions["DatabaseReady"]["status"] == "False"
+    assert conditions["DatabaseReady"]["lastTransitionTime"] == "2026-01-28T10:35:00Z"
+    assert conditions["ApiReady"]["lastTransitionTime"] == "2026-01-28T10:30:00Z"
+
+
+def test_a_new_bot_coming_up_is_progressing_not_degraded() -> None:
+    model = bot()
+    status = compute_status(model, observed=_converged(model), outcome=Outcome(), now=NOW)
+    assert status["phase"] == "Progressing"
+
+
+def test_an_unchanged_world_yields_an_identical_status() -> None:
+    model = bot()
+    observed = _converged(model)
+    _ready(observed)
+    first = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
+    again = compute_status(
+        _with_status(model, first),
+        observed=observed,
+        outcome=Outcome(),
+        now=NOW + timedelta(hours=1),
+    )
+    assert again == first
+    assert not status_changed(first, again)
+
+
+def test_rollout_of_a_new_version_is_progressing_and_keeps_the_running_version() -> None:
+    old = bot()
+    observed = _converged(old)
+    _ready(observed)
+    ready = compute_status(old, observed=observed, outcome=Outcome(), now=NOW)
+    deployment = observed[("apps/v1", "Deployment", "alpha-api")]
+    assert deployment is not None
+    deployment["metadata"]["generation"] = 2
+    new = _with_status(bot(version="0.2.0"), ready)
+    status = compute_status(new, observed=observed, outcome=Outcome(), now=NOW)
+    assert status["phase"] == "Progressing"
+    assert status["version"] == "0.1.0"
+
+
+def test_paused_invalid_and_forbidden_outcomes_set_phase_and_reconciled() -> None:
+    model = bot()
+    observed = _converged(model)
+    _ready(observed)
+    paused = compute_status(bot(paused=True), observed=observed, outcome=Outcome(), now=NOW)
+    assert paused["phase"] == "Paused"
+    failed = compute_status(
+        model, observed=observed, outcome=Outcome(invalid_spec=("spec.x: broken",)), now=NOW
+    )
+    assert failed["phase"] == "Failed"
+    assert _conditions(failed)["Reconciled"]["reason"] == "InvalidSpec"
+    assert _conditions(failed)["Reconciled"]["message"] == "spec.x: broken"
+    forbidden = compute_status(
+        model,
+        observed=observed,
+        outcome=Outcome(forbidden_changes=("StatefulSet alpha-db: spec.volumeClaimTemplates",)),
+        now=NOW,
+    )
+    assert forbidden["phase"] == "Degraded"
+    assert _conditions(forbidden)["Reconciled"]["reason"] == "ForbiddenChange"
+    assert _conditions(forbidden)["ApiReady"]["status"] == "True"
+
+
+def test_last_backup_comes_from_the_cronjob() -> None:
+    model = bot()
+    observed = _converged(model)
+    cronjob = observed[("batch/v1", "CronJob", "alpha-backup")]
+    assert cronjob is not None
+    cronjob["status"] = {"lastSuccessfulTime": "2026-01-28T03:00:41Z"}
+    status = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
+    assert status["lastBackup"] == {"time": "2026-01-28T03:00:41Z"}
+    disabled = compute_status(
+        bot(backup={"enabled": False}), observed={}, outcome=Outcome(), now=NOW
+    )
+    assert _conditions(disabled)["BackupScheduled"]["reason"] == "Disabled"
