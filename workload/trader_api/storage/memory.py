@@ -44,15 +44,15 @@ class MemoryStore:
 
     async def insert_klines(self, klines: Iterable[Kline]) -> int:
         self._check_open()
-        written = 0
+        written: set[tuple[str, Interval, datetime]] = set()
         for kline in klines:
             series = (kline.symbol, kline.interval)
             by_time = self._klines.setdefault(series, {})
             if kline.open_time not in by_time:
                 bisect.insort(self._kline_times.setdefault(series, []), kline.open_time)
             by_time[kline.open_time] = kline
-            written += 1
-        return written
+            written.add((*series, kline.open_time))
+        return len(written)
 
     async def query_klines(
         self,
@@ -129,6 +129,8 @@ class MemoryStore:
             raise NotFoundError(f"order {order.id} not found")
         if stored.client_order_id != order.client_order_id:
             raise ConflictError(f"order {order.id} has client id {stored.client_order_id}")
+        if not Decimal(0) <= order.filled_quantity <= order.quantity:
+            raise ConflictError(f"order {order.id} filled quantity out of range")
         self._orders[order.id] = order
 
     async def update_order(self, order: Order) -> Order:

@@ -1,0 +1,525 @@
+"""The production ``Store``: PostgreSQL through an asyncpg pool.
+
+Each method is one statement or one transaction, autocommitted before it
+returns: with the server's default ``synchronous_commit = on``, an order is
+on disk when ``create_order`` returns, so an acknowledged order is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+
+from trader_api.domain import Fill, Interval, Kline, Order, OrderStatus, OrderType, Position, Side
+from trader_api.storage._types import PgConnection
+from trader_api.storage.errors import (
+    ConflictError,
+    NotFoundError,
+    StorageUnavailableError,
+)
+from trader_api.storage.migrate import migrate
+from trader_api.storage.protocols import RetentionStatus
+from trader_api.storage.timescale import KlinesPolicy, apply_timescale, policy_jobs
+
+logger = logging.getLogger(__name__)
+
+_OPEN_STATUSES: Final = tuple(s.value for s in OrderStatus if s.is_open)
+_KLINE_COLUMNS: Final = (
+    "symbol",
+    "interval",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+)
+# Above this many rows, COPY into a staging table beats one multi-row INSERT (bench/).
+COPY_THRESHOLD: Final = 256
+
+_ORDER_COLUMNS: Final = (
+    "id, client_order_id, symbol, side, type, quantity, limit_price, status, filled_quantity, "
+    "average_fill_price, strategy, reject_reason, created_at, updated_at"
+)
+_FILL_COLUMNS: Final = "id, order_id, symbol, side, quantity, price, fee, ts"
+
+_UPSERT_FROM_UNNEST: Final = """
+INSERT INTO klines (symbol, interval, open_time, open, high, low, close, volume)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::numeric[], $5::numeric[],
+                     $6::numeric[], $7::numeric[], $8::numeric[])
+ON CONFLICT (symbol, interval, open_time) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+    close = EXCLUDED.close, volume = EXCLUDED.volume
+"""
+
+_STAGE_TABLE: Final = "klines_stage"
+_CREATE_STAGE: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS klines_stage (LIKE klines) ON COMMIT DELETE ROWS"
+)
+_UPSERT_FROM_STAGE: Final = """
+INSERT INTO klines (symbol, interval, open_time, open, high, low, close, volume)
+SELECT symbol, interval, open_time, open, high, low, close, volume FROM klines_stage
+ON CONFLICT (symbol, interval, open_time) DO UPDATE SET
+    open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
+    close = EXCLUDED.close, volume = EXCLUDED.volume
+"""
+
+# Errors meaning "the server is not there (now)", as opposed to a bug or bad data.
+_UNAVAILABLE: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+)
+
+
+@contextlib.contextmanager
+def _unavailable_as_storage_error() -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        if isinstance(exc, _UNAVAILABLE):
+            raise StorageUnavailableError(f"database unreachable: {exc}") from exc
+        raise
+    except _UNAVAILABLE as exc:
+        raise StorageUnavailableError(f"database unreachable: {exc}") from exc
+
+
+def _kline_record(kline: Kline) -> tuple[Any, ...]:
+    return (
+        kline.symbol,
+        kline.interval.value,
+        kline.open_time,
+        kline.open,
+        kline.high,
+        kline.low,
+        kline.close,
+        kline.volume,
+    )
+
+
+def _kline(row: asyncpg.Record) -> Kline:
+    return Kline(
+        symbol=row["symbol"],
+        interval=Interval(row["interval"]),
+        open_time=row["open_time"],
+        open=row["open"],
+        high=row["high"],
+        low=row["low"],
+        close=row["close"],
+        volume=row["volume"],
+    )
+
+
+def _order(row: asyncpg.Record) -> Order:
+    return Order(
+        id=row["id"],
+        client_order_id=row["client_order_id"],
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        type=OrderType(row["type"]),
+        quantity=row["quantity"],
+        limit_price=row["limit_price"],
+        status=OrderStatus(row["status"]),
+        filled_quantity=row["filled_quantity"],
+        average_fill_price=row["average_fill_price"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        strategy=row["strategy"],
+        reject_reason=row["reject_reason"],
+    )
+
+
+def _fill(row: asyncpg.Record) -> Fill:
+    return Fill(
+        id=row["id"],
+        order_id=row["order_id"],
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        quantity=row["quantity"],
+        price=row["price"],
+        fee=row["fee"],
+        ts=row["ts"],
+    )
+
+
+def _position(row: asyncpg.Record) -> Position:
+    return Position(
+        symbol=row["symbol"],
+        quantity=row["quantity"],
+        average_price=row["average_price"],
+        realized_pnl=row["realized_pnl"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _affected(status: str) -> int:
+    """Return the row count of a command tag such as ``UPDATE 3`` or ``INSERT 0 5``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _dedupe(klines: Iterable[Kline]) -> list[tuple[Any, ...]]:
+    """Keep the last kline per key: one INSERT cannot touch the same row twice."""
+    by_key: dict[tuple[str, str, datetime], tuple[Any, ...]] = {}
+    for kline in klines:
+        by_key[(kline.symbol, kline.interval.value, kline.open_time)] = _kline_record(kline)
+    return list(by_key.values())
+
+
+class PostgresStore:
+    """A ``Store`` on PostgreSQL (TimescaleDB when the server offers it).
+
+    Build it with ``await PostgresStore.connect(url)``: that opens the pool,
+    applies migrations and sets up the klines policies.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, retention: RetentionStatus) -> None:
+        self._pool = pool
+        self._retention = retention
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        policy: KlinesPolicy | None = None,
+        command_timeout_s: float = 10.0,
+        connect_timeout_s: float = 5.0,
+    ) -> PostgresStore:
+        """Open a pool on ``url``, migrate the schema and apply the klines policies.
+
+        Raises ``StorageUnavailableError`` when the server cannot be reached.
+        """
+        policy = policy or KlinesPolicy()
+        with _unavailable_as_storage_error():
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=command_timeout_s,
+                timeout=connect_timeout_s,
+            )
+        try:
+            with _unavailable_as_storage_error():
+                async with pool.acquire() as conn:
+                    await migrate(conn)
+                    retention = await apply_timescale(conn, policy)
+        except BaseException:
+            await pool.close()
+            raise
+        logger.info("storage: postgresql ready; %s", retention.summary)
+        return cls(pool, retention=retention)
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[PgConnection]:
+        with _unavailable_as_storage_error():
+            async with self._pool.acquire() as conn:
+                yield conn
+
+    async def insert_klines(self, klines: Iterable[Kline]) -> int:
+        records = _dedupe(klines)
+        if not records:
+            return 0
+        async with self._conn() as conn:
+            if len(records) < COPY_THRESHOLD:
+                await self._upsert_unnest(conn, records)
+            else:
+                await self._upsert_copy(conn, records)
+        return len(records)
+
+    @staticmethod
+    async def _upsert_unnest(conn: PgConnection, records: Sequence[tuple[Any, ...]]) -> None:
+        columns = list(zip(*records, strict=True))
+        await conn.execute(_UPSERT_FROM_UNNEST, *(list(column) for column in columns))
+
+    @staticmethod
+    async def _upsert_copy(conn: PgConnection, records: Sequence[tuple[Any, ...]]) -> None:
+        async with conn.transaction():
+            await conn.execute(_CREATE_STAGE)
+            await conn.copy_records_to_table(_STAGE_TABLE, records=records, columns=_KLINE_COLUMNS)
+            await conn.execute(_UPSERT_FROM_STAGE)
+
+    async def query_klines(
+        self,
+        *,
+        symbol: str,
+        interval: Interval,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[Kline]:
+        if limit <= 0:
+            return []
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT * FROM (
+                    SELECT symbol, interval, open_time, open, high, low, close, volume
+                    FROM klines
+                    WHERE symbol = $1 AND interval = $2
+                      AND ($3::timestamptz IS NULL OR open_time >= $3)
+                      AND ($4::timestamptz IS NULL OR open_time < $4)
+                    ORDER BY open_time DESC
+                    LIMIT $5
+                ) newest ORDER BY open_time
+                """,
+                symbol,
+                interval.value,
+                start,
+                end,
+                limit,
+            )
+        return [_kline(row) for row in rows]
+
+    async def delete_klines_before(self, before: datetime) -> int:
+        async with self._conn() as conn:
+            status = await conn.execute("DELETE FROM klines WHERE open_time < $1", before)
+        return _affected(status)
+
+    async def create_order(self, order: Order) -> tuple[Order, bool]:
+        async with self._conn() as conn:
+            try:
+                row = await conn.fetchrow(
+                    f"""
+                    INSERT INTO orders ({_ORDER_COLUMNS})
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                    ON CONFLICT (client_order_id) DO NOTHING
+                    RETURNING {_ORDER_COLUMNS}
+                    """,  # noqa: S608  # column list is a constant, values are parameters
+                    order.id,
+                    order.client_order_id,
+                    order.symbol,
+                    order.side.value,
+                    order.type.value,
+                    order.quantity,
+                    order.limit_price,
+                    order.status.value,
+                    order.filled_quantity,
+                    order.average_fill_price,
+                    order.strategy,
+                    order.reject_reason,
+                    order.created_at,
+                    order.updated_at,
+                )
+            except asyncpg.UniqueViolationError as exc:
+                raise ConflictError(
+                    f"order id {order.id} already used by another client order id"
+                ) from exc
+            if row is not None:
+                return _order(row), True
+            # NB: ON CONFLICT waited for the racing insert to commit; this new
+            # statement's snapshot sees it.
+            existing = await conn.fetchrow(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = $1",  # noqa: S608
+                order.client_order_id,
+            )
+        if (
+            existing is None
+        ):  # pragma: no cover - a row that conflicted cannot vanish unless deleted
+            raise ConflictError(f"order {order.client_order_id} conflicted but is gone")
+        return _order(existing), False
+
+    async def get_order(self, order_id: UUID) -> Order | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE id = $1",  # noqa: S608
+                order_id,
+            )
+        return None if row is None else _order(row)
+
+    async def get_order_by_client_id(self, client_order_id: str) -> Order | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_ORDER_COLUMNS} FROM orders WHERE client_order_id = $1",  # noqa: S608
+                client_order_id,
+            )
+        return None if row is None else _order(row)
+
+    async def list_orders(
+        self,
+        *,
+        symbol: str | None = None,
+        status: OrderStatus | None = None,
+        limit: int = 100,
+    ) -> list[Order]:
+        if limit <= 0:
+            return []
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"""
+                SELECT {_ORDER_COLUMNS} FROM orders
+                WHERE ($1::text IS NULL OR symbol = $1) AND ($2::text IS NULL OR status = $2)
+                ORDER BY created_at DESC, id DESC
+                LIMIT $3
+                """,  # noqa: S608
+                symbol,
+                None if status is None else status.value,
+                limit,
+            )
+        return [_order(row) for row in rows]
+
+    @staticmethod
+    async def _update_order(conn: PgConnection, order: Order) -> None:
+        try:
+            status = await PostgresStore._write_order(conn, order)
+        except asyncpg.CheckViolationError as exc:
+            raise ConflictError(f"order {order.id} rejected by the schema: {exc}") from exc
+        if _affected(status) == 1:
+            return
+        stored = await conn.fetchval("SELECT client_order_id FROM orders WHERE id = $1", order.id)
+        if stored is None:
+            raise NotFoundError(f"order {order.id} not found")
+        raise ConflictError(f"order {order.id} has client id {stored}")
+
+    @staticmethod
+    async def _write_order(conn: PgConnection, order: Order) -> str:
+        return await conn.execute(
+            """
+            UPDATE orders SET status = $3, filled_quantity = $4, average_fill_price = $5,
+                              reject_reason = $6, updated_at = $7
+            WHERE id = $1 AND client_order_id = $2
+            """,
+            order.id,
+            order.client_order_id,
+            order.status.value,
+            order.filled_quantity,
+            order.average_fill_price,
+            order.reject_reason,
+            order.updated_at,
+        )
+
+    async def update_order(self, order: Order) -> Order:
+        async with self._conn() as conn:
+            await self._update_order(conn, order)
+        return order
+
+    async def record_fill(self, *, fill: Fill, order: Order, position: Position) -> bool:
+        if fill.order_id != order.id or position.symbol != fill.symbol:
+            raise ConflictError(f"fill {fill.id} does not belong to order/position given")
+        async with self._conn() as conn, conn.transaction():
+            before: Decimal | None = await conn.fetchval(
+                "SELECT realized_pnl FROM positions WHERE symbol = $1 FOR UPDATE", fill.symbol
+            )
+            realized = position.realized_pnl - (before or Decimal(0))
+            try:
+                inserted = await conn.fetchval(
+                    f"""
+                    INSERT INTO fills ({_FILL_COLUMNS}, realized_pnl)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING id
+                    """,  # noqa: S608
+                    fill.id,
+                    fill.order_id,
+                    fill.symbol,
+                    fill.side.value,
+                    fill.quantity,
+                    fill.price,
+                    fill.fee,
+                    fill.ts,
+                    realized,
+                )
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise NotFoundError(f"order {fill.order_id} not found") from exc
+            if inserted is None:
+                return False
+            await self._update_order(conn, order)
+            await conn.execute(
+                """
+                INSERT INTO positions (symbol, quantity, average_price, realized_pnl, updated_at)
+                VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (symbol) DO UPDATE SET
+                    quantity = EXCLUDED.quantity, average_price = EXCLUDED.average_price,
+                    realized_pnl = EXCLUDED.realized_pnl, updated_at = EXCLUDED.updated_at
+                """,
+                position.symbol,
+                position.quantity,
+                position.average_price,
+                position.realized_pnl,
+                position.updated_at,
+            )
+        return True
+
+    async def list_fills(
+        self, *, order_id: UUID | None = None, symbol: str | None = None, limit: int = 100
+    ) -> list[Fill]:
+        if limit <= 0:
+            return []
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"""
+                SELECT {_FILL_COLUMNS} FROM fills
+                WHERE ($1::uuid IS NULL OR order_id = $1) AND ($2::text IS NULL OR symbol = $2)
+                ORDER BY ts DESC, id DESC
+                LIMIT $3
+                """,  # noqa: S608
+                order_id,
+                symbol,
+                limit,
+            )
+        return [_fill(row) for row in rows]
+
+    async def list_positions(self) -> list[Position]:
+        async with self._conn() as conn:
+            rows = await conn.fetch("SELECT * FROM positions ORDER BY symbol")
+        return [_position(row) for row in rows]
+
+    async def get_position(self, symbol: str) -> Position | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow("SELECT * FROM positions WHERE symbol = $1", symbol)
+        return None if row is None else _position(row)
+
+    async def count_open_orders(self, symbol: str | None = None) -> int:
+        async with self._conn() as conn:
+            count: int = await conn.fetchval(
+                "SELECT count(*) FROM orders "
+                "WHERE status = ANY($1::text[]) AND ($2::text IS NULL OR symbol = $2)",
+                list(_OPEN_STATUSES),
+                symbol,
+            )
+        return count
+
+    async def realized_pnl_since(self, since: datetime) -> Decimal:
+        async with self._conn() as conn:
+            total: Decimal = await conn.fetchval(
+                "SELECT COALESCE(sum(realized_pnl), 0) FROM fills WHERE ts >= $1", since
+            )
+        return total
+
+    async def retention_status(self) -> RetentionStatus:
+        if self._retention.backend != "timescaledb":
+            return self._retention
+        async with self._conn() as conn:
+            jobs = await policy_jobs(conn)
+        self._retention = RetentionStatus(
+            backend=self._retention.backend,
+            engine_retention=False,
+            retention_days=self._retention.retention_days,
+            compress_after_days=self._retention.compress_after_days,
+            jobs=tuple(jobs),
+        )
+        return self._retention
+
+    async def ping(self) -> None:
+        async with self._conn() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        """Close the pool, waiting briefly for queries in flight, then forcing it."""
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout=10)
+        except TimeoutError:
+            self._pool.terminate()
