@@ -75,8 +75,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         _say(
             f"ready in {cluster.ready_seconds:.1f}s: {cluster.server} (logs in {workdir / 'logs'})"
         )
+    kubectl = _kubectl(args.bin_dir)
+    if kubectl is not None:
+        print(f"export PATH={kubectl.parent}:$PATH")  # noqa: T201 - for eval
     print(f"export KUBECONFIG={workdir / 'kubeconfig'}")  # noqa: T201 - for eval
     return 0
+
+
+def _kubectl(bin_dir: Path | None) -> Path | None:
+    try:
+        return Binaries.find(bin_dir).kubectl
+    except BinariesMissingError:
+        return None
 
 
 def cmd_down(args: argparse.Namespace) -> int:
