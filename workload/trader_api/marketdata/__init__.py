@@ -2,10 +2,40 @@
 
 Public API (stable names, used by ``services``):
 
-- ``MarketFeed[Tick | Kline]`` (Protocol): an async iterable of events.
-- ``MarketEvent = Tick | Kline``; ``Clock`` and ``Sleep`` callables for pacing.
+- ``MarketFeed[Tick | Kline]`` (Protocol): an async iterable of events;
+  ``MarketEvent = Tick | Kline``; ``Clock`` and ``Sleep`` callables for pacing.
+- ``SimulatedMarket(seed, start_prices, start, volatility, tick_step, ...)``:
+  deterministic seeded random walk; ``ticks()``, ``ticks_until(end)``.
+- ``SimulatedFeed(market, *, speed, limit, clock, sleep)``: the market paced in
+  wall time, a ``MarketFeed[Tick]``.
+- ``KlineAggregator(intervals, *, fill_gaps=True)``: ``on_tick(tick) ->
+  list[Kline]`` (closed klines), ``close_until(now)``, ``building(symbol,
+  interval)``, ``late_ticks``.
+- ``CsvReplayFeed(path, *, speed, clock, sleep)``: a ``MarketFeed[Kline]``;
+  ``read_kline_csv(lines, source=...)``; bad rows raise ``CsvFormatError``
+  (``line``, ``column``, ``message``); ``KLINE_CSV_COLUMNS`` is the header.
 """
 
+from trader_api.marketdata.aggregator import KlineAggregator
+from trader_api.marketdata.csv_replay import (
+    KLINE_CSV_COLUMNS,
+    CsvFormatError,
+    CsvReplayFeed,
+    read_kline_csv,
+)
 from trader_api.marketdata.feed import Clock, MarketEvent, MarketFeed, Sleep
+from trader_api.marketdata.simulated import SimulatedFeed, SimulatedMarket
 
-__all__ = ["Clock", "MarketEvent", "MarketFeed", "Sleep"]
+__all__ = [
+    "KLINE_CSV_COLUMNS",
+    "Clock",
+    "CsvFormatError",
+    "CsvReplayFeed",
+    "KlineAggregator",
+    "MarketEvent",
+    "MarketFeed",
+    "SimulatedFeed",
+    "SimulatedMarket",
+    "Sleep",
+    "read_kline_csv",
+]
