@@ -47,7 +47,7 @@ class KlineAggregator:
         return series.building if series is not None else None
 
     def on_tick(self, tick: Tick) -> builtins.list[Kline]:
-        """Add a tick; return the klines it closed, oldest first."""
+        """Add a tick; return the klines it closed, by close time, shorter intervals first."""
         closed: builtins.list[Kline] = []
         late = False
         for interval in self.intervals:
@@ -132,4 +132,4 @@ def _is_late(series: _Series, bucket: datetime) -> bool:
 
 
 def _in_time_order(klines: list[Kline]) -> list[Kline]:
-    return sorted(klines, key=lambda k: (k.open_time, k.interval.seconds, k.symbol))
+    return sorted(klines, key=lambda k: (k.close_time, k.interval.seconds, k.symbol))
