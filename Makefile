@@ -56,6 +56,10 @@ test-integration: setup ## tests against real PostgreSQL and Redis started by th
 run: $(STAMP) ## run trader-api alone (embedded store, paper mode) on :3000
 	$(VENV)/bin/trader-api
 
+.PHONY: test-cluster
+test-cluster: setup k8s-binaries ## tests against a local Kubernetes control plane (tests/cluster)
+	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
+
 .PHONY: k8s-binaries
 k8s-binaries: ## build (once, ~30 min cold) or reuse etcd, kube-*, kwok, kubectl, helm
 	@bash hack/k8s-binaries.sh >&2

@@ -473,7 +473,11 @@ def test_a_killed_test_process_leaves_no_orphans(cluster: ClusterUnderTest, tmp_
         """
     )
     child = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # its work folder is left behind
     )
     try:
         assert child.stdout is not None

@@ -568,7 +568,6 @@ class LocalCluster:
             # The `kubernetes` Service would point at 127.0.0.1, which Endpoints reject.
             "--endpoint-reconciler-type=none",
             "--profiling=false",
-            "--v=1",
         ]
 
     def _controller_manager_args(self) -> list[str]:
@@ -589,7 +588,6 @@ class LocalCluster:
             f"--controllers={','.join(CONTROLLERS)}",
             "--cluster-name=traderbot-local",
             "--profiling=false",
-            "--v=1",
         ]
 
     def _scheduler_args(self) -> list[str]:
@@ -604,7 +602,6 @@ class LocalCluster:
             f"--cert-dir={self.workdir / 'scheduler'}",
             "--leader-elect=false",
             "--profiling=false",
-            "--v=1",
         ]
 
     def _kwok_args(self) -> list[str]:
