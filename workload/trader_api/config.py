@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     database_name: str = "trader"
     database_user: str = "trader"
     database_password: SecretStr | None = None
+    database_connect_timeout_seconds: float = Field(default=60.0, ge=0, le=3600)
 
     redis_url: SecretStr | None = None
     redis_host: str | None = None
@@ -85,6 +86,7 @@ class Settings(BaseSettings):
     symbols: Annotated[tuple[str, ...], NoDecode] = ("BTCUSDT", "ETHUSDT")
     market_seed: int = 42
     market_tick_seconds: float = Field(default=1.0, gt=0, le=60)
+    market_speed: float = Field(default=1.0, gt=0, le=3600)
 
     risk_max_order_notional: Decimal = Field(default=Decimal(10000), gt=0)
     risk_max_position_notional: Decimal = Field(default=Decimal(50000), gt=0)

@@ -1,0 +1,66 @@
+"""Helpers of the API tests: an embedded app on a scripted market, and waiting with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TypeVar
+
+from trader_api.config import Settings
+from trader_api.domain import Interval, Kline, Tick
+from trader_api.marketdata import KlineAggregator, MarketFeed
+from trader_api.services.engine import KlineBuilder
+from trader_api.services.runtime import MarketFactory
+
+T = TypeVar("T")
+
+API_KEY = "test-key-for-this-run"
+PRICES = {"BTCUSDT": Decimal(50000), "ETHUSDT": Decimal(3000)}
+
+
+class ScriptedFeed:
+    """A ``MarketFeed`` that plays a fixed list of events, then stays quiet (a still market)."""
+
+    def __init__(self, events: Sequence[Tick | Kline]) -> None:
+        self._events = events
+
+    async def __aiter__(self) -> AsyncIterator[Tick | Kline]:
+        for event in self._events:
+            yield event
+        await asyncio.Event().wait()
+
+
+def scripted_market(events: Sequence[Tick | Kline] | None = None) -> MarketFactory:
+    now = datetime.now(UTC)
+    script = (
+        list(events)
+        if events is not None
+        else [Tick(symbol, price, Decimal(1), now) for symbol, price in PRICES.items()]
+    )
+
+    def factory(
+        _: Settings,
+    ) -> tuple[Callable[[], MarketFeed[Tick | Kline]], Callable[[], KlineBuilder]]:
+        return (lambda: ScriptedFeed(script)), lambda: KlineAggregator([Interval.M1])
+
+    return factory
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    *,
+    until: Callable[[T], bool],
+    timeout: float = 5.0,  # noqa: ASYNC109 - a deadline for polling, not a cancel scope
+) -> T:
+    """Poll ``probe`` until ``until(result)`` holds; fail with the last result at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if until(result):
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s; last: {result!r}")
+        await asyncio.sleep(0.02)

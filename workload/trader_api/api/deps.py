@@ -1,0 +1,46 @@
+"""Typed dependencies shared by the routers (``RuntimeDep``, ``WriteAccess``, ...)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from trader_api.api.auth import API_KEY_HEADER, check_api_key
+from trader_api.api.lifecycle import Lifecycle
+from trader_api.services.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_lifecycle(request: Request) -> Lifecycle:
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    return lifecycle
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
+
+
+def require_write_access(
+    runtime: RuntimeDep,
+    x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
+) -> None:
+    """Let a mutation through only with the configured API key."""
+    check_api_key(configured=runtime.settings.api_key, presented=x_api_key)
+
+
+def require_read_access(
+    runtime: RuntimeDep,
+    x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
+) -> None:
+    """Let a read through; with ``READS_REQUIRE_API_KEY`` only with the key."""
+    if runtime.settings.reads_require_api_key:
+        check_api_key(configured=runtime.settings.api_key, presented=x_api_key)
+
+
+WriteAccess = Depends(require_write_access)
+ReadAccess = Depends(require_read_access)

@@ -1,0 +1,52 @@
+"""The seed's probes: ``/health`` (liveness), ``/health/ready`` (readiness), ``/metrics``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from trader_api import __version__
+from trader_api.api.deps import LifecycleDep, RuntimeDep
+
+router = APIRouter(tags=["health"])
+
+_LIVENESS_BODY = json.dumps({"status": "healthy", "version": __version__}).encode()
+
+
+@router.get("/health", summary="Liveness: 200 while the process can serve")
+async def health() -> Response:
+    """Answer from a prebuilt body: the kubelet calls this every few seconds, for ever."""
+    return Response(content=_LIVENESS_BODY, media_type="application/json")
+
+
+@router.get(
+    "/health/ready",
+    summary="Readiness per component; 503 naming the failing ones, and while shutting down",
+    responses={503: {"description": "not ready: a component is unhealthy or shutting down"}},
+)
+async def ready(runtime: RuntimeDep, lifecycle: LifecycleDep) -> Response:
+    readiness = await runtime.readiness()
+    ok = readiness.ready and not lifecycle.draining
+    body: dict[str, object] = {
+        "status": "ready" if ok else "not_ready",
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "components": dict(readiness.components),
+    }
+    if lifecycle.draining:
+        body["reason"] = "shutting down"
+    return Response(
+        content=json.dumps(body).encode(),
+        status_code=200 if ok else 503,
+        media_type="application/json",
+    )
+
+
+@router.get("/metrics", summary="Prometheus text exposition")
+async def metrics(runtime: RuntimeDep) -> Response:
+    return Response(
+        content=generate_latest(runtime.metrics.registry),
+        media_type=CONTENT_TYPE_LATEST,
+    )

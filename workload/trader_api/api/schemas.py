@@ -1,0 +1,230 @@
+"""Request and response models of ``/api/v1``: what clients send and get, precisely typed.
+
+NB: money and quantities are JSON strings of decimals (``"0.01"``), never
+floats; requests accept numbers too, and refuse NaN and infinities.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from trader_api.domain import Fill, Interval, Kline, Order, OrderStatus, OrderType, Position, Side
+from trader_api.risk import HaltState, RiskLimits
+from trader_api.strategy import StrategyConfig
+
+Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,30}$", examples=["BTCUSDT"])]
+Amount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=28, decimal_places=12)]
+
+
+class SubmitOrderRequest(BaseModel):
+    """A new order; resubmitting its ``client_order_id`` returns the first order, unchanged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_order_id: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$", examples=["my-order-0001"]
+    )
+    symbol: Symbol
+    side: Side
+    type: OrderType = OrderType.MARKET
+    quantity: Amount
+    limit_price: Amount | None = None
+
+    @model_validator(mode="after")
+    def _price_matches_type(self) -> SubmitOrderRequest:
+        if self.type is OrderType.LIMIT and self.limit_price is None:
+            raise ValueError("a limit order needs limit_price")
+        if self.type is OrderType.MARKET and self.limit_price is not None:
+            raise ValueError("a market order takes no limit_price")
+        return self
+
+
+class OrderOut(BaseModel):
+    id: UUID
+    client_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None
+    status: OrderStatus
+    filled_quantity: Decimal
+    average_fill_price: Decimal | None
+    created_at: datetime
+    updated_at: datetime
+    strategy: str | None
+    reject_reason: str | None
+
+    @classmethod
+    def of(cls, order: Order) -> OrderOut:
+        return cls(
+            id=order.id,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            type=order.type,
+            quantity=order.quantity,
+            limit_price=order.limit_price,
+            status=order.status,
+            filled_quantity=order.filled_quantity,
+            average_fill_price=order.average_fill_price,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+            strategy=order.strategy,
+            reject_reason=order.reject_reason,
+        )
+
+
+class FillOut(BaseModel):
+    id: UUID
+    order_id: UUID
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    ts: datetime
+
+    @classmethod
+    def of(cls, fill: Fill) -> FillOut:
+        return cls(
+            id=fill.id,
+            order_id=fill.order_id,
+            symbol=fill.symbol,
+            side=fill.side,
+            quantity=fill.quantity,
+            price=fill.price,
+            fee=fill.fee,
+            ts=fill.ts,
+        )
+
+
+class PositionOut(BaseModel):
+    symbol: str
+    quantity: Decimal
+    average_price: Decimal
+    realized_pnl: Decimal
+    mark_price: Decimal | None
+    unrealized_pnl: Decimal | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, position: Position, *, mark: Decimal | None) -> PositionOut:
+        return cls(
+            symbol=position.symbol,
+            quantity=position.quantity,
+            average_price=position.average_price,
+            realized_pnl=position.realized_pnl,
+            mark_price=mark,
+            unrealized_pnl=position.unrealized_pnl(mark) if mark is not None else None,
+            updated_at=position.updated_at,
+        )
+
+
+class StrategyOut(BaseModel):
+    name: str
+    kind: str
+    symbol: str
+    interval: Interval
+    params: dict[str, Any]
+    enabled: bool
+
+    @classmethod
+    def of(cls, config: StrategyConfig) -> StrategyOut:
+        return cls(
+            name=config.name,
+            kind=config.kind,
+            symbol=config.symbol,
+            interval=config.interval,
+            params=config.params,
+            enabled=config.enabled,
+        )
+
+
+class KlineOut(BaseModel):
+    symbol: str
+    interval: Interval
+    open_time: datetime
+    close_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+    @classmethod
+    def of(cls, kline: Kline) -> KlineOut:
+        return cls(
+            symbol=kline.symbol,
+            interval=kline.interval,
+            open_time=kline.open_time,
+            close_time=kline.close_time,
+            open=kline.open,
+            high=kline.high,
+            low=kline.low,
+            close=kline.close,
+            volume=kline.volume,
+        )
+
+
+class RiskLimitsOut(BaseModel):
+    max_order_notional: Decimal
+    max_position_notional: Decimal
+    max_open_orders: int
+    daily_loss_limit: Decimal
+
+    @classmethod
+    def of(cls, limits: RiskLimits) -> RiskLimitsOut:
+        return cls(
+            max_order_notional=limits.max_order_notional,
+            max_position_notional=limits.max_position_notional,
+            max_open_orders=limits.max_open_orders,
+            daily_loss_limit=limits.daily_loss_limit,
+        )
+
+
+class KillSwitchOut(BaseModel):
+    engaged: bool
+    reason: str | None
+    since: datetime | None
+    automatic: bool
+
+    @classmethod
+    def of(cls, state: HaltState | None) -> KillSwitchOut:
+        if state is None:
+            return cls(engaged=False, reason=None, since=None, automatic=False)
+        return cls(engaged=True, reason=state.reason, since=state.since, automatic=state.automatic)
+
+
+class RiskOut(BaseModel):
+    limits: RiskLimitsOut
+    kill_switch: KillSwitchOut
+    open_orders: int
+    realized_pnl_today: Decimal
+    marks: dict[str, Decimal]
+
+
+class KillSwitchRequest(BaseModel):
+    """Engage (``true``) or release (``false``) the kill switch; the reason is logged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    engaged: bool
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class RejectionOut(BaseModel):
+    """A risk rejection: the order was stored with status ``rejected``."""
+
+    detail: str
+    code: str
+    order: OrderOut

@@ -1,0 +1,401 @@
+"""The leader's trading loop: market data -> klines -> strategies -> risk -> broker -> fills.
+
+Only the replica holding the leader lease runs it. Every change to an order
+after it was created happens here, one operation at a time through one
+queue, so a tick's fill, a cancel and an execution of the same order never
+race each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+from trader_api.config import Settings
+from trader_api.domain import Fill, Kline, Order, OrderStatus, OrderType, Position, Tick
+from trader_api.execution import (
+    Broker,
+    BrokerError,
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+    OrderNotOpenError,
+    OrderUpdate,
+    TransientBrokerError,
+    UnknownOrderError,
+)
+from trader_api.logging import TRACE
+from trader_api.marketdata import MarketFeed
+from trader_api.risk import RejectCode, RiskManager
+from trader_api.services.events import (
+    CANCEL,
+    EXECUTE,
+    fill_event,
+    kline_event,
+    order_event,
+    tick_event,
+)
+from trader_api.services.hub import EventHub
+from trader_api.services.metrics import Metrics
+from trader_api.services.orders import OrderError, OrderService, OrderTicket
+from trader_api.storage import EventBus, StorageError, Store
+from trader_api.strategy import StrategyEngine
+
+logger = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 1.0
+"""How often the leader looks for committed ``new`` orders nobody executed yet."""
+
+RETENTION_SECONDS = 24 * 3600.0
+
+
+class KlineBuilder(Protocol):
+    """Turns ticks into klines; returns the klines each tick closed."""
+
+    def on_tick(self, tick: Tick) -> list[Kline]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Execute:
+    order_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class _Cancel:
+    order_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class _Price:
+    tick: Tick
+
+
+_Operation = _Execute | _Cancel | _Price
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TradingEngine:
+    """Run market data, strategies and the executor while this replica leads."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        bus: EventBus,
+        hub: EventHub,
+        risk: RiskManager,
+        strategies: StrategyEngine,
+        orders: OrderService,
+        marks: dict[str, Decimal],
+        metrics: Metrics,
+        feed_factory: Callable[[], MarketFeed[Tick | Kline]],
+        kline_builder_factory: Callable[[], KlineBuilder],
+        broker: Broker,
+        breaker: CircuitBreaker,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._bus = bus
+        self._hub = hub
+        self._risk = risk
+        self._strategies = strategies
+        self._orders = orders
+        self._marks = marks
+        self._metrics = metrics
+        self._feed_factory = feed_factory
+        self._kline_builder_factory = kline_builder_factory
+        self._broker = broker
+        self._breaker = breaker
+        self._clock = clock
+        self._queue: asyncio.Queue[_Operation] = asyncio.Queue(maxsize=10_000)
+        self.failure: str | None = None
+        self.running = False
+
+    def executor_problem(self) -> str | None:
+        """Return why orders cannot reach the broker now (readiness), or None."""
+        if self._breaker.state is CircuitState.OPEN:
+            return f"circuit breaker {self._breaker.name} open"
+        return None
+
+    async def run(self) -> None:
+        """Trade until cancelled (the lease was lost or the service stops)."""
+        self.failure = None
+        self.running = True
+        self._queue = asyncio.Queue(maxsize=10_000)
+        try:
+            await self._warm_up()
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._execute_forever(), name="executor")
+                group.create_task(self._listen_for_commands(), name="commands")
+                group.create_task(self._sweep_forever(), name="sweeper")
+                group.create_task(self._consume_market(), name="market")
+                if self._engine_does_retention:
+                    group.create_task(self._retention_forever(), name="retention")
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.failure = f"strategy engine stopped: {_describe(exc)}"
+            logger.exception("Trading engine crashed")
+            raise
+        finally:
+            self.running = False
+
+    @property
+    def _engine_does_retention(self) -> bool:
+        return True
+
+    async def _warm_up(self) -> None:
+        """Refill strategy windows from stored klines, so a new leader trades at once."""
+        seen: set[tuple[str, str]] = set()
+        for config in self._strategies.list():
+            key = (config.symbol, config.interval.value)
+            if key in seen:
+                continue
+            seen.add(key)
+            window = len(self._strategies.window(config.symbol, config.interval))
+            klines = await self._store.query_klines(
+                symbol=config.symbol, interval=config.interval, limit=5000
+            )
+            for kline in klines[window:]:
+                self._strategies.on_kline(kline)  # history: its signals are stale, not traded
+
+    # -- market data -> strategies -----------------------------------------
+
+    async def _consume_market(self) -> None:
+        builder = self._kline_builder_factory()
+        async for event in self._feed_factory():
+            if isinstance(event, Tick):
+                await self._on_tick(event)
+                closed: Iterable[Kline] = builder.on_tick(event)
+            else:
+                closed = (event,)
+            klines = list(closed)
+            if klines:
+                await self._on_klines(klines)
+
+    async def _on_tick(self, tick: Tick) -> None:
+        self._marks[tick.symbol] = tick.price
+        logger.log(TRACE, "tick", extra={"symbol": tick.symbol, "price": str(tick.price)})
+        await self._publish(tick_event(tick))
+        await self._queue.put(_Price(tick))
+
+    async def _on_klines(self, klines: list[Kline]) -> None:
+        await self._store.insert_klines(klines)
+        self._metrics.klines_ingested.inc(len(klines))
+        for kline in klines:
+            await self._publish(kline_event(kline))
+            for signal in self._strategies.on_kline(kline):
+                self._metrics.signals.labels(signal.strategy).inc()
+                logger.info(
+                    "Signal",
+                    extra={
+                        "strategy": signal.strategy,
+                        "symbol": signal.symbol,
+                        "side": signal.side.value,
+                        "reason": signal.reason,
+                    },
+                )
+                ticket = OrderTicket(
+                    client_order_id=f"{signal.strategy}:{signal.symbol}:{signal.ts.isoformat()}",
+                    symbol=signal.symbol,
+                    side=signal.side,
+                    type=OrderType.MARKET,
+                    quantity=signal.quantity,
+                    strategy=signal.strategy,
+                )
+                try:
+                    order, _ = await self._orders.submit(ticket)
+                except OrderError as exc:
+                    logger.info("Signal not traded: %s", exc, extra={"strategy": signal.strategy})
+                    continue
+                await self._queue.put(_Execute(order.id))
+
+    # -- commands and sweeps -> the executor queue ---------------------------
+
+    async def _listen_for_commands(self) -> None:
+        with self._hub.listen(maxsize=10_000) as listener:
+            while True:
+                event = await listener.get()
+                kind = event.get("type")
+                if kind not in (EXECUTE, CANCEL):
+                    continue
+                try:
+                    order_id = uuid.UUID(str(event.get("order_id")))
+                except ValueError:
+                    logger.warning("Ignored a command with a bad order id: %r", event)
+                    continue
+                await self._queue.put(_Execute(order_id) if kind == EXECUTE else _Cancel(order_id))
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                pending = await self._store.list_orders(status=OrderStatus.NEW, limit=500)
+            except StorageError as exc:
+                logger.warning("Sweep for new orders failed: %s", exc)
+                pending = []
+            for order in reversed(pending):  # oldest first
+                await self._queue.put(_Execute(order.id))
+            await asyncio.sleep(SWEEP_SECONDS)
+
+    async def _retention_forever(self) -> None:
+        while True:
+            try:
+                status = await self._store.retention_status()
+                if status.engine_retention:
+                    before = self._clock() - timedelta(days=self._settings.klines_retention_days)
+                    deleted = await self._store.delete_klines_before(before)
+                    logger.info(
+                        "Klines retention", extra={"deleted": deleted, "before": before.isoformat()}
+                    )
+            except StorageError as exc:
+                logger.warning("Klines retention failed: %s", exc)
+            await asyncio.sleep(RETENTION_SECONDS)
+
+    # -- the executor --------------------------------------------------------
+
+    async def _execute_forever(self) -> None:
+        while True:
+            operation = await self._queue.get()
+            try:
+                match operation:
+                    case _Execute(order_id):
+                        await self._execute(order_id)
+                    case _Cancel(order_id):
+                        await self._cancel(order_id)
+                    case _Price(tick):
+                        await self._apply_updates(
+                            self._broker.on_price(tick.symbol, tick.price, at=tick.ts)
+                        )
+            except StorageError as exc:
+                logger.warning("Executor could not reach storage: %s", exc)
+
+    async def _execute(self, order_id: uuid.UUID) -> None:
+        order = await self._store.get_order(order_id)
+        if order is None or order.status is not OrderStatus.NEW:
+            return
+        state = self._risk.halt_state
+        if state is not None:
+            reason = f"{RejectCode.KILL_SWITCH.value}: trading is halted: {state.reason}"
+            await self._save(
+                order.with_status(OrderStatus.REJECTED, at=self._clock(), reason=reason)
+            )
+            self._metrics.risk_rejections.labels(RejectCode.KILL_SWITCH.value).inc()
+            return
+        if self.executor_problem() is not None:
+            return  # stays new; the sweep retries once the breaker lets calls through
+        try:
+            result = await self._broker.submit(order)
+        except BrokerError as exc:
+            if isinstance(exc, (CircuitOpenError, TransientBrokerError)):
+                logger.warning("Order %s waits: %s", order.id, exc)
+                return
+            reason = f"broker_error: {exc}"
+            await self._save(
+                order.with_status(OrderStatus.REJECTED, at=self._clock(), reason=reason)
+            )
+            return
+        await self._apply_updates([result], base=order)
+
+    async def _cancel(self, order_id: uuid.UUID) -> None:
+        order = await self._store.get_order(order_id)
+        if order is None:
+            return
+        if order.status.is_terminal:
+            await self._publish(order_event(order))  # wake the waiter with the final state
+            return
+        if order.status is OrderStatus.NEW:
+            await self._save(order.with_status(OrderStatus.CANCELLED, at=self._clock()))
+            return
+        try:
+            cancelled = await self._broker.cancel(order)
+        except (OrderNotOpenError, UnknownOrderError):
+            current = await self._store.get_order(order_id)
+            if current is not None and not current.status.is_terminal:
+                # NB: the broker no longer knows it (a new leader's paper exchange):
+                # nothing can fill it any more, so it is cancelled.
+                current = current.with_status(OrderStatus.CANCELLED, at=self._clock())
+                await self._save(current)
+            elif current is not None:
+                await self._publish(order_event(current))
+            return
+        except BrokerError as exc:
+            logger.warning("Cancel of %s failed: %s", order_id, exc)
+            await self._publish(order_event(order))
+            return
+        await self._save(cancelled)
+
+    async def _apply_updates(
+        self, updates: Iterable[OrderUpdate], *, base: Order | None = None
+    ) -> None:
+        for update in updates:
+            current = base if base is not None else await self._store.get_order(update.order.id)
+            if current is None:
+                current = update.order
+            for fill in update.fills:
+                current = await self._record_fill(current, fill)
+            final = _merge(current, update.order)
+            if final != current or not update.fills:
+                await self._save(final)
+            else:
+                self._metrics.orders.labels(final.side.value, final.status.value).inc()
+                await self._publish(order_event(final))
+
+    async def _record_fill(self, order: Order, fill: Fill) -> Order:
+        after = order.with_fill(fill)
+        position = await self._store.get_position(fill.symbol) or Position.flat(
+            fill.symbol, at=fill.ts
+        )
+        recorded = await self._store.record_fill(
+            fill=fill, order=after, position=position.apply(fill)
+        )
+        if recorded:
+            self._metrics.fills.labels(fill.side.value).inc()
+            logger.info(
+                "Fill",
+                extra={
+                    "order_id": str(order.id),
+                    "symbol": fill.symbol,
+                    "side": fill.side.value,
+                    "quantity": str(fill.quantity),
+                    "price": str(fill.price),
+                },
+            )
+            await self._publish(fill_event(fill))
+        return after
+
+    async def _save(self, order: Order) -> None:
+        stored = await self._store.update_order(order)
+        self._metrics.orders.labels(stored.side.value, stored.status.value).inc()
+        await self._publish(order_event(stored))
+
+    async def _publish(self, event: dict[str, object]) -> None:
+        try:
+            await self._bus.publish(event)
+        except StorageError as exc:
+            logger.debug("Event not published: %s", exc)
+
+
+def _merge(ours: Order, brokers: Order) -> Order:
+    """Take the broker's status for an order whose fills we already applied ourselves."""
+    if brokers.status is ours.status:
+        return ours
+    if ours.status is OrderStatus.FILLED and brokers.status is not OrderStatus.FILLED:
+        return ours
+    return ours.with_status(brokers.status, at=brokers.updated_at, reason=brokers.reject_reason)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(inner) for inner in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,261 @@
+"""Orders from the API and from strategies: idempotent, risk-checked, committed first.
+
+Any replica takes an order: it checks risk, commits the order (``new``, or
+``rejected`` with the reason code) and only then acknowledges it. Execution
+is the leader's job: the order's id goes out on the bus as a command, and
+the leader also sweeps the store for ``new`` orders, so an acknowledged order
+is executed even if the command was lost or no leader existed at the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from trader_api.domain import Order, OrderStatus, OrderType, Side
+from trader_api.risk import (
+    OrderRequest,
+    PortfolioSnapshot,
+    RejectCode,
+    Rejected,
+    RiskManager,
+    utc_day,
+)
+from trader_api.services.events import cancel_command, execute_command, order_event
+from trader_api.services.hub import EventHub
+from trader_api.services.metrics import Metrics
+from trader_api.storage.protocols import EventBus, Store
+
+logger = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTicket:
+    """An order someone asks for, before it exists."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None = None
+    strategy: str | None = None
+
+    def same_order_as(self, order: Order) -> bool:
+        """True when ``order`` is what this ticket asks for (a genuine resubmission)."""
+        return (
+            order.symbol == self.symbol
+            and order.side is self.side
+            and order.type is self.type
+            and order.quantity == self.quantity
+            and order.limit_price == self.limit_price
+        )
+
+
+class OrderError(Exception):
+    """Base of the errors the API maps to 4xx answers."""
+
+
+class UnknownSymbolError(OrderError):
+    """The symbol is not one this engine trades (422)."""
+
+
+class OrderNotFoundError(OrderError):
+    """No order has that id (404)."""
+
+
+class OrderConflictError(OrderError):
+    """The request contradicts the order's state or an earlier request (409)."""
+
+
+class OrderRejectedError(OrderError):
+    """The risk manager refused the order; it is stored as ``rejected`` (422)."""
+
+    def __init__(self, order: Order, *, code: str, message: str) -> None:
+        super().__init__(message)
+        self.order = order
+        self.code = code
+        self.message = message
+
+
+class CancelTimeoutError(OrderError):
+    """No leader answered the cancel in time; the order may still be cancelled later (503)."""
+
+
+def reject_reason(rejection: Rejected) -> str:
+    """Store a rejection as ``code: message`` so the code survives the round trip."""
+    return f"{rejection.code.value}: {rejection.message}"
+
+
+def reject_code(order: Order) -> str:
+    reason = order.reject_reason or ""
+    code, _, _ = reason.partition(":")
+    return code if code in RejectCode.__members__.values() else "rejected"
+
+
+class OrderService:
+    """Take, list and cancel orders on any replica."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: EventBus,
+        hub: EventHub,
+        risk: RiskManager,
+        marks: Mapping[str, Decimal],
+        symbols: frozenset[str],
+        metrics: Metrics,
+        clock: Callable[[], datetime] = utc_now,
+        cancel_timeout_seconds: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._hub = hub
+        self._risk = risk
+        self._marks = marks
+        self._symbols = symbols
+        self._metrics = metrics
+        self._clock = clock
+        self._cancel_timeout = cancel_timeout_seconds
+        # NB: one risk decision at a time per replica, so two concurrent orders
+        # cannot both pass "max open orders" on a stale count.
+        self._decide = asyncio.Lock()
+
+    async def portfolio(self) -> PortfolioSnapshot:
+        """Read the portfolio the risk manager checks against."""
+        positions = await self._store.list_positions()
+        return PortfolioSnapshot(
+            positions={position.symbol: position for position in positions},
+            open_orders=await self._store.count_open_orders(),
+            marks=dict(self._marks),
+            realized_pnl_today=await self._store.realized_pnl_since(utc_day(self._clock())),
+        )
+
+    async def submit(self, ticket: OrderTicket) -> tuple[Order, bool]:
+        """Check, commit and announce an order; return it and whether it is new.
+
+        A resubmitted ``client_order_id`` returns the stored order unchanged
+        (``False``), or 409 when it names a different order. A rejection is
+        stored too, then raised.
+        """
+        if ticket.symbol not in self._symbols:
+            known = ", ".join(sorted(self._symbols))
+            raise UnknownSymbolError(f"symbol {ticket.symbol!r} is not traded here ({known})")
+        async with self._decide:
+            existing = await self._store.get_order_by_client_id(ticket.client_order_id)
+            if existing is None:
+                decision = self._risk.check(
+                    OrderRequest(
+                        symbol=ticket.symbol,
+                        side=ticket.side,
+                        quantity=ticket.quantity,
+                        limit_price=ticket.limit_price,
+                    ),
+                    await self.portfolio(),
+                )
+                now = self._clock()
+                order = Order(
+                    id=uuid.uuid4(),
+                    client_order_id=ticket.client_order_id,
+                    symbol=ticket.symbol,
+                    side=ticket.side,
+                    type=ticket.type,
+                    quantity=ticket.quantity,
+                    limit_price=ticket.limit_price,
+                    status=OrderStatus.NEW,
+                    filled_quantity=Decimal(0),
+                    average_fill_price=None,
+                    created_at=now,
+                    updated_at=now,
+                    strategy=ticket.strategy,
+                )
+                if isinstance(decision, Rejected):
+                    order = order.with_status(
+                        OrderStatus.REJECTED, at=now, reason=reject_reason(decision)
+                    )
+                    self._metrics.risk_rejections.labels(decision.code.value).inc()
+                stored, created = await self._store.create_order(order)
+            else:
+                stored, created = existing, False
+        if not created:
+            return self._resubmission(ticket, stored), False
+        self._metrics.orders.labels(stored.side.value, stored.status.value).inc()
+        await self._bus.publish(order_event(stored))
+        if stored.status is OrderStatus.REJECTED:
+            logger.info(
+                "Order rejected by risk",
+                extra={"order_id": str(stored.id), "reason": stored.reject_reason},
+            )
+            raise OrderRejectedError(
+                stored, code=reject_code(stored), message=stored.reject_reason or "rejected"
+            )
+        await self._bus.publish(execute_command(stored.id))
+        return stored, True
+
+    def _resubmission(self, ticket: OrderTicket, stored: Order) -> Order:
+        if not ticket.same_order_as(stored):
+            raise OrderConflictError(
+                f"client_order_id {ticket.client_order_id!r} was already used for a different "
+                f"order ({stored.id})"
+            )
+        if stored.status is OrderStatus.REJECTED:
+            raise OrderRejectedError(
+                stored, code=reject_code(stored), message=stored.reject_reason or "rejected"
+            )
+        return stored
+
+    async def get(self, order_id: uuid.UUID) -> Order:
+        order = await self._store.get_order(order_id)
+        if order is None:
+            raise OrderNotFoundError(f"no order with id {order_id}")
+        return order
+
+    async def list(
+        self, *, symbol: str | None, status: OrderStatus | None, limit: int
+    ) -> list[Order]:
+        return await self._store.list_orders(symbol=symbol, status=status, limit=limit)
+
+    async def cancel(self, order_id: uuid.UUID) -> Order:
+        """Ask the leader to cancel an order and wait for the outcome.
+
+        NB: only the leader changes an order after it is created (it holds the
+        broker), so a follower forwards the request over the bus; the answer
+        is the order event the leader publishes.
+        """
+        order = await self.get(order_id)
+        if order.status.is_terminal:
+            raise OrderConflictError(f"order {order_id} is {order.status.value}; cannot cancel")
+        with self._hub.listen() as listener:
+            await self._bus.publish(cancel_command(order_id))
+            try:
+                async with asyncio.timeout(self._cancel_timeout):
+                    while True:
+                        event = await listener.get()
+                        if event.get("type") != "order":
+                            continue
+                        payload = event["order"]
+                        if payload["id"] != str(order_id):
+                            continue
+                        if OrderStatus(payload["status"]).is_terminal:
+                            break
+            except TimeoutError:
+                raise CancelTimeoutError(
+                    f"no leader confirmed the cancel of {order_id} within "
+                    f"{self._cancel_timeout:g}s; it is still pending"
+                ) from None
+        final = await self.get(order_id)
+        if final.status is not OrderStatus.CANCELLED:
+            raise OrderConflictError(
+                f"order {order_id} was {final.status.value} before it could be cancelled"
+            )
+        return final
