@@ -1,1 +1,265 @@
-"""The only module that talks to the Kubernetes API (lightkube AsyncClient)."""
+"""The only module that talks to the Kubernetes API (lightkube AsyncClient).
+
+Reads come back as plain dicts, so everything above this module works on data.
+Writes are server-side apply with one field manager, except two deliberate cases:
+Secret metadata (a merge patch: an apply without ``data`` could drop the keys we
+own) and the TraderBot status (a merge patch on the status subresource).
+Every call is counted by verb, so tests and benchmarks can prove "no writes".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.core.resource_registry import resource_registry
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import Event, Secret
+from lightkube.types import PatchType
+
+from traderbot_operator import metrics
+from traderbot_operator.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from traderbot_operator.reconcile import Action, ObjectKey
+
+FIELD_MANAGER: Final = "traderbot-operator"
+SERVICE_MONITOR_CRD: Final = "servicemonitors.monitoring.coreos.com"
+CAPABILITY_TTL_SECONDS: Final = 300.0
+READ_CONCURRENCY: Final = 8
+
+TraderBotResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+ServiceMonitorResource = create_namespaced_resource(
+    "monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"
+)
+
+EventType = Literal["Normal", "Warning"]
+
+NOT_FOUND: Final = 404
+FORBIDDEN: Final = 403
+CONFLICT: Final = 409
+
+
+class ConflictError(Exception):
+    """Someone else wrote the object between our read and our write; retry later."""
+
+
+class KubeError(Exception):
+    """The API refused a request; the message says which and why, for an SRE."""
+
+
+def _resource(api_version: str, kind: str) -> Any:
+    if (api_version, kind) == (API_VERSION, KIND):
+        return TraderBotResource
+    if kind == "ServiceMonitor":
+        return ServiceMonitorResource
+    return resource_registry.load(api_version, kind)
+
+
+def _describe(error: ApiError, *, verb: str, what: str) -> str:
+    status = error.status
+    return f"{verb} {what} failed: HTTP {status.code} {status.reason}: {status.message}"
+
+
+class Kube:
+    """Typed, counted access to the Kubernetes API for one operator process."""
+
+    def __init__(self, client: AsyncClient, *, field_manager: str = FIELD_MANAGER) -> None:
+        self._client = client
+        self._field_manager = field_manager
+        self._read_slots = asyncio.Semaphore(READ_CONCURRENCY)
+        self._service_monitor: tuple[float, bool] | None = None
+        self.calls: Counter[str] = Counter()
+
+    @classmethod
+    def connect(cls, *, kubeconfig: str | None = None) -> Kube:
+        """Return a client for the in-cluster service account, $KUBECONFIG or ``kubeconfig``."""
+        config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+        return cls(AsyncClient(config=config, field_manager=FIELD_MANAGER))
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        await self._client.close()
+
+    @property
+    def writes(self) -> int:
+        """Return how many write requests this process has sent."""
+        return sum(n for verb, n in self.calls.items() if verb not in {"get", "list"})
+
+    def _count(self, verb: str, kind: str) -> None:
+        self.calls[verb] += 1
+        metrics.API_REQUESTS.labels(verb=verb, kind=kind).inc()
+
+    # --- reads ------------------------------------------------------------------------
+
+    async def get(self, *, namespace: str, key: ObjectKey) -> dict[str, Any] | None:
+        """Return the live object as a dict, or None when it does not exist."""
+        api_version, kind, name = key
+        self._count("get", kind)
+        async with self._read_slots:
+            try:
+                found = await self._client.get(
+                    _resource(api_version, kind), name, namespace=namespace
+                )
+            except ApiError as error:
+                if error.status.code == NOT_FOUND:
+                    return None
+                raise KubeError(
+                    _describe(error, verb="get", what=f"{kind} {namespace}/{name}")
+                ) from error
+        result: dict[str, Any] = found.to_dict()
+        return result
+
+    async def get_bot(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """Return a TraderBot as a dict, or None when it is gone."""
+        return await self.get(namespace=namespace, key=(API_VERSION, KIND, name))
+
+    async def observe(
+        self, *, namespace: str, keys: Iterable[ObjectKey]
+    ) -> dict[ObjectKey, dict[str, Any] | None]:
+        """Return the live objects for ``keys`` (None for each that does not exist)."""
+        ordered = list(dict.fromkeys(keys))
+        found = await asyncio.gather(*(self.get(namespace=namespace, key=k) for k in ordered))
+        return dict(zip(ordered, found, strict=True))
+
+    async def secrets(
+        self, *, namespace: str, names: Iterable[str]
+    ) -> dict[str, dict[str, Any] | None]:
+        """Return the named Secrets (None for each that does not exist)."""
+        keys = [("v1", "Secret", name) for name in names]
+        observed = await self.observe(namespace=namespace, keys=keys)
+        return {key[2]: value for key, value in observed.items()}
+
+    async def service_monitor_available(self) -> bool:
+        """Return whether the cluster serves ServiceMonitor (cached for a few minutes).
+
+        NB: a 403 means the operator may not read CRDs; that is treated as "absent"
+        (scrape annotations still work), not as an error.
+        """
+        now = time.monotonic()
+        if self._service_monitor and now - self._service_monitor[0] < CAPABILITY_TTL_SECONDS:
+            return self._service_monitor[1]
+        self._count("get", "CustomResourceDefinition")
+        try:
+            await self._client.get(CustomResourceDefinition, SERVICE_MONITOR_CRD)
+            available = True
+        except ApiError as error:
+            if error.status.code not in {FORBIDDEN, NOT_FOUND}:
+                raise KubeError(
+                    _describe(error, verb="get", what=f"CRD {SERVICE_MONITOR_CRD}")
+                ) from error
+            available = False
+        self._service_monitor = (now, available)
+        return available
+
+    # --- writes -----------------------------------------------------------------------
+
+    async def execute(self, *, namespace: str, action: Action) -> dict[str, Any] | None:
+        """Carry out one planned action; return the live object afterwards (None if deleted).
+
+        NB: "create" is an apply *without* force: if another manager created the same
+        object meanwhile with different values, the API answers 409 and we raise
+        instead of silently taking it over. "patch" forces, which is how drift made
+        with ``kubectl edit`` is taken back.
+        """
+        api_version, kind, name = action.key
+        resource = _resource(api_version, kind)
+        what = f"{kind} {namespace}/{name}"
+        self._count(action.verb, kind)
+        try:
+            if action.verb == "delete":
+                await self._client.delete(resource, name, namespace=namespace)
+                return None
+            if kind == "Secret" and action.verb != "create":
+                patched = await self._client.patch(
+                    Secret,
+                    name,
+                    {"metadata": action.body["metadata"]},
+                    namespace=namespace,
+                    patch_type=PatchType.MERGE,
+                    field_manager=self._field_manager,
+                )
+            else:
+                patched = await self._client.patch(
+                    resource,
+                    name,
+                    action.body,
+                    namespace=namespace,
+                    patch_type=PatchType.APPLY,
+                    field_manager=self._field_manager,
+                    force=action.verb != "create",
+                )
+        except ApiError as error:
+            message = _describe(error, verb=action.verb, what=what)
+            if error.status.code == CONFLICT:
+                raise ConflictError(message) from error
+            raise KubeError(message) from error
+        result: dict[str, Any] = patched.to_dict()
+        return result
+
+    async def patch_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge ``status`` into the TraderBot's status subresource."""
+        self._count("patch_status", KIND)
+        try:
+            await self._client.patch(
+                TraderBotResource.Status,
+                name,
+                {"status": dict(status)},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+                field_manager=self._field_manager,
+            )
+        except ApiError as error:
+            if error.status.code == NOT_FOUND:
+                return  # deleted meanwhile: nothing left to report on
+            raise KubeError(
+                _describe(error, verb="patch status of", what=f"{KIND} {namespace}/{name}")
+            ) from error
+
+    async def event(
+        self,
+        *,
+        bot: Mapping[str, Any],
+        type_: EventType,
+        reason: str,
+        message: str,
+    ) -> None:
+        """Record a Kubernetes Event on the TraderBot (shown by ``kubectl describe tb``).
+
+        NB: an Event that cannot be written is logged by the caller, never fatal:
+        the reconcile it describes already happened.
+        """
+        meta = bot["metadata"]
+        now = datetime.now(UTC)
+        self._count("create_event", "Event")
+        event = Event(
+            metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
+            involvedObject=ObjectReference(
+                apiVersion=API_VERSION,
+                kind=KIND,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+                resourceVersion=meta.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            source=EventSource(component=FIELD_MANAGER),
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+            reportingComponent=FIELD_MANAGER,
+        )
+        try:
+            await self._client.create(event)
+        except ApiError as error:
+            raise KubeError(
+                _describe(error, verb="create", what=f"Event for {KIND} {meta['name']}")
+            ) from error

@@ -44,13 +44,16 @@ class Action:
 
     ``body`` is the full server-side-apply body for create and patch. For a
     forbidden change it is the body with the immutable fields kept as they are
-    (so the rest of the change still rolls out), and ``forbidden`` names them.
+    (so the rest of the change still rolls out), and ``forbidden`` names them;
+    ``write`` is false once that body is already live, so a forbidden change is
+    reported on every pass but written only once.
     """
 
     verb: Verb
     key: ObjectKey
     body: Manifest
     forbidden: tuple[str, ...] = ()
+    write: bool = True
 
     @property
     def kind(self) -> str:
@@ -285,7 +288,15 @@ def plan(
         forbidden = _forbidden_paths(body, live)
         if forbidden:
             kept = _keep_observed(body, live, forbidden)
-            actions.append(Action(verb="forbidden", key=key, body=kept, forbidden=tuple(forbidden)))
+            actions.append(
+                Action(
+                    verb="forbidden",
+                    key=key,
+                    body=kept,
+                    forbidden=tuple(forbidden),
+                    write=bool(differences(owned_view(kept), live)),
+                )
+            )
         else:
             actions.append(Action(verb="patch", key=key, body=body))
     for key, live in observed.items():

@@ -1,1 +1,8 @@
-"""kopf handlers: thin; validate the body, call reconcile, report."""
+"""kopf handlers: thin; they decide when a reconcile pass runs, ``converge`` does the rest.
+
+Importing this package registers the handlers with kopf's default registry.
+"""
+
+from traderbot_operator.handlers import traderbot
+
+__all__ = ["traderbot"]

@@ -143,6 +143,16 @@ def test_volume_template_changes_are_reported_not_retried() -> None:
     [template] = forbidden.body["spec"]["volumeClaimTemplates"]
     assert template["spec"]["resources"]["requests"]["storage"] == "10Gi"
     assert "status" not in template
+    assert forbidden.write
+
+
+def test_a_forbidden_change_is_written_once_then_only_reported() -> None:
+    observed = _converged(bot())
+    resized = bot(database={"storage": {"size": "50Gi"}})
+    [first] = [a for a in plan(build_children(resized), observed) if a.verb == "forbidden"]
+    observed[first.key] = _as_server_returns(first.body)
+    [again] = plan(build_children(resized), observed)
+    assert (again.verb, again.key, again.write) == ("forbidden", first.key, False)
 
 
 def test_turning_backups_off_deletes_the_cronjob_but_keeps_the_volume() -> None:

@@ -1,0 +1,245 @@
+"""One reconcile pass of one TraderBot: read, decide (pure), write what differs, report.
+
+The kopf handlers in ``traderbot.py`` only decide *when* this runs; this module is
+the glue between ``kube`` (I/O) and ``reconcile`` (decisions) and holds no policy
+of its own beyond the order of steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from traderbot_operator import metrics
+from traderbot_operator.desired import build_children
+from traderbot_operator.desired.common import Names
+from traderbot_operator.desired.monitoring import SERVICE_MONITOR_API_VERSION
+from traderbot_operator.kube import Kube
+from traderbot_operator.models import API_VERSION, KIND, TraderBot
+from traderbot_operator.reconcile import (
+    Action,
+    ObjectKey,
+    Outcome,
+    compute_status,
+    key_of,
+    plan,
+    referenced_secret_names,
+    spec_problems,
+    status_changed,
+)
+
+logger = logging.getLogger(__name__)
+
+_PAST_TENSE = {"create": "Created", "patch": "Updated", "delete": "Deleted"}
+
+
+@dataclass
+class OperatorState:
+    """What one operator process keeps between reconciles (lives on kopf's memo)."""
+
+    kube: Kube
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    dirty: set[tuple[str, str]] = field(default_factory=set)
+    phases: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a pass did, for the caller to turn into kopf's retry semantics."""
+
+    phase: str | None
+    writes: int = 0
+    invalid_spec: tuple[str, ...] = ()
+
+
+def _candidate_keys(
+    bot: TraderBot, desired: list[dict[str, Any]], *, monitor: bool
+) -> list[ObjectKey]:
+    """Return every key to observe: the desired ones plus prunable ones that may linger."""
+    names = Names(bot.name)
+    keys = [key_of(manifest) for manifest in desired]
+    keys.append(("batch/v1", "CronJob", names.backup))
+    if monitor:
+        keys.append((SERVICE_MONITOR_API_VERSION, "ServiceMonitor", names.api))
+    return keys
+
+
+def _summary(actions: list[Action]) -> dict[str, str]:
+    """Group written actions into one event message per verb."""
+    grouped: dict[str, list[str]] = {}
+    for action in actions:
+        if action.verb in _PAST_TENSE:
+            grouped.setdefault(_PAST_TENSE[action.verb], []).append(f"{action.kind} {action.name}")
+    return {reason: ", ".join(items) for reason, items in grouped.items()}
+
+
+def _reconciled_message(status: Mapping[str, Any] | None) -> str | None:
+    for condition in (status or {}).get("conditions") or []:
+        if condition.get("type") == "Reconciled":
+            message: str | None = condition.get("message")
+            return message
+    return None
+
+
+async def _report(
+    state: OperatorState,
+    *,
+    body: Mapping[str, Any],
+    bot: TraderBot,
+    status: dict[str, Any],
+) -> int:
+    """Write the status if it changed, and an Event when the Reconciled verdict changed."""
+    writes = 0
+    current = body.get("status")
+    reconciled = next(c for c in status["conditions"] if c["type"] == "Reconciled")
+    if reconciled["status"] == "False" and reconciled["message"] != _reconciled_message(current):
+        await _event(
+            state,
+            body=body,
+            type_="Warning",
+            reason=reconciled["reason"],
+            message=reconciled["message"],
+        )
+        writes += 1
+    if status_changed(current, status):
+        await state.kube.patch_status(namespace=bot.namespace, name=bot.name, status=status)
+        writes += 1
+    state.phases[(bot.namespace, bot.name)] = status["phase"]
+    metrics.set_phases(state.phases)
+    return writes
+
+
+async def _event(
+    state: OperatorState, *, body: Mapping[str, Any], type_: str, reason: str, message: str
+) -> None:
+    try:
+        await state.kube.event(
+            bot=body,
+            type_="Warning" if type_ == "Warning" else "Normal",
+            reason=reason,
+            message=message,
+        )
+    except Exception:  # an unrecorded Event must not undo the reconcile it describes
+        logger.exception("could not record event %s for %s", reason, body["metadata"]["name"])
+
+
+async def converge(state: OperatorState, *, namespace: str, name: str) -> Result:
+    """Bring one TraderBot's children to its spec and write its status.
+
+    Raises ``kube.ConflictError`` / ``kube.KubeError`` for the caller to retry.
+    """
+    kube = state.kube
+    body = await kube.get_bot(namespace=namespace, name=name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        state.phases.pop((namespace, name), None)
+        metrics.set_phases(state.phases)
+        return Result(phase=None)
+    try:
+        bot = TraderBot.from_body(body)
+    except ValidationError as error:
+        problems = tuple(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        await _event(
+            state, body=body, type_="Warning", reason="InvalidSpec", message="; ".join(problems)
+        )
+        return Result(phase="Failed", invalid_spec=problems)
+
+    if bot.spec.paused:
+        names = Names(bot.name)
+        observed = await kube.observe(
+            namespace=namespace,
+            keys=[
+                ("apps/v1", "Deployment", names.api),
+                ("apps/v1", "StatefulSet", names.database),
+                ("apps/v1", "StatefulSet", names.redis),
+                ("batch/v1", "CronJob", names.backup),
+            ],
+        )
+        status = compute_status(bot, observed=observed, outcome=Outcome(), now=datetime.now(UTC))
+        writes = await _report(state, body=body, bot=bot, status=status)
+        return Result(phase=status["phase"], writes=writes)
+
+    referenced = await kube.secrets(namespace=namespace, names=referenced_secret_names(bot))
+    problems = tuple(spec_problems(bot, secrets=referenced))
+    monitor = bot.spec.monitoring.enabled and await kube.service_monitor_available()
+    desired = build_children(bot, service_monitor_available=monitor)
+    observed = await kube.observe(
+        namespace=namespace, keys=_candidate_keys(bot, desired, monitor=monitor)
+    )
+
+    writes = 0
+    forbidden: list[str] = []
+    written: list[Action] = []
+    if not problems:
+        for action in plan(desired, observed):
+            if action.verb == "forbidden":
+                forbidden.append(
+                    f"{action.kind} {action.name}: {', '.join(action.forbidden)} cannot change "
+                    "in place; the rest of the change was applied"
+                )
+            if not action.write:
+                continue
+            observed[action.key] = await kube.execute(namespace=namespace, action=action)
+            metrics.WRITES.labels(verb=action.verb, kind=action.kind).inc()
+            written.append(action)
+            writes += 1
+    for reason, message in _summary(written).items():
+        await _event(state, body=body, type_="Normal", reason=reason, message=message)
+        writes += 1
+
+    outcome = Outcome(invalid_spec=problems, forbidden_changes=tuple(forbidden))
+    status = compute_status(bot, observed=observed, outcome=outcome, now=datetime.now(UTC))
+    writes += await _report(state, body=body, bot=bot, status=status)
+    return Result(phase=status["phase"], writes=writes, invalid_spec=problems)
+
+
+async def run_serialized(
+    state: OperatorState, *, namespace: str, name: str, trigger: str, coalesce: bool = False
+) -> Result | None:
+    """Run ``converge`` for one bot, never two at once for the same bot.
+
+    With ``coalesce`` (child events, which come in bursts), a request that arrives
+    while a pass runs only marks the bot dirty, and the running pass goes once more.
+    Returns None when the request was folded into a running pass.
+    """
+    key = (namespace, name)
+    lock = state.locks.setdefault(key, asyncio.Lock())
+    if coalesce and lock.locked():
+        state.dirty.add(key)
+        return None
+    async with lock:
+        result: Result | None = None
+        while True:
+            state.dirty.discard(key)
+            started = time.perf_counter()
+            try:
+                result = await converge(state, namespace=namespace, name=name)
+            except Exception as error:
+                metrics.RECONCILE_TOTAL.labels(trigger=trigger, result="error").inc()
+                metrics.RECONCILE_ERRORS.labels(error=type(error).__name__).inc()
+                raise
+            finally:
+                metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
+            outcome = "invalid" if result.invalid_spec else "ok"
+            metrics.RECONCILE_TOTAL.labels(trigger=trigger, result=outcome).inc()
+            if key not in state.dirty:
+                return result
+
+
+def owner_of(body: Mapping[str, Any]) -> str | None:
+    """Return the name of the TraderBot that controls a child object, if any."""
+    for owner in body.get("metadata", {}).get("ownerReferences") or []:
+        if owner.get("apiVersion") == API_VERSION and owner.get("kind") == KIND:
+            name: str | None = owner.get("name")
+            return name
+    labels = body.get("metadata", {}).get("labels") or {}
+    instance: str | None = labels.get("app.kubernetes.io/instance")
+    return instance

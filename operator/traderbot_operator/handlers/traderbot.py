@@ -1,0 +1,156 @@
+"""kopf handlers for TraderBot: thin, they only decide when a reconcile pass runs.
+
+Triggers: create, update and resume of a TraderBot; a periodic drift check; and
+any event on a child we manage (deleted or edited by hand -> restored at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from traderbot_operator import metrics
+from traderbot_operator.desired.common import MANAGED_BY
+from traderbot_operator.handlers.converge import OperatorState, Result, owner_of, run_serialized
+from traderbot_operator.kube import ConflictError, Kube, KubeError
+from traderbot_operator.models import GROUP, PLURAL, VERSION
+
+DRIFT_INTERVAL_SECONDS = float(os.environ.get("TRADERBOT_DRIFT_INTERVAL_SECONDS", "60"))
+CONFLICT_RETRY_SECONDS = 2.0
+ERROR_RETRY_SECONDS = 15.0
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+# (group, version, plural) of every child kind; events on them trigger a pass.
+CHILD_KINDS = (
+    ("", "v1", "secrets"),
+    ("", "v1", "services"),
+    ("", "v1", "persistentvolumeclaims"),
+    ("apps", "v1", "deployments"),
+    ("apps", "v1", "statefulsets"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+    ("batch", "v1", "cronjobs"),
+)
+
+
+def _state(memo: Any) -> OperatorState:
+    state: OperatorState = memo.state
+    return state
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure kopf, connect the API client once, and serve /metrics.
+
+    NB: kopf's own Event posting is off (every Event is a write; ours say more),
+    and its bookkeeping lives in annotations under our prefix so the status
+    schema stays exactly ours.
+    """
+    settings.posting.enabled = False
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.watching.server_timeout = 300
+    settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    memo.state = OperatorState(kube=Kube.connect(kubeconfig=memo.get("kubeconfig")))
+    port = memo.get("metrics_port")
+    address = memo.get("metrics_address") or "0.0.0.0"  # noqa: S104 - a pod's own IP
+    memo.metrics_server = metrics.serve(port=port, address=address) if port else None
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Close the API client and the metrics server."""
+    state = memo.get("state")
+    if state is not None:
+        await state.kube.close()
+    served = memo.get("metrics_server")
+    if served is not None:
+        server, thread = served
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+def _namespaced(namespace: str | None) -> str:
+    if namespace is None:
+        raise kopf.PermanentError("a TraderBot without a namespace: the CRD must be Namespaced")
+    return namespace
+
+
+async def _reconcile(
+    memo: kopf.Memo, *, namespace: str, name: str, trigger: str, coalesce: bool = False
+) -> Result | None:
+    """Run a pass and translate its failures into kopf's retry semantics."""
+    try:
+        result = await run_serialized(
+            _state(memo), namespace=namespace, name=name, trigger=trigger, coalesce=coalesce
+        )
+    except ConflictError as error:
+        raise kopf.TemporaryError(
+            f"{error}; another writer changed it meanwhile, retrying",
+            delay=CONFLICT_RETRY_SECONDS,
+        ) from error
+    except KubeError as error:
+        raise kopf.TemporaryError(
+            f"{error}; check the operator's RBAC and the API server, retrying",
+            delay=ERROR_RETRY_SECONDS,
+        ) from error
+    return result
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def reconcile_traderbot(
+    *, name: str, namespace: str | None, reason: str, memo: Any, **_: Any
+) -> None:
+    """Converge the bot after it was created, changed, or found at operator start.
+
+    NB: an invalid spec fails this generation for good (PermanentError): nothing is
+    deleted, the status says Failed with the reason, and a fixed spec or the drift
+    timer (for example once a missing Secret exists) brings it back.
+    """
+    result = await _reconcile(
+        memo, namespace=_namespaced(namespace), name=name, trigger=str(reason)
+    )
+    if result is not None and result.invalid_spec:
+        raise kopf.PermanentError("; ".join(result.invalid_spec))
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_INTERVAL_SECONDS, initial_delay=5)
+async def check_drift(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Restore hand-made changes and refresh status, writing only what differs."""
+    await _reconcile(
+        memo, namespace=_namespaced(namespace), name=name, trigger="timer", coalesce=True
+    )
+
+
+def _register_child_watch(group: str, version: str, plural: str) -> None:
+    async def child_changed(
+        *,
+        body: kopf.Body,
+        namespace: str | None,
+        memo: Any,
+        logger: logging.Logger | logging.LoggerAdapter[Any],
+        **_: Any,
+    ) -> None:
+        """Re-run the owning bot's pass: a child was added, edited or deleted."""
+        if namespace is None or "state" not in memo:
+            return
+        owner = owner_of(body)
+        if owner is None:
+            return
+        try:
+            await _reconcile(memo, namespace=namespace, name=owner, trigger="child", coalesce=True)
+        except kopf.TemporaryError as error:
+            logger.warning("child event for %s/%s: %s", namespace, owner, error)
+
+    kopf.on.event(group, version, plural, labels=MANAGED, id=f"child-{plural}")(child_changed)
+
+
+for _group, _version, _plural in CHILD_KINDS:
+    _register_child_watch(_group, _version, _plural)
