@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 TRACE: Final = 5
@@ -75,6 +76,8 @@ def json_formatter() -> logging.Formatter:
         style="{",
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp=True,
+        # uvicorn adds an ANSI-coloured copy of its messages; JSON readers want one.
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],
     )
 
 

@@ -9,6 +9,7 @@ the caller releases resources (leader lease, pools). Kubernetes gives the pod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -72,6 +73,10 @@ class Lifecycle:
         Return True when everything finished within ``grace_seconds``; on
         False the caller cancels what is left. Calling it twice is harmless.
         """
+        if self._draining and not self._sockets:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), timeout=grace_seconds)
+            return self._in_flight == 0
         started = time.monotonic()
         self._draining = True
         logger.info(
