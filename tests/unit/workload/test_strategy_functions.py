@@ -96,6 +96,13 @@ def test_wilder_rsi_matches_the_published_worked_example() -> None:
     assert [str(v.quantize(Decimal("0.01"))) for v in rsi] == STOCKCHARTS_RSI
 
 
+def test_wilder_rsi_can_return_just_the_last_values() -> None:
+    closes = [Decimal(c) for c in STOCKCHARTS_CLOSES]
+    assert wilder_rsi(closes, 14, last=2) == wilder_rsi(closes, 14)[-2:]
+    assert wilder_rsi(closes, 14, last=100) == wilder_rsi(closes, 14)
+    assert len(wilder_rsi(closes, 14, last=19)) == 19
+
+
 def test_wilder_rsi_of_a_flat_series_is_neutral_and_of_a_rising_one_is_100() -> None:
     assert wilder_rsi([Decimal(5)] * 4, 2) == [Decimal(50), Decimal(50)]
     assert wilder_rsi([Decimal(v) for v in (1, 2, 3, 4)], 2) == [Decimal(100), Decimal(100)]

@@ -97,8 +97,7 @@ def rsi_mean_reversion(
         )
     if len(klines) < period + 2:
         return None
-    rsi = wilder_rsi([kline.close for kline in klines], period)
-    before, now = rsi[-2], rsi[-1]
+    before, now = wilder_rsi([kline.close for kline in klines], period, last=2)
     if before < oversold <= now:
         return _signal(
             klines,

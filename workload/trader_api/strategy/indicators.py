@@ -7,7 +7,7 @@ result never depends on the caller's context and is the same on every machine.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Context, Decimal
+from decimal import Context, Decimal, localcontext
 from itertools import pairwise
 
 DECIMAL_CONTEXT = Context(prec=28)
@@ -22,10 +22,8 @@ def sma(values: Sequence[Decimal], period: int) -> Decimal:
         raise ValueError(f"sma period must be >= 1, got {period}")
     if len(values) < period:
         raise ValueError(f"sma({period}) needs {period} values, got {len(values)}")
-    total = _ZERO
-    for value in values[len(values) - period :]:
-        total = DECIMAL_CONTEXT.add(total, value)
-    return DECIMAL_CONTEXT.divide(total, Decimal(period))
+    with localcontext(DECIMAL_CONTEXT):
+        return sum(values[len(values) - period :], _ZERO) / period
 
 
 def _rsi_from_averages(gain: Decimal, loss: Decimal) -> Decimal:
@@ -33,19 +31,20 @@ def _rsi_from_averages(gain: Decimal, loss: Decimal) -> Decimal:
         # NB: no losses at all is 100 by definition; a flat window (no gains
         # either) is neutral rather than a division by zero.
         return _FIFTY if gain == 0 else _HUNDRED
-    ctx = DECIMAL_CONTEXT
-    relative_strength = ctx.divide(gain, loss)
-    return ctx.subtract(_HUNDRED, ctx.divide(_HUNDRED, ctx.add(Decimal(1), relative_strength)))
+    # NB: called inside wilder_rsi's local context.
+    return _HUNDRED - _HUNDRED / (1 + gain / loss)
 
 
-def wilder_rsi(closes: Sequence[Decimal], period: int) -> list[Decimal]:
+def wilder_rsi(closes: Sequence[Decimal], period: int, *, last: int | None = None) -> list[Decimal]:
     """Return Wilder's RSI for each close from index ``period`` on.
 
     The first average gain and loss are the simple means of the first
     ``period`` changes; later ones are smoothed as
     ``(previous * (period - 1) + current) / period``. The result has
     ``len(closes) - period`` values; element ``i`` is the RSI at close
-    ``period + i``.
+    ``period + i``. With ``last``, only the final ``last`` values are
+    returned (the smoothing still runs over all closes, which is cheap next to
+    turning every average into an RSI).
 
     NB: Wilder's smoothing remembers all history, so the value depends on how
     much history is given; the strategy engine keeps ``10 * period`` closes,
@@ -53,27 +52,34 @@ def wilder_rsi(closes: Sequence[Decimal], period: int) -> list[Decimal]:
     """
     if period < 1:
         raise ValueError(f"rsi period must be >= 1, got {period}")
-    if len(closes) <= period:
+    count = len(closes) - period
+    if count <= 0:
         return []
-    ctx = DECIMAL_CONTEXT
-    divisor = Decimal(period)
-    keep = Decimal(period - 1)
-    gain_sum = _ZERO
-    loss_sum = _ZERO
-    for previous, current in pairwise(closes[: period + 1]):
-        change = ctx.subtract(current, previous)
-        if change > 0:
-            gain_sum = ctx.add(gain_sum, change)
-        else:
-            loss_sum = ctx.subtract(loss_sum, change)
-    average_gain = ctx.divide(gain_sum, divisor)
-    average_loss = ctx.divide(loss_sum, divisor)
-    values = [_rsi_from_averages(average_gain, average_loss)]
-    for index in range(period + 1, len(closes)):
-        change = ctx.subtract(closes[index], closes[index - 1])
-        gain = change if change > 0 else _ZERO
-        loss = -change if change < 0 else _ZERO
-        average_gain = ctx.divide(ctx.add(ctx.multiply(average_gain, keep), gain), divisor)
-        average_loss = ctx.divide(ctx.add(ctx.multiply(average_loss, keep), loss), divisor)
-        values.append(_rsi_from_averages(average_gain, average_loss))
-    return values
+    wanted = count if last is None else min(last, count)
+    averages: list[tuple[Decimal, Decimal]] = []
+    with localcontext(DECIMAL_CONTEXT):
+        divisor = Decimal(period)
+        keep = Decimal(period - 1)
+        gain_sum = _ZERO
+        loss_sum = _ZERO
+        for previous, current in pairwise(closes[: period + 1]):
+            change = current - previous
+            if change > 0:
+                gain_sum += change
+            else:
+                loss_sum -= change
+        average_gain = gain_sum / divisor
+        average_loss = loss_sum / divisor
+        if count <= wanted:
+            averages.append((average_gain, average_loss))
+        for index in range(period + 1, len(closes)):
+            change = closes[index] - closes[index - 1]
+            if change > 0:
+                average_gain = (average_gain * keep + change) / divisor
+                average_loss = average_loss * keep / divisor
+            else:
+                average_gain = average_gain * keep / divisor
+                average_loss = (average_loss * keep - change) / divisor
+            if len(closes) - index <= wanted:
+                averages.append((average_gain, average_loss))
+        return [_rsi_from_averages(gain, loss) for gain, loss in averages]
