@@ -119,6 +119,7 @@ class TradingEngine:
         self._breaker = breaker
         self._clock = clock
         self._queue: asyncio.Queue[_Operation] = asyncio.Queue(maxsize=10_000)
+        self._unsaved: list[OrderUpdate] = []
         self.failure: str | None = None
         self.running = False
 
@@ -182,7 +183,10 @@ class TradingEngine:
                 closed = (event,)
             klines = list(closed)
             if klines:
-                await self._on_klines(klines)
+                try:
+                    await self._on_klines(klines)
+                except StorageError as exc:
+                    logger.warning("Klines not stored (%d lost): %s", len(klines), exc)
 
     async def _on_tick(self, tick: Tick) -> None:
         self._marks[tick.symbol] = tick.price
@@ -241,7 +245,7 @@ class TradingEngine:
         while True:
             try:
                 pending = await self._store.list_orders(status=OrderStatus.NEW, limit=500)
-            except StorageError as exc:
+            except Exception as exc:  # noqa: BLE001 - retried next sweep; the cause is logged
                 logger.warning("Sweep for new orders failed: %s", exc)
                 pending = []
             for order in reversed(pending):  # oldest first
@@ -258,27 +262,42 @@ class TradingEngine:
                     logger.info(
                         "Klines retention", extra={"deleted": deleted, "before": before.isoformat()}
                     )
-            except StorageError as exc:
+            except Exception as exc:  # noqa: BLE001 - retried tomorrow; the cause is logged
                 logger.warning("Klines retention failed: %s", exc)
             await asyncio.sleep(RETENTION_SECONDS)
 
     # -- the executor --------------------------------------------------------
 
     async def _execute_forever(self) -> None:
+        """Apply operations one at a time; a failed one is logged, never fatal.
+
+        NB: fills the broker made on a price move exist only in the broker
+        until stored; if storing fails they are kept and stored before the
+        next operation. Failed executions need no such care: the order stays
+        ``new``, the sweep retries it, and the broker answers the retry with
+        the same fills (idempotent by ``client_order_id``), which
+        ``record_fill`` stores once.
+        """
         while True:
             operation = await self._queue.get()
             try:
+                if self._unsaved:
+                    await self._apply_updates(self._unsaved)
+                    self._unsaved = []
                 match operation:
                     case _Execute(order_id):
                         await self._execute(order_id)
                     case _Cancel(order_id):
                         await self._cancel(order_id)
                     case _Price(tick):
-                        await self._apply_updates(
-                            self._broker.on_price(tick.symbol, tick.price, at=tick.ts)
-                        )
+                        updates = self._broker.on_price(tick.symbol, tick.price, at=tick.ts)
+                        self._unsaved.extend(updates)
+                        await self._apply_updates(updates)
+                        self._unsaved = []
             except StorageError as exc:
                 logger.warning("Executor could not reach storage: %s", exc)
+            except Exception:  # one bad operation must not stop all trading
+                logger.exception("Executor operation %r failed", operation)
 
     async def _execute(self, order_id: uuid.UUID) -> None:
         order = await self._store.get_order(order_id)

@@ -463,6 +463,12 @@ class Runtime:
                 )
             except StorageUnavailableError:
                 leader = self.lease.is_leader  # until the local TTL runs out
+            crashed = self._engine_task is not None and self._engine_task.done()
+            if crashed:
+                self._engine_task = None  # readiness keeps the cause until it runs again
+                logger.warning(
+                    "Restarting the crashed engine", extra={"cause": self.engine.failure}
+                )
             if leader and self._engine_task is None:
                 logger.info("Leader lease acquired: starting the engine")
                 self.metrics.leader.set(1)
@@ -478,5 +484,9 @@ class Runtime:
         if task is None:
             return
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # it crashed earlier; readiness reported why
+            logger.debug("Engine had stopped with an error", exc_info=True)
