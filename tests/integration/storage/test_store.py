@@ -40,6 +40,14 @@ async def test_klines_duplicates_inside_one_batch_keep_the_last(store: Store) ->
     assert await store.query_klines(symbol="BTCUSDT", interval=Interval.M1) == [last]
 
 
+async def test_a_large_batch_with_a_repeated_key_keeps_the_last(store: Store) -> None:
+    klines = make_klines(COPY_THRESHOLD, symbol="ETHUSDT")
+    repeated = with_close(klines[0], "2.00")
+    assert await store.insert_klines([*klines, repeated]) == len(klines)
+    stored = await store.query_klines(symbol="ETHUSDT", interval=Interval.M1, limit=len(klines))
+    assert stored == [repeated, *klines[1:]]
+
+
 async def test_a_large_batch_takes_the_bulk_path_and_upserts_too(store: Store) -> None:
     count = COPY_THRESHOLD * 4
     klines = make_klines(count)
@@ -48,6 +56,14 @@ async def test_a_large_batch_takes_the_bulk_path_and_upserts_too(store: Store) -
     assert await store.insert_klines(changed) == count
     stored = await store.query_klines(symbol="BTCUSDT", interval=Interval.M1, limit=count)
     assert stored == changed
+
+
+async def test_bulk_ingest_keeps_symbols_with_special_characters_intact(store: Store) -> None:
+    symbol = "ODD\\SYM\tBOL\nX\\N"
+    klines = make_klines(COPY_THRESHOLD + 1, symbol=symbol)
+    await store.insert_klines(klines)
+    stored = await store.query_klines(symbol=symbol, interval=Interval.M1, limit=len(klines))
+    assert stored == klines
 
 
 async def test_query_klines_filters_range_series_and_keeps_the_newest_within_limit(

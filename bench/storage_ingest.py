@@ -1,0 +1,234 @@
+"""Measure storage: klines ingest vs. ``psql \\copy``; order submission latency at a fixed rate.
+
+    .venv/bin/python bench/storage_ingest.py [--rows 200000] [--batch 5000] [--orders 2000]
+
+Starts its own durable PostgreSQL (``fsync``/``synchronous_commit`` on) with
+tests/support/servers.py. Every figure comes with a baseline measured in the
+same run on the same server:
+
+- ingest: ``Store.insert_klines`` in batches vs. one ``psql \\copy`` of the same
+  rows (CSV) into an empty table of the same shape. Target: ratio >= 0.8.
+  The alternative bulk paths (multi-row ``unnest`` INSERT, ``executemany``) are
+  measured too, so the choice in ``PostgresStore`` stays justified.
+- orders: ``Store.create_order`` started at a fixed 200 orders/s (open loop:
+  latency counts from the scheduled start, so a stall is not hidden), p50/p99,
+  vs. a bare single-row autocommit INSERT (same pool size) at the same rate. Target: p99 < 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.servers import PostgresServer, running_postgres
+from support.trading_data import make_klines, make_order
+from trader_api.domain import Kline
+from trader_api.storage.postgres import PostgresStore
+
+INGEST_TARGET_RATIO = 0.8
+P99_TARGET_MS = 10.0
+
+
+def _percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _truncate(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("TRUNCATE klines; CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def _store_ingest(store: PostgresStore, klines: list[Kline], batch: int) -> float:
+    started = time.perf_counter()
+    for i in range(0, len(klines), batch):
+        await store.insert_klines(klines[i : i + batch])
+    return time.perf_counter() - started
+
+
+async def _raw_ingest(
+    url: str,
+    klines: list[Kline],
+    batch: int,
+    how: Callable[[Any, list[Kline]], Awaitable[Any]],
+) -> float:
+    conn = await asyncpg.connect(url)
+    try:
+        started = time.perf_counter()
+        for i in range(0, len(klines), batch):
+            await how(conn, klines[i : i + batch])
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def _executemany(conn: Any, klines: list[Kline]) -> None:
+    records = [
+        (k.symbol, k.interval.value, k.open_time, k.open, k.high, k.low, k.close, k.volume)
+        for k in klines
+    ]
+    await conn.executemany(
+        "INSERT INTO klines VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+        "ON CONFLICT (symbol, interval, open_time) DO UPDATE SET close = EXCLUDED.close",
+        records,
+    )
+
+
+def _psql_copy(server: PostgresServer, database: str, klines: list[Kline], work: Path) -> float:
+    path = work / "klines.csv"
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        for k in klines:
+            writer.writerow(
+                [
+                    k.symbol,
+                    k.interval.value,
+                    k.open_time.isoformat(),
+                    k.open,
+                    k.high,
+                    k.low,
+                    k.close,
+                    k.volume,
+                ]
+            )
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            str(server.bin_dir / "psql"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            database,
+            "-c",
+            f"\\copy klines_copy FROM '{path}' WITH (FORMAT csv)",
+        ],
+        env=server.env(),
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+async def _fixed_rate(
+    call: Callable[[int], Awaitable[Any]], *, count: int, rate: float
+) -> list[float]:
+    """Start ``call(i)`` at ``t0 + i/rate``; return latencies (ms) from the scheduled start."""
+    latencies: list[float] = []
+    t0 = time.perf_counter() + 0.05
+
+    async def one(i: int) -> None:
+        scheduled = t0 + i / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        await call(i)
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return latencies
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with running_postgres(durable=True) as server, tempfile.TemporaryDirectory() as tmp:
+        database = server.create_database("bench")
+        url = server.url(database)
+        store = await PostgresStore.connect(url, max_size=10)
+        conn = await asyncpg.connect(url)
+        await conn.execute("CREATE TABLE klines_copy (LIKE klines INCLUDING ALL)")
+        await conn.execute("CREATE TABLE commit_baseline (id uuid PRIMARY KEY, at timestamptz)")
+        await conn.close()
+        klines = make_klines(args.rows)
+
+        copy_s = _psql_copy(server, database, klines, Path(tmp))
+        await _truncate(url)
+        store_s = await _store_ingest(store, klines, args.batch)
+        upsert_s = await _store_ingest(store, klines, args.batch)  # every row conflicts now
+        await _truncate(url)
+        unnest_s = await _raw_ingest(
+            url,
+            klines,
+            args.batch,
+            PostgresStore._upsert_unnest,
+        )
+        await _truncate(url)
+        many_s = await _raw_ingest(url, klines[: args.rows // 10], args.batch, _executemany)
+        n = args.rows
+        results["ingest"] = {
+            "rows": n,
+            "batch": args.batch,
+            "psql_copy_rows_per_s": round(n / copy_s),
+            "store_rows_per_s": round(n / store_s),
+            "store_vs_copy": round(copy_s / store_s, 2),
+            "store_upsert_existing_rows_per_s": round(n / upsert_s),
+            "unnest_insert_rows_per_s": round(n / unnest_s),
+            "executemany_rows_per_s": round((n // 10) / many_s),
+            "target_ratio": INGEST_TARGET_RATIO,
+        }
+
+        baseline_pool = await asyncpg.create_pool(url, min_size=10, max_size=10)
+        try:
+            import uuid
+            from datetime import UTC, datetime
+
+            async def bare_insert(_: int) -> None:
+                await baseline_pool.execute(
+                    "INSERT INTO commit_baseline VALUES ($1, $2)", uuid.uuid4(), datetime.now(UTC)
+                )
+
+            # Warm up both paths (connections, prepared statements).
+            for i in range(20):
+                await bare_insert(i)
+                await store.create_order(make_order())
+            base = await _fixed_rate(bare_insert, count=args.orders, rate=args.rate)
+
+            async def submit(_: int) -> None:
+                await store.create_order(make_order())
+
+            orders = await _fixed_rate(submit, count=args.orders, rate=args.rate)
+        finally:
+            await baseline_pool.close()
+        results["orders"] = {
+            "count": args.orders,
+            "rate_per_s": args.rate,
+            "durable_commit": True,
+            "store_p50_ms": round(statistics.median(orders), 2),
+            "store_p99_ms": round(_percentile(orders, 0.99), 2),
+            "bare_insert_p50_ms": round(statistics.median(base), 2),
+            "bare_insert_p99_ms": round(_percentile(base, 0.99), 2),
+            "p99_vs_bare_insert": round(_percentile(orders, 0.99) / _percentile(base, 0.99), 2),
+            "target_p99_ms": P99_TARGET_MS,
+        }
+        await store.close()
+    results["pass"] = (
+        results["ingest"]["store_vs_copy"] >= INGEST_TARGET_RATIO
+        and results["orders"]["store_p99_ms"] < P99_TARGET_MS
+    )
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--orders", type=int, default=2_000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    outcome = asyncio.run(main(parser.parse_args()))
+    print(json.dumps(outcome, indent=2))
+    sys.exit(0 if outcome["pass"] else 1)
