@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trader_api.domain import Interval, Kline, Tick
 from trader_api.marketdata import KlineAggregator
@@ -106,3 +109,35 @@ def test_close_until_closes_klines_of_a_quiet_market() -> None:
 def test_an_aggregator_needs_an_interval() -> None:
     with pytest.raises(ValueError, match="at least one interval"):
         KlineAggregator([])
+
+
+@settings(max_examples=200)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=400),  # seconds since the previous tick
+            st.integers(min_value=1, max_value=10_000),  # price in cents
+            st.integers(min_value=1, max_value=50),  # quantity
+        ),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_klines_account_for_every_tick_and_tile_time(steps: list[tuple[int, int, int]]) -> None:
+    aggregator = KlineAggregator([Interval.M1, Interval.M5])
+    ticks, elapsed = [], 0
+    for gap, cents, quantity in steps:
+        elapsed += gap
+        ticks.append(tick(elapsed, str(Decimal(cents) / 100), str(quantity)))
+    closed = feed(aggregator, *ticks)
+    for interval in (Interval.M1, Interval.M5):
+        series = [k for k in closed if k.interval is interval]
+        building = aggregator.building("BTCUSDT", interval)
+        assert building is not None
+        series.append(building)
+        assert sum(k.volume for k in series) == sum(t.quantity for t in ticks)
+        assert all(k.low <= min(k.open, k.close) <= max(k.open, k.close) <= k.high for k in series)
+        assert [k.open_time for k in series] == [
+            series[0].open_time + i * interval.delta for i in range(len(series))
+        ]
+        assert all(a.close == b.open for a, b in pairwise(series) if b.volume == 0)
