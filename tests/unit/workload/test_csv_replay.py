@@ -1,15 +1,21 @@
-"""CSV replay yields exactly the klines in the file and points at the first bad cell."""
+"""CSV replay yields exactly the klines (or ticks) in the file and points at the first bad cell."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from trader_api.domain import Interval, Kline
-from trader_api.marketdata import CsvFormatError, CsvReplayFeed, read_kline_csv
+from trader_api.domain import Interval, Kline, Tick
+from trader_api.marketdata import (
+    CsvFormatError,
+    CsvReplayFeed,
+    CsvTickReplayFeed,
+    read_kline_csv,
+    read_tick_csv,
+)
 from unit.workload.pacing_fakes import FakeClock
 
 HEADER = "symbol,interval,open_time,open,high,low,close,volume\n"
@@ -139,3 +145,42 @@ def test_an_empty_file_says_so() -> None:
 
 def test_a_byte_order_mark_before_the_header_is_fine() -> None:
     assert list(read_kline_csv(["\ufeff" + HEADER])) == []
+
+
+TICK_HEADER = "symbol,ts,price,quantity\n"
+
+
+async def test_tick_replay_yields_the_ticks_of_the_file(tmp_path: Path) -> None:
+    text = (
+        TICK_HEADER
+        + "BTCUSDT,2025-01-28T10:00:00.250Z,100.5,0.01\n"
+        + "BTCUSDT,2025-01-28T10:00:00.250Z,100.6,0.02\n"
+        + "ETHUSDT,1738058400000,3000,1\n"
+    )
+    clock = FakeClock()
+    feed = CsvTickReplayFeed(write(tmp_path, text), speed=1, clock=clock, sleep=clock.sleep)
+    ticks = [tick async for tick in feed]
+    t0 = datetime(2025, 1, 28, 10, 0, tzinfo=UTC)
+    assert ticks == [
+        Tick("BTCUSDT", Decimal("100.5"), Decimal("0.01"), t0 + timedelta(milliseconds=250)),
+        Tick("BTCUSDT", Decimal("100.6"), Decimal("0.02"), t0 + timedelta(milliseconds=250)),
+        Tick("ETHUSDT", Decimal(3000), Decimal(1), t0),
+    ]
+    assert clock.sleeps == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("row", "column", "message"),
+    [
+        ("BTCUSDT,2025-01-28T09:59:59Z,1,1", "ts", "is before the previous BTCUSDT tick"),
+        ("BTCUSDT,2025-01-28T10:00:01Z,0,1", "price", "must be positive, got 0"),
+        ("BTCUSDT,2025-01-28T10:00:01Z,1,x", "quantity", "'x' is not a number"),
+        ("BTCUSDT,yesterday,1,1", "ts", "Invalid isoformat string"),
+    ],
+)
+def test_a_bad_tick_cell_is_named_by_line_and_column(row: str, column: str, message: str) -> None:
+    text = TICK_HEADER + "BTCUSDT,2025-01-28T10:00:00Z,1,1\n" + row + "\n"
+    with pytest.raises(CsvFormatError) as caught:
+        list(read_tick_csv(text.splitlines(keepends=True), source="t.csv"))
+    assert (caught.value.line, caught.value.column) == (3, column)
+    assert message in caught.value.message

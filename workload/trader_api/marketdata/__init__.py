@@ -14,23 +14,30 @@ Public API (stable names, used by ``services``):
 - ``CsvReplayFeed(path, *, speed, clock, sleep)``: a ``MarketFeed[Kline]``;
   ``read_kline_csv(lines, source=...)``; bad rows raise ``CsvFormatError``
   (``line``, ``column``, ``message``); ``KLINE_CSV_COLUMNS`` is the header.
+- ``CsvTickReplayFeed(path, ...)``: the same for ticks, a ``MarketFeed[Tick]``;
+  ``read_tick_csv``; header ``TICK_CSV_COLUMNS`` (symbol,ts,price,quantity).
 """
 
 from trader_api.marketdata.aggregator import KlineAggregator
 from trader_api.marketdata.csv_replay import (
     KLINE_CSV_COLUMNS,
+    TICK_CSV_COLUMNS,
     CsvFormatError,
     CsvReplayFeed,
+    CsvTickReplayFeed,
     read_kline_csv,
+    read_tick_csv,
 )
 from trader_api.marketdata.feed import Clock, MarketEvent, MarketFeed, Sleep
 from trader_api.marketdata.simulated import SimulatedFeed, SimulatedMarket
 
 __all__ = [
     "KLINE_CSV_COLUMNS",
+    "TICK_CSV_COLUMNS",
     "Clock",
     "CsvFormatError",
     "CsvReplayFeed",
+    "CsvTickReplayFeed",
     "KlineAggregator",
     "MarketEvent",
     "MarketFeed",
@@ -38,4 +45,5 @@ __all__ = [
     "SimulatedMarket",
     "Sleep",
     "read_kline_csv",
+    "read_tick_csv",
 ]
