@@ -13,10 +13,13 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from lightkube import ApiError, AsyncClient, KubeConfig
+from lightkube.config.models import User
 from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
@@ -44,6 +47,55 @@ EventType = Literal["Normal", "Warning"]
 NOT_FOUND: Final = 404
 FORBIDDEN: Final = 403
 CONFLICT: Final = 409
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to reach and authenticate to the API server, for kopf's own client.
+
+    NB: both clients (kopf's watcher and our lightkube client) must use the same
+    identity; this is read with lightkube's kubeconfig rules so they cannot differ.
+    Certificate and CA data stay base64-encoded, as kopf expects them.
+    """
+
+    server: str
+    ca_path: str | None = None
+    ca_data: str | None = None
+    insecure: bool = False
+    certificate_path: str | None = None
+    certificate_data: str | None = None
+    private_key_path: str | None = None
+    private_key_data: str | None = None
+    token: str | None = None
+    namespace: str | None = None
+
+
+def load_credentials(*, kubeconfig: str | None = None) -> Credentials:
+    """Return the credentials of ``kubeconfig``, else in-cluster, else $KUBECONFIG."""
+    source = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+    config = source.get()
+    if config is None:
+        raise KubeError("no current context in the kubeconfig: pass --kubeconfig or set one")
+    cluster, user = config.cluster, config.user or User()
+
+    def path(value: str | None) -> str | None:
+        return str(config.abs_file(value)) if value else None
+
+    token = user.token
+    if token is None and user.token_file:
+        token = Path(str(config.abs_file(user.token_file))).read_text().strip()
+    return Credentials(
+        server=cluster.server,
+        ca_path=path(cluster.certificate_auth),
+        ca_data=cluster.certificate_auth_data,
+        insecure=cluster.insecure,
+        certificate_path=path(user.client_cert),
+        certificate_data=user.client_cert_data,
+        private_key_path=path(user.client_key),
+        private_key_data=user.client_key_data,
+        token=token,
+        namespace=config.namespace,
+    )
 
 
 class ConflictError(Exception):

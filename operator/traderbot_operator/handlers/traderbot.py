@@ -15,7 +15,7 @@ import kopf
 from traderbot_operator import metrics
 from traderbot_operator.desired.common import MANAGED_BY
 from traderbot_operator.handlers.converge import OperatorState, Result, owner_of, run_serialized
-from traderbot_operator.kube import ConflictError, Kube, KubeError
+from traderbot_operator.kube import ConflictError, Kube, KubeError, load_credentials
 from traderbot_operator.models import GROUP, PLURAL, VERSION
 
 DRIFT_INTERVAL_SECONDS = float(os.environ.get("TRADERBOT_DRIFT_INTERVAL_SECONDS", "60"))
@@ -39,6 +39,24 @@ CHILD_KINDS = (
 def _state(memo: Any) -> OperatorState:
     state: OperatorState = memo.state
     return state
+
+
+@kopf.on.login()
+def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
+    """Authenticate kopf exactly as our own client does (kubeconfig or service account)."""
+    found = load_credentials(kubeconfig=memo.get("kubeconfig"))
+    return kopf.ConnectionInfo(
+        server=found.server,
+        ca_path=found.ca_path,
+        ca_data=found.ca_data,
+        insecure=found.insecure,
+        certificate_path=found.certificate_path,
+        certificate_data=found.certificate_data,
+        private_key_path=found.private_key_path,
+        private_key_data=found.private_key_data,
+        token=found.token,
+        default_namespace=found.namespace,
+    )
 
 
 @kopf.on.startup()

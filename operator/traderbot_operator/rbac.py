@@ -1,0 +1,56 @@
+"""The exact API permissions the operator uses: one list, read by docs, chart and tests.
+
+NB: apply (server-side) is a ``patch``; creating through apply needs ``create`` too.
+``delete`` is granted only on kinds the operator prunes (CronJob, ServiceMonitor).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+READ: Final = ("get", "list", "watch")
+APPLY: Final = ("create", "patch")
+
+RULES: Final[tuple[dict[str, Any], ...]] = (
+    {"apiGroups": ["traderbot.dev"], "resources": ["traderbots"], "verbs": [*READ, "patch"]},
+    {"apiGroups": ["traderbot.dev"], "resources": ["traderbots/status"], "verbs": ["get", "patch"]},
+    {
+        "apiGroups": [""],
+        "resources": ["secrets", "services", "persistentvolumeclaims"],
+        "verbs": [*READ, *APPLY],
+    },
+    {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": [*READ, *APPLY]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": [*READ, *APPLY]},
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
+        "verbs": [*READ, *APPLY],
+    },
+    {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": [*READ, *APPLY, "delete"]},
+    {
+        "apiGroups": ["monitoring.coreos.com"],
+        "resources": ["servicemonitors"],
+        "verbs": [*READ, *APPLY, "delete"],
+    },
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["get", "list", "watch"],
+    },
+)
+
+
+def cluster_role(name: str = "traderbot-operator") -> dict[str, Any]:
+    """Return the ClusterRole for a cluster-wide operator (a Role per namespace otherwise).
+
+    NB: the CustomResourceDefinition rule is cluster-scoped and only reads; kopf uses
+    it to notice CRDs appearing, the operator to see whether ServiceMonitor exists.
+    """
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "traderbot-operator"}},
+        "rules": [dict(rule) for rule in RULES],
+    }

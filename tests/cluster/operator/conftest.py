@@ -1,0 +1,137 @@
+"""Fixtures of the operator's cluster tests: the CRD, least-privilege RBAC, the operator.
+
+The operator runs in-process against the real API server with a ServiceAccount
+token bound to the ClusterRole built from ``traderbot_operator.rbac`` (the same
+rules docs/operator.md lists), so a missing permission fails these tests.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lightkube import ApiError, Client
+from lightkube.codecs import from_dict
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import Namespace, PersistentVolume, ServiceAccount
+from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding
+
+from cluster.operator.runner import OperatorRunner
+from support.kube import ClusterUnderTest, eventually
+from traderbot_operator.rbac import cluster_role
+
+ROOT = Path(__file__).resolve().parents[3]
+CRD_PATH = ROOT / "crds" / "traderbot.dev_traderbots.yaml"
+SYSTEM_NAMESPACE = "traderbot-system"
+OPERATOR_ACCOUNT = "traderbot-operator"
+FIELD_MANAGER = "traderbot-tests"
+PV_SIZE = "100Gi"
+PVS_PER_TEST = 4
+
+
+def _established(kube: Client) -> bool:
+    crd = kube.get(CustomResourceDefinition, "traderbots.traderbot.dev")
+    conditions = (crd.status.conditions if crd.status else None) or []
+    return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+
+@pytest.fixture(scope="session")
+def crd(kube: Client) -> dict[str, Any]:
+    """Install (server-side apply) the TraderBot CRD and wait until it is served."""
+    body: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text())
+    kube.apply(from_dict(body), field_manager=FIELD_MANAGER, force=True)
+    eventually(lambda: _established(kube), what="CRD traderbots.traderbot.dev Established")
+    return body
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(kube: Client, cluster: ClusterUnderTest, crd: dict[str, Any]) -> Path:
+    """Return a kubeconfig for a ServiceAccount holding only the operator's ClusterRole."""
+    try:
+        kube.create(Namespace(metadata=ObjectMeta(name=SYSTEM_NAMESPACE)))
+    except ApiError as error:
+        if error.status.code != 409:
+            raise
+    kube.apply(
+        ServiceAccount(metadata=ObjectMeta(name=OPERATOR_ACCOUNT, namespace=SYSTEM_NAMESPACE)),
+        field_manager=FIELD_MANAGER,
+    )
+    kube.apply(from_dict(cluster_role()), field_manager=FIELD_MANAGER, force=True)
+    kube.apply(
+        from_dict(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": OPERATOR_ACCOUNT},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "traderbot-operator",
+                },
+                "subjects": [
+                    {
+                        "kind": "ServiceAccount",
+                        "name": OPERATOR_ACCOUNT,
+                        "namespace": SYSTEM_NAMESPACE,
+                    }
+                ],
+            }
+        ),
+        field_manager=FIELD_MANAGER,
+        force=True,
+    )
+    eventually(lambda: kube.get(ClusterRole, "traderbot-operator"), what="ClusterRole")
+    eventually(lambda: kube.get(ClusterRoleBinding, OPERATOR_ACCOUNT), what="ClusterRoleBinding")
+    return cluster.serviceaccount_kubeconfig(kube, SYSTEM_NAMESPACE, OPERATOR_ACCOUNT)
+
+
+@pytest.fixture
+def volumes(kube: Client, namespace: str) -> Iterator[list[str]]:
+    """Create PersistentVolumes the bot's claims can bind to (the cluster has no provisioner).
+
+    NB: kwok never mounts anything, so the hostPath is never touched.
+    """
+    names = [f"pv-{namespace}-{i}-{secrets.token_hex(2)}"[:63] for i in range(PVS_PER_TEST)]
+    for name in names:
+        kube.create(
+            from_dict(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {
+                        "name": name,
+                        "labels": {"traderbot.dev/test-namespace": namespace},
+                    },
+                    "spec": {
+                        "capacity": {"storage": PV_SIZE},
+                        "accessModes": ["ReadWriteOnce"],
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "hostPath": {"path": f"/nonexistent/{name}"},
+                    },
+                }
+            )
+        )
+    yield names
+    for name in names:
+        try:
+            kube.delete(PersistentVolume, name)
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+
+
+@pytest.fixture
+def operator(
+    operator_kubeconfig: Path, namespace: str, volumes: list[str]
+) -> Iterator[OperatorRunner]:
+    """Run the operator for this test's namespace; stop it afterwards."""
+    runner = OperatorRunner(kubeconfig=operator_kubeconfig, namespace=namespace).start()
+    try:
+        yield runner
+    finally:
+        runner.stop()

@@ -1,0 +1,459 @@
+"""The operator against a real API server: converge, scale, roll, repair, refuse, survive.
+
+Each test gets its own namespace, PersistentVolumes and an in-process operator
+that watches only that namespace with the least-privilege ClusterRole.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from lightkube import ApiError, Client
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.batch_v1 import CronJob
+from lightkube.resources.core_v1 import Event, PersistentVolumeClaim, Secret, Service
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.policy_v1 import PodDisruptionBudget
+from lightkube.types import PatchType
+
+from cluster.operator.runner import OperatorRunner
+from support.kube import ClusterUnderTest, eventually
+from traderbot_operator.kube import TraderBotResource
+from traderbot_operator.testing import Binaries
+
+READY_TIMEOUT = 120.0
+INSTANCE = "app.kubernetes.io/instance"
+CHILD_KINDS: tuple[Any, ...] = (
+    Secret,
+    Service,
+    Deployment,
+    StatefulSet,
+    PodDisruptionBudget,
+    NetworkPolicy,
+    CronJob,
+)
+EXPECTED_CHILDREN = {
+    "Secret": 3,
+    "Service": 5,
+    "Deployment": 1,
+    "StatefulSet": 2,
+    "PodDisruptionBudget": 1,
+    "NetworkPolicy": 2,
+    "CronJob": 1,
+}
+
+
+def _bot_body(name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBot",
+        "metadata": {"name": name},
+        "spec": spec or {},
+    }
+
+
+def _create_bot(
+    kube: Client, namespace: str, name: str, spec: dict[str, Any] | None = None
+) -> None:
+    kube.create(TraderBotResource.from_dict(_bot_body(name, spec)), namespace=namespace)
+
+
+def _get(kube: Client, kind: Any, name: str, namespace: str) -> dict[str, Any]:
+    """Return a live object as a plain dict (the typed models are all-Optional)."""
+    found: dict[str, Any] = kube.get(kind, name, namespace=namespace).to_dict()
+    return found
+
+
+def _bot(kube: Client, namespace: str, name: str) -> dict[str, Any]:
+    return _get(kube, TraderBotResource, name, namespace)
+
+
+def _pod_spec(kube: Client, deployment: str, namespace: str) -> dict[str, Any]:
+    spec: dict[str, Any] = _get(kube, Deployment, deployment, namespace)["spec"]["template"]["spec"]
+    return spec
+
+
+def _patch_spec(kube: Client, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    kube.patch(
+        TraderBotResource, name, {"spec": spec}, namespace=namespace, patch_type=PatchType.MERGE
+    )
+
+
+def _phase_is(kube: Client, namespace: str, name: str, phase: str) -> Callable[[], Any]:
+    def probe() -> dict[str, Any] | None:
+        bot = _bot(kube, namespace, name)
+        return bot if bot.get("status", {}).get("phase") == phase else None
+
+    return probe
+
+
+def _wait_phase(
+    kube: Client, namespace: str, name: str, phase: str, timeout: float = READY_TIMEOUT
+) -> dict[str, Any]:
+    found: dict[str, Any] = eventually(
+        _phase_is(kube, namespace, name, phase),
+        what=f"TraderBot {namespace}/{name} phase {phase}",
+        timeout=timeout,
+    )
+    return found
+
+
+def _children(kube: Client, namespace: str, name: str) -> dict[str, list[dict[str, Any]]]:
+    return {
+        kind.__name__: [
+            obj.to_dict() for obj in kube.list(kind, namespace=namespace, labels={INSTANCE: name})
+        ]
+        for kind in CHILD_KINDS
+    }
+
+
+def _claim_names(kube: Client, namespace: str) -> set[str]:
+    return {
+        c.to_dict()["metadata"]["name"]
+        for c in kube.list(PersistentVolumeClaim, namespace=namespace)
+    }
+
+
+def _events_of(kube: Client, namespace: str, name: str) -> list[dict[str, Any]]:
+    events = (e.to_dict() for e in kube.list(Event, namespace=namespace))
+    return [e for e in events if e["involvedObject"].get("name") == name]
+
+
+def _conditions(bot: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in bot["status"]["conditions"]}
+
+
+def _resource_versions(kube: Client, namespace: str, name: str) -> dict[str, str]:
+    versions = {
+        f"{kind}/{obj['metadata']['name']}": obj["metadata"]["resourceVersion"]
+        for kind, objs in _children(kube, namespace, name).items()
+        for obj in objs
+    }
+    versions["TraderBot"] = _bot(kube, namespace, name)["metadata"]["resourceVersion"]
+    return versions
+
+
+def _wait_timer_passes(operator: OperatorRunner, count: int) -> None:
+    start = operator.timer_passes()
+    eventually(
+        lambda: operator.timer_passes() >= start + count,
+        what=f"{count} drift-timer passes",
+        timeout=30,
+    )
+
+
+# --- the API server enforces our schema -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "message"),
+    [
+        ("live", {"mode": "live"}, "mode: live requires spec.engine.exchange.name"),
+        (
+            "paper-binance",
+            {"engine": {"exchange": {"name": "binance"}}},
+            "mode: paper trades against the built-in paper exchange only",
+        ),
+        (
+            "retention",
+            {"database": {"klinesRetentionDays": 3, "compressAfterDays": 7}},
+            "klinesRetentionDays must be at least compressAfterDays",
+        ),
+        (
+            "burst",
+            {"api": {"rateLimit": {"perSecond": 50, "burst": 10}}},
+            "burst must be at least spec.api.rateLimit.perSecond",
+        ),
+        (
+            "risk",
+            {"engine": {"risk": {"maxOrderNotional": 100, "maxPositionNotional": 10}}},
+            "maxPositionNotional must be at least",
+        ),
+        ("x" * 41, {}, "metadata.name must be at most 40 characters"),
+        ("level", {"api": {"logLevel": "verbose"}}, "Unsupported value"),
+    ],
+    ids=[
+        "live-without-credentials",
+        "paper-on-real-exchange",
+        "retention",
+        "burst",
+        "risk",
+        "long-name",
+        "log-level",
+    ],
+)
+@pytest.mark.usefixtures("crd")
+def test_bad_traderbots_are_refused_with_actionable_messages(
+    kube: Client, namespace: str, name: str, spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ApiError) as refused:
+        _create_bot(kube, namespace, name, spec)
+    assert refused.value.status.code == 422
+    assert message in (refused.value.status.message or "")
+
+
+def test_storage_class_cannot_change_after_creation(
+    kube: Client, crd: dict[str, Any], namespace: str
+) -> None:
+    _create_bot(kube, namespace, "fixed", {"database": {"storage": {"storageClassName": "fast"}}})
+    with pytest.raises(ApiError) as refused:
+        _patch_spec(
+            kube, namespace, "fixed", {"database": {"storage": {"storageClassName": "slow"}}}
+        )
+    assert "storageClassName cannot change after creation" in (refused.value.status.message or "")
+
+
+def test_the_server_fills_in_every_default(
+    kube: Client, crd: dict[str, Any], namespace: str
+) -> None:
+    _create_bot(kube, namespace, "defaults")
+    spec = _bot(kube, namespace, "defaults")["spec"]
+    assert spec["version"] == "0.1.0"
+    assert spec["backup"]["schedule"] == "0 3 * * *"
+    assert spec["database"]["image"] == "timescale/timescaledb:2.17.2-pg16"
+    assert spec["api"]["resources"]["requests"] == {"cpu": "100m", "memory": "256Mi"}
+
+
+# --- the operator -------------------------------------------------------------------------
+
+
+def test_a_traderbot_converges_to_ready_with_owned_children(
+    kube: Client, namespace: str, operator: OperatorRunner, cluster: ClusterUnderTest
+) -> None:
+    _create_bot(kube, namespace, "alpha")
+    bot = _wait_phase(kube, namespace, "alpha", "Ready")
+    status = bot["status"]
+    assert status["ready"] == "1/1"
+    assert status["version"] == "0.1.0"
+    assert status["observedGeneration"] == bot["metadata"]["generation"]
+    assert status["endpoints"]["api"] == f"http://alpha-api.{namespace}.svc:3000"
+    assert {t: c["status"] for t, c in _conditions(bot).items()} == dict.fromkeys(
+        ["Ready", "ApiReady", "DatabaseReady", "CacheReady", "BackupScheduled", "Reconciled"],
+        "True",
+    )
+    children = _children(kube, namespace, "alpha")
+    assert {kind: len(objs) for kind, objs in children.items()} == EXPECTED_CHILDREN
+    for objs in children.values():
+        for obj in objs:
+            [owner] = obj["metadata"]["ownerReferences"]
+            assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
+                "TraderBot",
+                "alpha",
+                bot["metadata"]["uid"],
+                True,
+            )
+    backup_claim = _get(kube, PersistentVolumeClaim, "alpha-backup", namespace)
+    assert not backup_claim["metadata"].get("ownerReferences")  # Retain: survives the bot
+    assert "Created" in {e.get("reason") for e in _events_of(kube, namespace, "alpha")}
+
+    binaries = Binaries.find()
+    if binaries.kubectl is not None:
+        table = subprocess.run(
+            [str(binaries.kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
+             "get", "tb", "alpha", "--no-headers"],
+            check=True, capture_output=True, text=True, timeout=30,
+        ).stdout.split()  # fmt: skip
+        assert table[:4] == ["alpha", "Ready", "1/1", "0.1.0"]
+
+
+def test_a_converged_bot_gets_no_writes_from_reconciles(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "quiet")
+    _wait_phase(kube, namespace, "quiet", "Ready")
+    _wait_timer_passes(operator, 2)  # let the last status refresh land
+    writes = operator.writes
+    versions = _resource_versions(kube, namespace, "quiet")
+    _wait_timer_passes(operator, 3)
+    assert operator.writes == writes
+    assert _resource_versions(kube, namespace, "quiet") == versions
+
+
+def test_kubectl_scale_changes_the_api_replicas(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "scaled")
+    _wait_phase(kube, namespace, "scaled", "Ready")
+    kube.patch(
+        TraderBotResource.Scale,
+        "scaled",
+        {"spec": {"replicas": 2}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    eventually(
+        lambda: _bot(kube, namespace, "scaled")["status"].get("ready") == "2/2",
+        what="status.ready 2/2",
+        timeout=READY_TIMEOUT,
+    )
+    assert _get(kube, Deployment, "scaled-api", namespace)["spec"]["replicas"] == 2
+    scale = _get(kube, TraderBotResource.Scale, "scaled", namespace)
+    assert scale["status"]["replicas"] == 2
+    assert "app.kubernetes.io/instance=scaled" in scale["status"]["selector"]
+
+
+def test_version_and_log_level_changes_roll_the_pods(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "rolling")
+    _wait_phase(kube, namespace, "rolling", "Ready")
+    before = _get(kube, Deployment, "rolling-api", namespace)["spec"]["template"]
+    _patch_spec(kube, namespace, "rolling", {"version": "0.2.0", "api": {"logLevel": "debug"}})
+
+    def rolled() -> bool:
+        bot = _bot(kube, namespace, "rolling")
+        return bool(
+            bot["status"].get("version") == "0.2.0" and bot["status"].get("phase") == "Ready"
+        )
+
+    eventually(rolled, what="version 0.2.0 running and Ready", timeout=READY_TIMEOUT)
+    after = _get(kube, Deployment, "rolling-api", namespace)["spec"]["template"]
+    hash_key = "traderbot.dev/config-hash"
+    assert after["metadata"]["annotations"][hash_key] != before["metadata"]["annotations"][hash_key]
+    [container] = after["spec"]["containers"]
+    assert container["image"] == "ghcr.io/traderbot-dev/trader-api:0.2.0"
+    assert {e["name"]: e.get("value") for e in container["env"]}["LOG_LEVEL"] == "debug"
+
+
+def test_deleted_and_edited_children_are_restored(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "repair")
+    _wait_phase(kube, namespace, "repair", "Ready")
+    old_uid = _get(kube, Service, "repair-api", namespace)["metadata"]["uid"]
+    kube.delete(Service, "repair-api", namespace=namespace)
+    eventually(
+        lambda: _get(kube, Service, "repair-api", namespace)["metadata"]["uid"] != old_uid,
+        what="Service repair-api recreated",
+    )
+    kube.patch(
+        Deployment,
+        "repair-api",
+        {"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 1}}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    eventually(
+        lambda: _pod_spec(kube, "repair-api", namespace)["terminationGracePeriodSeconds"] == 30,
+        what="hand edit of the Deployment undone",
+    )
+
+
+def test_an_invalid_spec_fails_loudly_and_deletes_nothing(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "strict")
+    _wait_phase(kube, namespace, "strict", "Ready")
+    deployment_uid = _get(kube, Deployment, "strict-api", namespace)["metadata"]["uid"]
+    _patch_spec(kube, namespace, "strict", {"api": {"apiKeySecretRef": {"name": "strict-own-key"}}})
+    failed = _wait_phase(kube, namespace, "strict", "Failed")
+    reconciled = _conditions(failed)["Reconciled"]
+    assert reconciled["reason"] == "InvalidSpec"
+    assert f"Secret {namespace}/strict-own-key does not exist" in reconciled["message"]
+    assert _get(kube, Deployment, "strict-api", namespace)["metadata"]["uid"] == deployment_uid
+    events = _events_of(kube, namespace, "strict")
+    assert any(e.get("reason") == "InvalidSpec" and e.get("type") == "Warning" for e in events)
+
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="strict-own-key", namespace=namespace),
+            data={"api-key": base64.b64encode(secrets.token_bytes(24)).decode()},
+        )
+    )
+    _wait_phase(kube, namespace, "strict", "Ready")
+    [container] = _pod_spec(kube, "strict-api", namespace)["containers"]
+    [api_key] = [e for e in container["env"] if e["name"] == "API_KEY"]
+    assert api_key["valueFrom"]["secretKeyRef"]["name"] == "strict-own-key"
+
+
+def test_a_paused_bot_is_not_reconciled_and_resumes_when_unpaused(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "napping")
+    _wait_phase(kube, namespace, "napping", "Ready")
+    _patch_spec(kube, namespace, "napping", {"paused": True})
+    _wait_phase(kube, namespace, "napping", "Paused")
+    kube.delete(Service, "napping-db", namespace=namespace)
+    _wait_timer_passes(operator, 3)
+    with pytest.raises(ApiError):
+        kube.get(Service, "napping-db", namespace=namespace)
+    assert kube.get(Deployment, "napping-api", namespace=namespace)  # nothing deleted
+    _patch_spec(kube, namespace, "napping", {"paused": False})
+    eventually(
+        lambda: kube.get(Service, "napping-db", namespace=namespace), what="Service restored"
+    )
+    _wait_phase(kube, namespace, "napping", "Ready")
+
+
+def test_a_volume_change_kubernetes_forbids_is_reported_not_retried(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "grow")
+    _wait_phase(kube, namespace, "grow", "Ready")
+    _patch_spec(kube, namespace, "grow", {"database": {"storage": {"size": "50Gi"}}})
+    degraded = _wait_phase(kube, namespace, "grow", "Degraded")
+    reconciled = _conditions(degraded)["Reconciled"]
+    assert reconciled["reason"] == "ForbiddenChange"
+    assert "StatefulSet grow-db: spec.volumeClaimTemplates" in reconciled["message"]
+    _wait_timer_passes(operator, 2)
+    writes = operator.writes
+    _wait_timer_passes(operator, 3)
+    assert operator.writes == writes
+
+
+def test_an_operator_restart_mid_reconcile_converges_without_duplicates(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "phoenix")
+    eventually(
+        lambda: kube.get(Secret, "phoenix-db-credentials", namespace=namespace),
+        what="the first child",
+        timeout=30,
+    )
+    operator.stop()
+    password = _get(kube, Secret, "phoenix-db-credentials", namespace)["data"]["password"]
+    operator.start()
+    _wait_phase(kube, namespace, "phoenix", "Ready")
+    counts = {kind: len(objs) for kind, objs in _children(kube, namespace, "phoenix").items()}
+    assert counts == EXPECTED_CHILDREN
+    after = _get(kube, Secret, "phoenix-db-credentials", namespace)["data"]["password"]
+    assert after == password, "a restart must never regenerate credentials"
+
+
+def test_deleting_the_bot_removes_children_and_keeps_volumes(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "goner")
+    _wait_phase(kube, namespace, "goner", "Ready")
+    claims_before = _claim_names(kube, namespace)
+    assert {"goner-backup", "data-goner-db-0", "data-goner-redis-0"} <= claims_before
+    kube.delete(TraderBotResource, "goner", namespace=namespace)
+    eventually(
+        lambda: not any(_children(kube, namespace, "goner").values()),
+        what="garbage collection of every child",
+        timeout=READY_TIMEOUT,
+    )
+    claims_after = _claim_names(kube, namespace)
+    assert claims_before <= claims_after
+
+
+def test_operator_metrics_count_reconciles(
+    operator: OperatorRunner, kube: Client, namespace: str
+) -> None:
+    from prometheus_client import generate_latest
+
+    from traderbot_operator import metrics
+
+    _create_bot(kube, namespace, "counted")
+    _wait_phase(kube, namespace, "counted", "Ready")
+    text = generate_latest(metrics.REGISTRY).decode()
+    assert 'traderbot_operator_bots{phase="Ready"}' in text
+    assert "traderbot_operator_reconcile_duration_seconds_bucket" in text
+    assert json.dumps(operator.state.phases.get((namespace, "counted"))) == '"Ready"'
