@@ -174,3 +174,26 @@ def test_state_metric_values_rise_with_trouble() -> None:
 def test_nonsense_settings_are_refused(threshold: int, timeout: float) -> None:
     with pytest.raises(ValueError, match="failure_threshold must be >= 1"):
         CircuitBreaker(failure_threshold=threshold, reset_timeout=timeout)
+
+
+async def test_a_cancelled_trial_frees_the_slot_for_the_next_one() -> None:
+    clock = FakeClock()
+    circuit = breaker(clock)
+    await fail_times(circuit, Calls(), 3)
+    clock.now += 30
+    started = asyncio.Event()
+
+    async def hanging_trial() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    trial = asyncio.create_task(circuit.call(hanging_trial))
+    async with asyncio.timeout(5):
+        await started.wait()
+    trial.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await trial
+    assert state_of(circuit) is CircuitState.HALF_OPEN
+    assert await circuit.call(Calls().ok) == "ok"
+    assert state_of(circuit) is CircuitState.CLOSED

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trader_api.domain import Position, Side
 from trader_api.risk import (
@@ -203,3 +205,33 @@ def test_limits_must_be_positive(field: str, value: object) -> None:
 def test_the_trading_day_is_the_utc_day() -> None:
     seoul = timezone(timedelta(hours=9))
     assert utc_day(datetime(2025, 1, 29, 8, 59, tzinfo=seoul)) == datetime(2025, 1, 28, tzinfo=UTC)
+
+
+@settings(max_examples=300)
+@given(
+    held=st.decimals(min_value=-5, max_value=5, places=2),
+    quantity=st.decimals(min_value="0.01", max_value=1, places=2),
+    side=st.sampled_from(Side),
+    mark=st.decimals(min_value=1_000, max_value=40_000, places=0),
+    open_orders=st.integers(min_value=0, max_value=5),
+    pnl=st.decimals(min_value=-6_000, max_value=1_000, places=0),
+)
+def test_approved_exactly_when_every_limit_holds(
+    *, held: Decimal, quantity: Decimal, side: Side, mark: Decimal, open_orders: int, pnl: Decimal
+) -> None:
+    position = Position("BTCUSDT", held, mark, Decimal(0), NOW)
+    portfolio = PortfolioSnapshot(
+        positions={"BTCUSDT": position},
+        open_orders=open_orders,
+        marks={"BTCUSDT": mark},
+        realized_pnl_today=pnl,
+    )
+    projected = held + quantity * side.sign
+    within = (
+        quantity * mark <= LIMITS.max_order_notional
+        and open_orders < LIMITS.max_open_orders
+        and pnl > -LIMITS.daily_loss_limit
+        and (abs(projected) * mark <= LIMITS.max_position_notional or abs(projected) <= abs(held))
+    )
+    decision = manager().check(OrderRequest("BTCUSDT", side, quantity), portfolio)
+    assert isinstance(decision, Approved) is within, decision
