@@ -54,3 +54,12 @@ def cluster_role(name: str = "traderbot-operator") -> dict[str, Any]:
         "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "traderbot-operator"}},
         "rules": [dict(rule) for rule in RULES],
     }
+
+
+def markdown_table() -> str:
+    """Return the rules as the Markdown table docs/operator.md carries (a test compares)."""
+    rows = ["| API group | resources | verbs |", "| --- | --- | --- |"]
+    for rule in RULES:
+        group = rule["apiGroups"][0] or '"" (core)'
+        rows.append(f"| `{group}` | {', '.join(rule['resources'])} | {', '.join(rule['verbs'])} |")
+    return "\n".join(rows)

@@ -1,0 +1,29 @@
+"""The permissions the operator needs are listed once and documented as they are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+
+from traderbot_operator.rbac import RULES, cluster_role, markdown_table
+
+DOC = Path(__file__).resolve().parents[3] / "docs" / "operator.md"
+
+
+def test_docs_list_exactly_the_rules_the_operator_uses() -> None:
+    assert markdown_table() in DOC.read_text()
+
+
+def test_the_cluster_role_is_valid_and_has_no_wildcards() -> None:
+    role = cluster_role()
+    kubernetes_validate.validate(role, "1.34.0", strict=True)
+    for rule in RULES:
+        assert "*" not in rule["verbs"]
+        assert "*" not in rule["resources"]
+        assert "*" not in rule["apiGroups"]
+
+
+def test_delete_is_granted_only_on_pruned_kinds() -> None:
+    deletable = {r for rule in RULES if "delete" in rule["verbs"] for r in rule["resources"]}
+    assert deletable == {"cronjobs", "servicemonitors"}
