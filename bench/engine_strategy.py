@@ -1,18 +1,20 @@
 """Measure strategy evaluation speed: closed klines per second through StrategyEngine.
 
-    .venv/bin/python bench/engine_strategy.py [--klines 5000] [--repeat 3]
+    .venv/bin/python bench/engine_strategy.py [--klines 5000] [--repeat 5]
 
 Each figure is a ratio to a baseline measured in the same run on the same
 klines: a plain-Python rolling mean (a deque and a running ``Decimal`` sum,
 O(1) per kline), the least work any moving-average strategy must do. The
 klines come from the seeded simulated market through the kline aggregator,
-so every run sees the same data. Best of ``--repeat`` runs is reported, which
-is the figure least disturbed by other work on a shared machine.
+so every run sees the same data. Each of ``--repeat`` rounds times the
+baseline and the strategy back to back; the ratio reported is the median of
+the per-round ratios, and the rates the best seen.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -69,19 +71,33 @@ def engine_run(config: StrategyConfig) -> Callable[[Sequence[Kline]], int]:
     return run
 
 
-def best_rate(run: Callable[[Sequence[Kline]], int], klines: Sequence[Kline], repeat: int) -> float:
-    best = float("inf")
+def rate(run: Callable[[Sequence[Kline]], int], klines: Sequence[Kline]) -> float:
+    began = time.perf_counter()
+    run(klines)
+    return len(klines) / (time.perf_counter() - began)
+
+
+def paired_rates(
+    run: Callable[[Sequence[Kline]], int], klines: Sequence[Kline], repeat: int
+) -> tuple[float, float, float]:
+    """Return (best baseline rate, best rate of ``run``, median of the per-round ratios).
+
+    NB: each round times the baseline and ``run`` back to back, and the ratio
+    is taken per round: on a machine shared with builds, load changes between
+    rounds much more than within one, so the median ratio is the steady figure.
+    """
+    baselines, rates, ratios = [], [], []
     for _ in range(repeat):
-        began = time.perf_counter()
-        run(klines)
-        best = min(best, time.perf_counter() - began)
-    return len(klines) / best
+        baselines.append(rate(baseline_rolling_mean, klines))
+        rates.append(rate(run, klines))
+        ratios.append(rates[-1] / baselines[-1])
+    return max(baselines), max(rates), statistics.median(ratios)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--klines", type=int, default=5_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
     klines = make_klines(args.klines)
@@ -102,13 +118,11 @@ def main() -> None:
         ),
     }
     signals = {label: engine_run(config)(klines) for label, config in strategies.items()}
-    baseline = best_rate(baseline_rolling_mean, klines, args.repeat)
-    print(f"{len(klines)} closed 1m klines, best of {args.repeat} runs")
-    print(f"{'what':<28}{'klines/s':>12}{'vs baseline':>14}{'signals':>10}")
-    print(f"{'baseline rolling mean 20':<28}{baseline:>12,.0f}{1.0:>13.3f}x{'-':>10}")
+    print(f"{len(klines)} closed 1m klines, {args.repeat} rounds (baseline and strategy paired)")
+    print(f"{'what':<24}{'klines/s':>12}{'baseline/s':>13}{'ratio (median)':>16}{'signals':>9}")
     for label, config in strategies.items():
-        rate = best_rate(engine_run(config), klines, args.repeat)
-        print(f"{label:<28}{rate:>12,.0f}{rate / baseline:>13.3f}x{signals[label]:>10}")
+        baseline, best, ratio = paired_rates(engine_run(config), klines, args.repeat)
+        print(f"{label:<24}{best:>12,.0f}{baseline:>13,.0f}{ratio:>15.4f}x{signals[label]:>9}")
     first = list(islice((k.close for k in klines), 3))
     print(f"first closes (same every run): {', '.join(str(c) for c in first)}")
 

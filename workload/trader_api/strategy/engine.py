@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,10 +47,11 @@ class StrategyEngine:
     and seeing a bar twice would signal twice.
     """
 
-    def __init__(self, configs: builtins.list[StrategyConfig] | None = None) -> None:
+    def __init__(self, configs: Iterable[StrategyConfig] = ()) -> None:
         self._entries: dict[str, _Entry] = {}
         self._windows: dict[WindowKey, deque[Kline]] = {}
-        for config in configs or []:
+        self._readers: dict[WindowKey, builtins.list[_Entry]] = {}
+        for config in configs:
             self.add(config)
 
     def add(self, config: StrategyConfig) -> None:
@@ -105,16 +107,10 @@ class StrategyEngine:
         window.append(kline)
         klines = builtins.list(window)
         signals: builtins.list[Signal] = []
-        for name in sorted(self._entries):
-            entry = self._entries[name]
-            config = entry.config
-            if (
-                not config.enabled
-                or config.symbol != kline.symbol
-                or config.interval != kline.interval
-            ):
+        for entry in self._readers[(kline.symbol, kline.interval)]:
+            if not entry.config.enabled:
                 continue
-            signal = entry.kind.evaluate(klines[-entry.window :], entry.params, name)
+            signal = entry.kind.evaluate(klines[-entry.window :], entry.params, entry.config.name)
             if signal is not None:
                 signals.append(signal)
         return signals
@@ -135,16 +131,18 @@ class StrategyEngine:
         return entry.config
 
     def _resize(self, key: WindowKey) -> None:
-        needed = max(
-            (
-                entry.window
-                for entry in self._entries.values()
-                if (entry.config.symbol, entry.config.interval) == key
-            ),
-            default=0,
-        )
+        """Recompute who reads the window of ``key`` and how long it must be."""
+        readers = [
+            self._entries[name]
+            for name in sorted(self._entries)
+            if (self._entries[name].config.symbol, self._entries[name].config.interval) == key
+        ]
         current = self._windows.get(key)
-        if needed == 0:
+        if not readers:
             self._windows.pop(key, None)
-        elif current is None or current.maxlen != needed:
+            self._readers.pop(key, None)
+            return
+        needed = max(entry.window for entry in readers)
+        self._readers[key] = readers
+        if current is None or current.maxlen != needed:
             self._windows[key] = deque(current or (), maxlen=needed)
