@@ -95,6 +95,17 @@ def labels(bot: TraderBot, component: str) -> dict[str, str]:
     }
 
 
+def stable_pod_labels(bot: TraderBot, component: str) -> dict[str, str]:
+    """Return pod-template labels without the version, for the database and Redis.
+
+    NB: any template change restarts a StatefulSet's pod; an upgrade of trader-api
+    must not restart the database or Redis under it.
+    """
+    found = labels(bot, component)
+    del found["app.kubernetes.io/version"]
+    return found
+
+
 def owner_reference(bot: TraderBot) -> dict[str, Any]:
     """Return the controller owner reference that lets garbage collection delete children."""
     return {

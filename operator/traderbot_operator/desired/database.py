@@ -11,13 +11,13 @@ from traderbot_operator.desired.common import (
     Manifest,
     Names,
     build_service,
-    labels,
     metadata,
     resources,
     restricted_container_security,
     restricted_pod_security,
     secret_env,
     selector_labels,
+    stable_pod_labels,
 )
 from traderbot_operator.desired.credentials import DATABASE_PASSWORD_KEY, DATABASE_USER_KEY
 from traderbot_operator.models import StorageSpec, TraderBot
@@ -107,7 +107,7 @@ def build_database_statefulset(bot: TraderBot) -> Manifest:
             "updateStrategy": {"type": "RollingUpdate"},
             "persistentVolumeClaimRetentionPolicy": claim_retention_policy(bot),
             "template": {
-                "metadata": {"labels": labels(bot, COMPONENT_DATABASE)},
+                "metadata": {"labels": stable_pod_labels(bot, COMPONENT_DATABASE)},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,

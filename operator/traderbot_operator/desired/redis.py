@@ -10,13 +10,13 @@ from traderbot_operator.desired.common import (
     Manifest,
     Names,
     build_service,
-    labels,
     metadata,
     resources,
     restricted_container_security,
     restricted_pod_security,
     secret_env,
     selector_labels,
+    stable_pod_labels,
 )
 from traderbot_operator.desired.credentials import REDIS_PASSWORD_KEY
 from traderbot_operator.desired.database import claim_retention_policy, volume_claim_template
@@ -81,7 +81,10 @@ def build_redis_statefulset(bot: TraderBot) -> Manifest:
         "serviceName": names.redis_headless,
         "selector": {"matchLabels": selector_labels(bot, COMPONENT_CACHE)},
         "updateStrategy": {"type": "RollingUpdate"},
-        "template": {"metadata": {"labels": labels(bot, COMPONENT_CACHE)}, "spec": pod_spec},
+        "template": {
+            "metadata": {"labels": stable_pod_labels(bot, COMPONENT_CACHE)},
+            "spec": pod_spec,
+        },
     }
     if spec_redis.persistence:
         sts_spec["persistentVolumeClaimRetentionPolicy"] = claim_retention_policy(bot)

@@ -270,3 +270,14 @@ def test_monitoring_uses_a_service_monitor_only_when_the_cluster_serves_one() ->
     assert "ServiceMonitor" not in [
         c["kind"] for c in _children(bot(), service_monitor_available=True)
     ]
+
+
+def test_an_api_upgrade_does_not_touch_the_database_or_redis_pods() -> None:
+    def templates(model: TraderBot) -> dict[str, Any]:
+        return {
+            c["metadata"]["name"]: c["spec"]["template"]
+            for c in _children(model)
+            if c["kind"] == "StatefulSet"
+        }
+
+    assert templates(bot(version="0.1.0")) == templates(bot(version="0.2.0"))
