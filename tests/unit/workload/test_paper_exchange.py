@@ -172,3 +172,15 @@ async def test_a_filled_order_cannot_be_cancelled() -> None:
 def test_prices_must_be_positive() -> None:
     with pytest.raises(ValueError, match="must be positive"):
         exchange().on_price("BTCUSDT", Decimal(0), at=T0)
+
+
+async def test_memory_is_bounded_by_the_finished_orders_remembered() -> None:
+    paper = PaperExchange(clock=lambda: T0, remember=2)
+    paper.on_price("BTCUSDT", Decimal(20_000), at=T0)
+    resting = new_order("rest", Side.BUY, "1", limit="1")
+    await paper.submit(resting)
+    for n in range(1, 5):
+        await paper.submit(new_order(f"c-{n}", Side.BUY, "1"))
+    assert [paper.order(f"c-{n}") is not None for n in range(1, 5)] == [False, False, True, True]
+    assert paper.order("rest") == paper.open_orders()[0]
+    assert (await paper.submit(new_order("c-4", Side.BUY, "1"))).duplicate is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,7 +58,10 @@ class PaperExchange:
 
     NB: no ``await`` happens inside ``submit`` or ``cancel``, so each runs
     atomically on the event loop and two concurrent resubmissions cannot both
-    fill.
+    fill. The exchange remembers the last ``remember`` finished orders (and
+    every resting one), so memory stays bounded on a long run; a resubmission
+    older than that is a new order here, and the durable guard against it is
+    the store's unique ``client_order_id``.
     """
 
     def __init__(
@@ -66,7 +70,10 @@ class PaperExchange:
         fee_bps: Decimal = Decimal(10),
         slippage_bps: Decimal = Decimal(5),
         clock: Callable[[], datetime] = _utc_now,
+        remember: int = 100_000,
     ) -> None:
+        if remember < 1:
+            raise ValueError(f"remember must be >= 1, got {remember}")
         if fee_bps < 0 or slippage_bps < 0:
             raise ValueError(
                 f"fee_bps and slippage_bps must be >= 0, got {fee_bps} and {slippage_bps}"
@@ -77,6 +84,8 @@ class PaperExchange:
         self._prices: dict[str, Decimal] = {}
         self._records: dict[str, _Record] = {}
         self._resting: dict[str, list[str]] = {}
+        self._remember = remember
+        self._finished: deque[str] = deque()
 
     def price(self, symbol: str) -> Decimal | None:
         """Return the latest price of ``symbol``, or ``None`` before the first one."""
@@ -105,6 +114,12 @@ class PaperExchange:
                     f"({existing.order.side} {existing.order.quantity} {existing.order.symbol})"
                 )
             return SubmitResult(existing.order, tuple(existing.fills), duplicate=True)
+        result = self._accept(order)
+        if result.order.status.is_terminal:
+            self._finish(order.client_order_id)
+        return result
+
+    def _accept(self, order: Order) -> SubmitResult:
         now = self._clock()
         record = _Record(order.with_status(OrderStatus.OPEN, at=now))
         self._records[order.client_order_id] = record
@@ -141,6 +156,7 @@ class PaperExchange:
             )
         record.order = record.order.with_status(OrderStatus.CANCELLED, at=self._clock())
         self._resting[order.symbol].remove(order.client_order_id)
+        self._finish(order.client_order_id)
         return record.order
 
     def on_price(self, symbol: str, price: Decimal, *, at: datetime) -> list[OrderUpdate]:
@@ -159,10 +175,17 @@ class PaperExchange:
             if limit is not None and _crosses(record.order.side, price=price, limit=limit):
                 fill = self._fill(record, price=limit, at=at)
                 updates.append(OrderUpdate(record.order, (fill,)))
+                self._finish(client_order_id)
             else:
                 still_resting.append(client_order_id)
         self._resting[symbol] = still_resting
         return updates
+
+    def _finish(self, client_order_id: str) -> None:
+        """Note a finished order; forget the oldest finished one past ``remember``."""
+        self._finished.append(client_order_id)
+        if len(self._finished) > self._remember:
+            del self._records[self._finished.popleft()]
 
     def _invalid_reason(self, order: Order) -> str | None:
         if not order.quantity.is_finite() or order.quantity <= 0:
