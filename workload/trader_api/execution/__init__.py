@@ -9,8 +9,9 @@ Public API (stable names, used by ``services`` and the REST API):
 - Errors: ``BrokerError`` and its subclasses ``TransientBrokerError``
   (retried), ``UnknownOrderError``, ``OrderNotOpenError``,
   ``ClientOrderIdConflictError``, ``CircuitOpenError``.
-- ``PaperExchange(*, fee_bps, slippage_bps, clock)``: fills at the latest
-  price with adverse slippage and fees; limit orders rest until crossed.
+- ``PaperExchange(*, fee_bps, slippage_bps, clock, remember)``: fills at the
+  latest price with adverse slippage and fees; limit orders rest until
+  crossed; ``price(symbol)``, ``order(client_order_id)``, ``open_orders()``.
 - ``CircuitBreaker(*, name, failure_threshold, reset_timeout, clock,
   on_state_change)``: ``state`` is a ``CircuitState``; each change is a
   ``CircuitTransition`` whose ``str()`` contains ``circuit``.
