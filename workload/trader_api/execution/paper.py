@@ -155,7 +155,7 @@ class PaperExchange:
                 f"order {order.client_order_id!r} is {record.order.status}, not open"
             )
         record.order = record.order.with_status(OrderStatus.CANCELLED, at=self._clock())
-        self._resting[order.symbol].remove(order.client_order_id)
+        self._resting[record.order.symbol].remove(order.client_order_id)
         self._finish(order.client_order_id)
         return record.order
 
