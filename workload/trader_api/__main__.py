@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 from pydantic import ValidationError
@@ -69,6 +69,19 @@ class GracefulServer(uvicorn.Server):
             self.should_exit = True
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """Return uvloop's loop factory when installed (uvicorn[standard] brings it), else None.
+
+    NB: uvicorn picks uvloop itself only in ``Server.run``; we run ``serve``
+    in our own loop, so we must pick it, or lose a good part of the throughput.
+    """
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - the workload image always has it
+        return None
+    return uvloop.new_event_loop
+
+
 def main() -> None:
     """Read the settings, set up logging, and serve until SIGTERM."""
     try:
@@ -79,7 +92,8 @@ def main() -> None:
         sys.exit(EXIT_CONFIG)
     configure_logging(settings.log_level)
     try:
-        asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(settings))
     except StorageError as exc:
         logger.error("Cannot start: %s", exc)  # noqa: TRY400 - the message is the point
         sys.exit(EXIT_DEPENDENCY)

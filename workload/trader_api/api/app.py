@@ -38,6 +38,9 @@ def create_app(runtime: Runtime, *, lifecycle: Lifecycle | None = None) -> FastA
         version=__version__,
         summary="Trading engine: market data, strategies, risk, paper execution",
         lifespan=lifespan,
+        # NB: metrics are Prometheus (/metrics); FastAPI's OpenTelemetry bridge
+        # would only cost a provider lookup on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
     app.state.lifecycle = lifecycle
