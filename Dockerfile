@@ -53,8 +53,9 @@ ARG VERSION=0.1.0
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels "traderbot-operator[operator]==${VERSION}"
 USER 10001:10001
-# Prometheus metrics and the liveness/readiness endpoints of the operator.
-EXPOSE 8080
+# kopf's /healthz (probes) and the operator's Prometheus /metrics; see
+# traderbot-operator --help (TRADERBOT_LIVENESS_PORT, TRADERBOT_METRICS_PORT).
+EXPOSE 8080 9090
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
 ENTRYPOINT ["traderbot-operator"]

@@ -72,6 +72,32 @@ cluster-up: $(STAMP) k8s-binaries ## start a local control plane; prints `export
 cluster-down: $(STAMP) ## stop the local control plane, leaving no process behind
 	@$(VENV)/bin/traderbot-cluster down
 
+.PHONY: tools
+tools: ## install the pinned delivery linters (hadolint, checkov) into ~/.cache/traderbot/tools
+	@bash hack/install-tools.sh >&2
+
+.PHONY: chart-crds
+chart-crds: $(STAMP) ## sync the charts with crds/ (the source of truth): CRD copies, bots values schema
+	rm -f charts/traderbot-operator/crds/*.yaml
+	cp crds/*.yaml charts/traderbot-operator/crds/
+	$(PY) tests/unit/delivery/bots_schema.py
+
+.PHONY: lint-docker
+lint-docker: tools ## hadolint the Dockerfile (warnings fail)
+	"$$(bash hack/install-tools.sh --print-dir)/hadolint" --config .hadolint.yaml Dockerfile
+
+.PHONY: lint-chart
+lint-chart: $(STAMP) k8s-binaries ## helm lint --strict, schema-validate the rendered chart, for every value set
+	$(PY) -m pytest tests/unit/delivery/test_chart.py tests/unit/delivery/test_bots_chart.py $(PYTEST_ARGS)
+
+.PHONY: scan
+scan: $(STAMP) k8s-binaries tools ## checkov over the Dockerfile, the rendered charts and the operator's manifests
+	$(PY) -m pytest tests/unit/delivery/test_scan.py $(PYTEST_ARGS)
+
+.PHONY: e2e-kind
+e2e-kind: ## end to end on kind (needs Docker, kind, kubectl, helm): build, load, install, trade, back up
+	bash hack/e2e-kind.sh
+
 .PHONY: clean
 clean: ## remove the virtualenv and caches (not the control-plane binaries)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -82,7 +82,14 @@ class Helm:
     home: Path
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run helm with a throwaway home, so no user repo or plugin changes the result."""
+        """Run helm with a throwaway home, so no user repo or plugin changes the result.
+
+        NB: ``template`` and ``lint`` get ``--kube-version``: without a cluster
+        helm assumes the version compiled into it, which for a build from the
+        module proxy (no release ldflags) is 1.20 and fails our kubeVersion.
+        """
+        if args and args[0] in {"template", "lint"} and "--kube-version" not in args:
+            args = (*args, "--kube-version", KUBERNETES_VERSION)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.home),
@@ -107,13 +114,12 @@ class Helm:
         chart: Path = CHART_DIR,
         values_files: Sequence[Path] = (),
         set_values: Mapping[str, str] | None = None,
-        release: str = "traderbot",
+        release: str = "traderbot-operator",
         namespace: str = RELEASE_NAMESPACE,
         include_crds: bool = False,
     ) -> list[Manifest]:
         """Render a chart and return its manifests, parsed."""
         args = ["template", release, str(chart), "--namespace", namespace]
-        args += ["--kube-version", KUBERNETES_VERSION]
         if include_crds:
             args.append("--include-crds")
         for values_file in values_files:

@@ -17,12 +17,15 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
+from traderbot_operator.__main__ import parse_args
+from traderbot_operator.desired.common import WORKLOAD_UID
 from unit.delivery.delivery_tools import CHART_DIR, REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 APP_UID = 10001
 WORKLOAD_PORT = 3000
-OPERATOR_PORT = 8080
+OPERATOR_HEALTH_PORT = 8080
+OPERATOR_METRICS_PORT = 9090
 COMPILERS = ("gcc", "g++", "clang", "build-essential", "cc1", "make")
 
 
@@ -133,15 +136,19 @@ def test_image_version_defaults_to_the_project_version() -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "port", "entrypoint"),
-    [("operator", OPERATOR_PORT, "traderbot-operator"), ("workload", WORKLOAD_PORT, "trader-api")],
+    ("target", "ports", "entrypoint"),
+    [
+        ("operator", f"{OPERATOR_HEALTH_PORT} {OPERATOR_METRICS_PORT}", "traderbot-operator"),
+        ("workload", str(WORKLOAD_PORT), "trader-api"),
+    ],
 )
-def test_final_stages_run_as_uid_10001_with_their_port_and_entry_point(
-    target: str, port: int, entrypoint: str
+def test_final_stages_run_as_uid_10001_with_their_ports_and_entry_point(
+    target: str, ports: str, entrypoint: str
 ) -> None:
     stage = parse_stages()[target]
     assert stage.values("USER") == [f"{APP_UID}:{APP_UID}"]
-    assert stage.values("EXPOSE") == [str(port)]
+    assert stage.values("EXPOSE") == [ports]
+    port = ports.split(maxsplit=1)[0]
     assert stage.values("ENTRYPOINT") == [f'["{entrypoint}"]']
     healthchecks = stage.values("HEALTHCHECK")
     assert len(healthchecks) == 1
@@ -197,12 +204,23 @@ def test_dockerignore_keeps_the_context_to_what_the_builder_copies() -> None:
 def test_chart_runs_the_operator_image_on_the_port_and_uid_the_dockerfile_declares() -> None:
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     assert values["image"]["repository"] == "ghcr.io/traderbot-dev/traderbot-operator"
-    assert values["metrics"]["port"] == OPERATOR_PORT
+    assert values["metrics"]["port"] == OPERATOR_METRICS_PORT
+    assert values["healthPort"] == OPERATOR_HEALTH_PORT
     deployment = (CHART_DIR / "templates" / "deployment.yaml").read_text()
     assert f"runAsUser: {APP_UID}" in deployment
     assert f"runAsGroup: {APP_UID}" in deployment
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
     assert chart["appVersion"] == project_version()
+
+
+def test_operator_defaults_listen_on_the_ports_the_image_exposes() -> None:
+    defaults = parse_args([])
+    assert defaults.liveness_port == OPERATOR_HEALTH_PORT
+    assert defaults.metrics_port == OPERATOR_METRICS_PORT
+
+
+def test_operator_builds_workload_pods_for_the_image_uid() -> None:
+    assert WORKLOAD_UID == APP_UID
 
 
 def test_crd_defaults_point_bots_at_the_workload_image_and_port() -> None:

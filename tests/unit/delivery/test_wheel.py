@@ -9,13 +9,18 @@ script pointing at a function that does not exist.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from unit.delivery.delivery_tools import REPO_ROOT
@@ -90,32 +95,87 @@ def test_wheel_ships_both_import_packages_and_their_type_markers(wheel: Path) ->
     assert not any(name.startswith(("operator/", "tests/")) for name in names)
 
 
+def wheel_env(installed: Path) -> dict[str, str]:
+    # NB: PYTHONPATH puts the wheel's copy ahead of the editable install in .venv;
+    # -I is not an option because the dependencies live in .venv.
+    return {**os.environ, "PYTHONPATH": str(installed)}
+
+
+def test_the_wheel_copy_is_what_the_scripts_import(installed: Path) -> None:
+    probe = subprocess.run(
+        [sys.executable, "-c", "import trader_api, traderbot_operator as o; print(o.__file__)"],
+        capture_output=True,
+        text=True,
+        env=wheel_env(installed),
+        check=True,
+    )
+    assert probe.stdout.strip().startswith(str(installed))
+
+
 @pytest.mark.parametrize(
-    "script", [pytest.param(s, marks=script_marks(s)) for s in IMAGE_ENTRY_POINTS]
+    "script",
+    [pytest.param(s, marks=script_marks(s)) for s in ("traderbot-operator", "trader-backup")],
 )
-def test_console_script_from_the_wheel_starts_and_prints_its_usage(
-    installed: Path, script: str
-) -> None:
+def test_command_line_script_from_the_wheel_prints_its_usage(installed: Path, script: str) -> None:
     executable = installed / "bin" / script
     assert executable.is_file(), f"pip did not create {executable}"
-    # NB: PYTHONPATH puts the wheel's copy ahead of the editable install in .venv,
-    # and -I is not an option here because the dependencies live in .venv.
-    env = {**os.environ, "PYTHONPATH": str(installed)}
     result = subprocess.run(
         [str(executable), "--help"],
         capture_output=True,
         text=True,
-        env=env,
+        env=wheel_env(installed),
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "usage" in (result.stdout + result.stderr).lower()
-    probe = subprocess.run(
-        [sys.executable, "-c", "import trader_api, traderbot_operator; print(trader_api.__file__)"],
-        capture_output=True,
-        text=True,
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_trader_api_from_the_wheel_serves_health_and_stops_cleanly_on_sigterm(
+    installed: Path,
+) -> None:
+    """Start the workload image's ENTRYPOINT as the image would (env only, no arguments)."""
+    port = free_port()
+    env = {
+        key: value
+        for key, value in wheel_env(installed).items()
+        if not key.startswith(("DATABASE_", "REDIS_"))
+    }
+    env |= {"PORT": str(port), "HOST": "127.0.0.1", "SHUTDOWN_GRACE_SECONDS": "2"}
+    process = subprocess.Popen(
+        [str(installed / "bin" / "trader-api")],
         env=env,
-        check=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    assert probe.stdout.strip().startswith(str(installed))
+    try:
+        deadline = time.monotonic() + 60
+        body = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            except httpx.TransportError:
+                # Not listening yet: pause by waiting for an early exit instead.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.2)
+                continue
+            if response.status_code == 200:
+                body = response.json()
+                break
+        assert body is not None, f"no /health within 60 s; exit code {process.poll()}"
+        assert body["status"] == "healthy"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output, _ = process.communicate()
+    assert output, "trader-api logged nothing"

@@ -1,0 +1,354 @@
+"""The traderbot-operator chart: lint-clean, checked values, valid manifests, least privilege.
+
+Every test renders the chart with the pinned helm; nothing here needs a cluster
+(tests/cluster/test_chart.py installs it into one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from traderbot_operator.__main__ import parse_args
+from traderbot_operator.handlers.traderbot import CHILD_KINDS
+from traderbot_operator.models import GROUP, PLURAL
+from unit.delivery.delivery_tools import (
+    CHART_DIR,
+    KUBERNETES_VERSION,
+    REPO_ROOT,
+    Helm,
+    Manifest,
+    by_kind,
+    one,
+    value_sets,
+)
+
+VALUE_SETS = value_sets()
+# Kinds whose schema comes from a CRD that kubernetes-validate does not carry.
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+def rules_of(role: Manifest) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = role["rules"]
+    return rules
+
+
+def grants(role: Manifest, group: str, resource: str) -> set[str]:
+    """Return the verbs a Role or ClusterRole grants on one resource."""
+    verbs: set[str] = set()
+    for rule in rules_of(role):
+        if group in rule.get("apiGroups", []) and resource in rule.get("resources", []):
+            verbs |= set(rule["verbs"])
+    return verbs
+
+
+def iter_strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from iter_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from iter_strings(item)
+
+
+def test_chart_crds_are_byte_identical_to_the_source_of_truth() -> None:
+    source = {path.name: path.read_bytes() for path in (REPO_ROOT / "crds").glob("*.yaml")}
+    copy = {path.name: path.read_bytes() for path in (CHART_DIR / "crds").glob("*.yaml")}
+    assert source, "crds/ is empty"
+    assert copy.keys() == source.keys(), "run `make chart-crds` to sync charts/*/crds"
+    for name, content in source.items():
+        assert copy[name] == content, (
+            f"charts/traderbot-operator/crds/{name} is stale: make chart-crds"
+        )
+
+
+def test_there_are_at_least_four_value_sets_including_the_defaults() -> None:
+    names = {path.name for path in VALUE_SETS}
+    assert "default-values.yaml" in names
+    assert len(names) >= 4
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=lambda path: path.stem)
+def test_helm_lint_strict_passes(helm: Helm, values: Path) -> None:
+    result = helm.run("lint", "--strict", str(CHART_DIR), "--values", str(values))
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=lambda path: path.stem)
+def test_rendered_manifests_validate_against_the_kubernetes_schemas(
+    helm: Helm, values: Path
+) -> None:
+    manifests = helm.template(values_files=[values], include_crds=True)
+    assert by_kind(manifests, "CustomResourceDefinition")
+    for manifest in manifests:
+        key = (manifest["apiVersion"], manifest["kind"])
+        if key in CUSTOM_KINDS:
+            assert manifest["metadata"]["name"]
+            continue
+        try:
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{key} {manifest['metadata'].get('name')}: {error}")
+
+
+def test_kubernetes_validation_does_reject_a_misspelt_field() -> None:
+    """Guard the guard: strict validation must catch what a typo in a template produces."""
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {
+                    "containers": [{"name": "c", "image": "i", "imagePullPolicy": "Sometimes"}]
+                },
+            },
+            "replica": 1,
+        },
+    }
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("imagee.tag=1.0.0", "imagee"),
+        ("replicaCount=2", "replicaCount"),
+        ("logFormat=xml", "logFormat"),
+        ("verbose=yes", "verbose"),
+        ("watchNamespaces[0]=Not_A_Namespace", "watchNamespaces"),
+        ("metrics.serviceMonitor.interval=often", "interval"),
+        ("networkPolicy.apiServerCIDRs[0]=kubernetes", "apiServerCIDRs"),
+        ("image.digest=latest", "digest"),
+    ],
+)
+def test_values_schema_turns_a_bad_value_into_a_clear_install_error(
+    helm: Helm, setting: str, message: str
+) -> None:
+    result = helm.run("template", "x", str(CHART_DIR), "--set", setting, check=False)
+    assert result.returncode != 0, f"--set {setting} was accepted"
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=lambda path: path.stem)
+def test_rbac_names_every_resource_and_verb_without_wildcards(helm: Helm, values: Path) -> None:
+    manifests = helm.template(values_files=[values])
+    roles = by_kind(manifests, "ClusterRole") + by_kind(manifests, "Role")
+    assert roles
+    for role in roles:
+        for rule in rules_of(role):
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule.get(key, []), f"{role['metadata']['name']}: {rule}"
+            assert "nonResourceURLs" not in rule
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+def operator_cluster_role(manifests: list[Manifest]) -> Manifest:
+    """Return the operator's own ClusterRole (not the aggregated user roles)."""
+    (role,) = [
+        r for r in by_kind(manifests, "ClusterRole") if r["metadata"]["name"].endswith("-cluster")
+    ]
+    return role
+
+
+def needed_namespaced_rules() -> dict[tuple[str, str], set[str]]:
+    """Return the (group, resource) -> verbs the operator's code uses in a managed namespace.
+
+    NB: read from the code, so a new child kind in the operator fails this test
+    until the chart grants it.
+    """
+    needed: dict[tuple[str, str], set[str]] = {
+        (GROUP, PLURAL): {"get", "list", "watch", "patch"},
+        (GROUP, f"{PLURAL}/status"): {"patch"},
+        ("", "events"): {"create"},
+        ("monitoring.coreos.com", "servicemonitors"): {"get", "create", "patch", "delete"},
+    }
+    for group, _version, plural in CHILD_KINDS:
+        needed[(group, plural)] = {"get", "list", "watch", "create", "patch", "delete"}
+    return needed
+
+
+def granted(role: Manifest) -> dict[tuple[str, str], set[str]]:
+    result: dict[tuple[str, str], set[str]] = {}
+    for rule in rules_of(role):
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                result.setdefault((group, resource), set()).update(rule["verbs"])
+    return result
+
+
+def test_default_install_grants_exactly_what_the_operator_code_uses_everywhere(
+    helm: Helm,
+) -> None:
+    manifests = helm.template()
+    assert not by_kind(manifests, "Role")
+    cluster_role = operator_cluster_role(manifests)
+    expected = {
+        **needed_namespaced_rules(),
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    }
+    assert granted(cluster_role) == expected
+    binding = one(manifests, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    (subject,) = binding["subjects"]
+    service_account = one(manifests, "ServiceAccount")
+    assert subject["name"] == service_account["metadata"]["name"]
+    assert subject["namespace"] == service_account["metadata"]["namespace"]
+
+
+def test_watch_namespaces_confines_write_access_to_those_namespaces(helm: Helm) -> None:
+    namespaces = ["trading-paper", "trading-live"]
+    manifests = helm.template(set_values={"watchNamespaces": "{" + ",".join(namespaces) + "}"})
+    roles = by_kind(manifests, "Role")
+    assert sorted(role["metadata"]["namespace"] for role in roles) == sorted(namespaces)
+    bindings = by_kind(manifests, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(namespaces)
+    for role in roles:
+        assert granted(role) == needed_namespaced_rules()
+    # Cluster-wide, only CRD discovery and namespace names: no Secret, no TraderBot.
+    assert granted(operator_cluster_role(manifests)) == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+        ("", "namespaces"): {"list", "watch"},
+    }
+    env = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "TRADERBOT_NAMESPACES", "value": "trading-paper,trading-live"} in env
+
+
+def test_default_install_watches_every_namespace(helm: Helm) -> None:
+    env = one(helm.template(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "TRADERBOT_NAMESPACES", "value": ""} in env
+    assert parse_args([]).all_namespaces is False
+    assert parse_args([]).namespace == []
+
+
+def test_servicemonitor_rbac_can_be_left_out(helm: Helm) -> None:
+    with_it = operator_cluster_role(helm.template())
+    without = operator_cluster_role(helm.template(set_values={"rbac.serviceMonitors": "false"}))
+    assert grants(with_it, "monitoring.coreos.com", "servicemonitors")
+    assert not grants(without, "monitoring.coreos.com", "servicemonitors")
+
+
+def test_namespace_editors_can_scale_bots_through_the_aggregated_roles(helm: Helm) -> None:
+    roles = {r["metadata"]["name"]: r for r in by_kind(helm.template(), "ClusterRole")}
+    edit, view = roles["traderbot-operator-edit"], roles["traderbot-operator-view"]
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert {"update", "patch"} <= grants(edit, GROUP, f"{PLURAL}/scale")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert grants(view, GROUP, PLURAL) == {"get", "list", "watch"}
+    off = helm.template(set_values={"rbac.aggregateToDefaultRoles": "false"})
+    assert [r["metadata"]["name"] for r in by_kind(off, "ClusterRole")] == [
+        "traderbot-operator-cluster"
+    ]
+
+
+def test_operator_pod_meets_the_restricted_pod_security_standard(helm: Helm) -> None:
+    deployment = one(helm.template(), "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "hostNetwork" not in pod
+    assert "hostPID" not in pod
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["ports"] == [
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+        {"name": "health", "containerPort": 8080, "protocol": "TCP"},
+    ]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["TRADERBOT_METRICS_PORT"] == "9090"
+    assert env["TRADERBOT_LIVENESS_PORT"] == "8080"
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_image_defaults_to_the_app_version_and_a_digest_pins_it(helm: Helm) -> None:
+    def image(**values: str) -> str:
+        deployment = one(helm.template(set_values=values), "Deployment")
+        reference: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        return reference
+
+    assert image() == "ghcr.io/traderbot-dev/traderbot-operator:0.1.0"
+    assert image(**{"image.tag": "0.1.1"}) == "ghcr.io/traderbot-dev/traderbot-operator:0.1.1"
+    digest = "sha256:" + "ab" * 32
+    assert image(**{"image.digest": digest}) == (
+        f"ghcr.io/traderbot-dev/traderbot-operator@{digest}"
+    )
+
+
+def test_no_literal_secret_or_latest_tag_is_rendered(helm: Helm) -> None:
+    for values in VALUE_SETS:
+        manifests = helm.template(values_files=[values])
+        assert not by_kind(manifests, "Secret")
+        for text in (s for m in manifests for s in iter_strings(m)):
+            assert not text.endswith(":latest"), text
+
+
+def test_metrics_service_and_servicemonitor_select_the_operator_pod(helm: Helm) -> None:
+    manifests = helm.template(set_values={"metrics.serviceMonitor.enabled": "true"})
+    pod_labels = one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = one(manifests, "Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    monitor = one(manifests, "ServiceMonitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_servicemonitor_without_its_service_fails_with_a_reason(helm: Helm) -> None:
+    result = helm.run(
+        "template",
+        "x",
+        str(CHART_DIR),
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.service.enabled=false",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "needs metrics.service.enabled" in result.stderr
+
+
+def test_network_policy_opens_only_metrics_in_and_dns_and_api_server_out(helm: Helm) -> None:
+    manifests = helm.template(
+        set_values={
+            "networkPolicy.enabled": "true",
+            "networkPolicy.apiServerCIDRs": "{10.96.0.1/32}",
+        }
+    )
+    policy = one(manifests, "NetworkPolicy")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = policy["spec"]["ingress"]
+    assert ingress["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    dns, api_server = policy["spec"]["egress"]
+    assert {port["port"] for port in dns["ports"]} == {53}
+    assert api_server["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
+    assert {port["port"] for port in api_server["ports"]} == {443, 6443}
+    assert not by_kind(helm.template(), "NetworkPolicy")
+
+
+def test_release_objects_live_in_the_release_namespace(helm: Helm) -> None:
+    for manifest in helm.template(values_files=[CHART_DIR / "ci" / "monitoring-values.yaml"]):
+        if manifest["kind"] in {"ClusterRole", "ClusterRoleBinding"}:
+            assert "namespace" not in manifest["metadata"]
+        else:
+            assert manifest["metadata"]["namespace"] == "traderbot-system", manifest["kind"]
