@@ -8,7 +8,13 @@ from decimal import Decimal
 import pytest
 
 from trader_api.domain import Interval, Kline, Side, Signal
-from trader_api.strategy import rsi_mean_reversion, sma, sma_crossover, wilder_rsi
+from trader_api.strategy import (
+    rsi_mean_reversion,
+    sma,
+    sma_crossover,
+    sma_spread_signs,
+    wilder_rsi,
+)
 from unit.workload.engine_builders import T0, klines_from_closes
 
 # Wilder's RSI(14) worked example as published by StockCharts ("RSI" ChartSchool
@@ -196,3 +202,26 @@ def test_rsi_mean_reversion_refuses_unordered_thresholds(oversold: int, overboug
             overbought=Decimal(overbought),
             quantity=Decimal(1),
         )
+
+
+def test_sma_crossover_touching_and_turning_back_does_not_signal_again() -> None:
+    # fast(1)/slow(3): above from bar 3 (buy), equal on bar 5 (12 vs 12), above again on bar 6.
+    klines = klines_from_closes([10, 10, 10, 12, 12, 12, 13])
+    assert signals_over_time(
+        klines, lambda window: sma_crossover(window, fast=1, slow=3, quantity=Decimal(1))
+    ) == [(3, Side.BUY)]
+
+
+def test_sma_crossover_after_a_long_quiet_spell_signals_afresh() -> None:
+    # Flat for longer than the look-back: the earlier buy is out of sight.
+    klines = klines_from_closes([10, 10, 10, 12] + [12] * 8 + [13])
+    fired = signals_over_time(
+        klines, lambda window: sma_crossover(window, fast=1, slow=3, quantity=Decimal(1))
+    )
+    assert fired == [(3, Side.BUY), (12, Side.BUY)]
+
+
+def test_sma_spread_signs_say_which_average_is_above() -> None:
+    values = [Decimal(v) for v in ("1", "2", "3", "2", "1", "1", "1")]
+    # sma(2) vs sma(3) from index 2: 2.5>2, 2.5>2.33, 1.5<2, 1<1.33, 1=1
+    assert sma_spread_signs(values, fast=2, slow=3) == [1, 1, -1, -1, 0]

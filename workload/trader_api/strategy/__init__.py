@@ -17,7 +17,7 @@ Public API (stable names, used by ``services`` and the REST API):
 from trader_api.strategy.config import StrategyConfig
 from trader_api.strategy.engine import DuplicateStrategyError, StrategyEngine, UnknownStrategyError
 from trader_api.strategy.functions import rsi_mean_reversion, sma_crossover
-from trader_api.strategy.indicators import sma, wilder_rsi
+from trader_api.strategy.indicators import sma, sma_spread_signs, wilder_rsi
 from trader_api.strategy.registry import (
     MAX_WINDOW,
     RSI_MEAN_REVERSION,
@@ -45,5 +45,6 @@ __all__ = [
     "rsi_mean_reversion",
     "sma",
     "sma_crossover",
+    "sma_spread_signs",
     "wilder_rsi",
 ]

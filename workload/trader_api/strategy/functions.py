@@ -1,8 +1,7 @@
 """Strategies as pure functions: a window of closed klines in, a signal or nothing out.
 
-Each looks only at its last bar (the one just closed) and the bar before it,
-so it signals once, on the bar where its condition turns; a replay of the same
-klines gives the same signals.
+Each signals on the bar where its condition turns (the last one given), and
+only there; a replay of the same klines gives the same signals.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from trader_api.domain import Kline, Side, Signal
-from trader_api.strategy.indicators import sma, wilder_rsi
+from trader_api.strategy.indicators import sma_spread_signs_backward, wilder_rsi
 
 
 def _signal(
@@ -41,34 +40,33 @@ def sma_crossover(
     """Buy when the fast SMA of closes crosses above the slow one; sell when below.
 
     A cross is the last bar having the fast SMA strictly above (below) the
-    slow one while the bar before had it at or below (at or above). Needs
-    ``slow + 1`` klines; fewer give ``None``.
+    slow one while, before it, the latest bar where they differed had it below
+    (above). So touching and turning back is no signal: after the averages
+    meet (quiet markets make flat klines, and flat klines make equal
+    averages), a move on in the same direction does not buy twice. Needs
+    ``slow + 1`` klines; the search for the last difference looks back at
+    most ``slow`` bars more (``2 * slow + 1`` klines), and finding none there
+    counts as coming from neither side.
     """
     if not 1 <= fast < slow:
         raise ValueError(f"sma_crossover needs 1 <= fast < slow, got fast={fast} slow={slow}")
     if len(klines) < slow + 1:
         return None
-    closes = [kline.close for kline in klines[len(klines) - slow - 1 :]]
-    previous = closes[:-1]
-    fast_now, slow_now = sma(closes, fast), sma(closes, slow)
-    fast_before, slow_before = sma(previous, fast), sma(previous, slow)
-    if fast_now > slow_now and fast_before <= slow_before:
-        return _signal(
-            klines,
-            name=name,
-            side=Side.BUY,
-            quantity=quantity,
-            reason=f"sma {fast} crossed above sma {slow}",
-        )
-    if fast_now < slow_now and fast_before >= slow_before:
-        return _signal(
-            klines,
-            name=name,
-            side=Side.SELL,
-            quantity=quantity,
-            reason=f"sma {fast} crossed below sma {slow}",
-        )
-    return None
+    recent = klines[max(0, len(klines) - 2 * slow - 1) :]
+    signs = sma_spread_signs_backward([kline.close for kline in recent], fast=fast, slow=slow)
+    now = next(signs)
+    before = next((sign for sign in signs if sign != 0), 0)
+    if now in (0, before):
+        return None
+    side = Side.BUY if now > 0 else Side.SELL
+    direction = "above" if now > 0 else "below"
+    return _signal(
+        klines,
+        name=name,
+        side=side,
+        quantity=quantity,
+        reason=f"sma {fast} crossed {direction} sma {slow}",
+    )
 
 
 def rsi_mean_reversion(

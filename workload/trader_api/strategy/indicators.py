@@ -6,11 +6,12 @@ result never depends on the caller's context and is the same on every machine.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Context, Decimal, localcontext
 from itertools import pairwise
 
 DECIMAL_CONTEXT = Context(prec=28)
+_WIDE_CONTEXT = Context(prec=60)
 _HUNDRED = Decimal(100)
 _FIFTY = Decimal(50)
 _ZERO = Decimal(0)
@@ -24,6 +25,45 @@ def sma(values: Sequence[Decimal], period: int) -> Decimal:
         raise ValueError(f"sma({period}) needs {period} values, got {len(values)}")
     with localcontext(DECIMAL_CONTEXT):
         return sum(values[len(values) - period :], _ZERO) / period
+
+
+def sma_spread_signs_backward(values: Sequence[Decimal], *, fast: int, slow: int) -> Iterator[int]:
+    """Yield the sign of ``sma(fast) - sma(slow)`` at each index, from the last one back.
+
+    +1 while the fast average is above the slow one, -1 below, 0 equal, down
+    to index ``slow - 1``. The averages are compared as ``fast_sum * slow``
+    against ``slow_sum * fast`` on sliding sums in a 60-digit context: no
+    division, so "equal" is exact; lazily, so a caller that needs the last
+    two signs pays for two.
+
+    NB: explicit context methods rather than ``localcontext``: a generator
+    that entered a local context would leak it to its caller at each yield.
+    """
+    if not 1 <= fast <= slow:
+        raise ValueError(f"sma spread needs 1 <= fast <= slow, got fast={fast} slow={slow}")
+    ctx = _WIDE_CONTEXT
+    end = len(values)
+    if end < slow:
+        return
+    fast_sum = _ZERO
+    for value in values[end - fast : end]:
+        fast_sum = ctx.add(fast_sum, value)
+    slow_sum = _ZERO
+    for value in values[end - slow : end]:
+        slow_sum = ctx.add(slow_sum, value)
+    while True:
+        spread = ctx.subtract(ctx.multiply(fast_sum, slow), ctx.multiply(slow_sum, fast))
+        yield (spread > 0) - (spread < 0)
+        end -= 1
+        if end < slow:
+            return
+        fast_sum = ctx.add(ctx.subtract(fast_sum, values[end]), values[end - fast])
+        slow_sum = ctx.add(ctx.subtract(slow_sum, values[end]), values[end - slow])
+
+
+def sma_spread_signs(values: Sequence[Decimal], *, fast: int, slow: int) -> list[int]:
+    """Return ``sma_spread_signs_backward`` in forward order (index ``slow - 1`` first)."""
+    return list(sma_spread_signs_backward(values, fast=fast, slow=slow))[::-1]
 
 
 def _rsi_from_averages(gain: Decimal, loss: Decimal) -> Decimal:

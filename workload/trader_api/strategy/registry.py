@@ -99,7 +99,7 @@ SMA_CROSSOVER: StrategyKind[SmaCrossoverParams] = StrategyKind(
     name="sma_crossover",
     params_model=SmaCrossoverParams,
     evaluate=_evaluate_sma,
-    window=lambda params: params.slow + 1,
+    window=lambda params: 2 * params.slow + 1,
     description="buy when the fast SMA crosses above the slow SMA, sell when below",
 )
 
