@@ -115,7 +115,7 @@ def test_an_aggregator_needs_an_interval() -> None:
 @given(
     steps=st.lists(
         st.tuples(
-            st.integers(min_value=0, max_value=400),  # seconds since the previous tick
+            st.integers(min_value=-90, max_value=400),  # seconds since the previous tick
             st.integers(min_value=1, max_value=10_000),  # price in cents
             st.integers(min_value=1, max_value=50),  # quantity
         ),
@@ -123,21 +123,38 @@ def test_an_aggregator_needs_an_interval() -> None:
         max_size=60,
     )
 )
-def test_klines_account_for_every_tick_and_tile_time(steps: list[tuple[int, int, int]]) -> None:
+def test_klines_account_for_every_timely_tick_and_tile_time(
+    steps: list[tuple[int, int, int]],
+) -> None:
     aggregator = KlineAggregator([Interval.M1, Interval.M5])
     ticks, elapsed = [], 0
     for gap, cents, quantity in steps:
         elapsed += gap
         ticks.append(tick(elapsed, str(Decimal(cents) / 100), str(quantity)))
     closed = feed(aggregator, *ticks)
+    volumes = []
     for interval in (Interval.M1, Interval.M5):
         series = [k for k in closed if k.interval is interval]
         building = aggregator.building("BTCUSDT", interval)
         assert building is not None
         series.append(building)
-        assert sum(k.volume for k in series) == sum(t.quantity for t in ticks)
+        volumes.append(sum(k.volume for k in series))
         assert all(k.low <= min(k.open, k.close) <= max(k.open, k.close) <= k.high for k in series)
         assert [k.open_time for k in series] == [
             series[0].open_time + i * interval.delta for i in range(len(series))
         ]
         assert all(a.close == b.open for a, b in pairwise(series) if b.volume == 0)
+    assert volumes[0] == volumes[1]
+    if all(gap >= 0 for gap, _, _ in steps):
+        assert aggregator.late_ticks == 0
+        assert volumes[0] == sum(t.quantity for t in ticks)
+
+
+def test_a_tick_late_for_one_interval_is_dropped_from_all() -> None:
+    aggregator = KlineAggregator([Interval.M1, Interval.M5])
+    feed(aggregator, tick(0, "100"), tick(61, "101"))
+    assert feed(aggregator, tick(30, "500")) == []  # late for 1m, inside the open 5m kline
+    assert aggregator.late_ticks == 1
+    assert aggregator.building("BTCUSDT", Interval.M5) == kline(
+        0, "100 101 100 101 2", interval=Interval.M5
+    )

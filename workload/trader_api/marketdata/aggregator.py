@@ -48,10 +48,19 @@ class KlineAggregator:
 
     def on_tick(self, tick: Tick) -> builtins.list[Kline]:
         """Add a tick; return the klines it closed, by close time, shorter intervals first."""
+        series_by_interval = [
+            (interval, self._series.setdefault((tick.symbol, interval), _Series()))
+            for interval in self.intervals
+        ]
+        # NB: late for one interval is late for all: a tick counts everywhere or nowhere,
+        # so the volumes of every interval add up to the same trades.
+        if any(
+            _is_late(series, interval.floor(tick.ts)) for interval, series in series_by_interval
+        ):
+            self.late_ticks += 1
+            return []
         closed: builtins.list[Kline] = []
-        late = False
-        for interval in self.intervals:
-            series = self._series.setdefault((tick.symbol, interval), _Series())
+        for interval, series in series_by_interval:
             bucket = interval.floor(tick.ts)
             building = series.building
             if building is not None and bucket == building.open_time:
@@ -62,9 +71,6 @@ class KlineAggregator:
                     close=tick.price,
                     volume=building.volume + tick.quantity,
                 )
-                continue
-            if _is_late(series, bucket):
-                late = True
                 continue
             if building is not None:
                 closed.append(self._close(series, building))
@@ -79,8 +85,6 @@ class KlineAggregator:
                 tick.price,
                 tick.quantity,
             )
-        if late:
-            self.late_ticks += 1
         return _in_time_order(closed)
 
     def close_until(self, now: datetime) -> builtins.list[Kline]:
