@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from traderbot_operator.desired import build_children
+from traderbot_operator.models import TraderBot
 from unit.delivery.delivery_tools import REPO_ROOT, Helm, value_sets
 
 # JSON on stdout, offline, exit 0 with findings (the test reads them, not the exit code).
@@ -80,6 +82,113 @@ def test_rendered_chart_passes_checkov_for_every_value_set(
         out.write_text(yaml.safe_dump_all(manifests, sort_keys=False))
     report = run_checkov(checkov, target=["-d", str(tmp_path)], framework="kubernetes")
     assert_clean(report)
+
+
+# Findings in the operator's generated children that we accept, each with its reason.
+# Keyed by (check, kind, child suffix); anything not listed here fails the scan.
+TAG_PINNED = (
+    "the image comes from the TraderBot spec as a pinned tag; digests are the user's choice"
+)
+ENV_CONTRACT = "credentials reach trader-api through the env contract (docs/configuration.md)"
+NO_CPU_LIMIT = "no CPU limit by design: throttling adds latency to order handling and probes"
+UPSTREAM_UID = "the upstream image runs as its own fixed UID (postgres 70 / redis 999)"
+ACCEPTED_OPERATOR_FINDINGS: dict[tuple[str, str, str], str] = {
+    **{
+        ("CKV_K8S_43", kind, suffix): TAG_PINNED
+        for kind, suffix in (
+            ("StatefulSet", "-db"),
+            ("StatefulSet", "-redis"),
+            ("Deployment", "-api"),
+            ("CronJob", "-backup"),
+        )
+    },
+    **{
+        ("CKV_K8S_15", kind, suffix): TAG_PINNED
+        for kind, suffix in (
+            ("StatefulSet", "-db"),
+            ("StatefulSet", "-redis"),
+            ("Deployment", "-api"),
+            ("CronJob", "-backup"),
+        )
+    },
+    **{
+        ("CKV_K8S_35", kind, suffix): ENV_CONTRACT
+        for kind, suffix in (
+            ("StatefulSet", "-db"),
+            ("StatefulSet", "-redis"),
+            ("Deployment", "-api"),
+            ("CronJob", "-backup"),
+        )
+    },
+    **{
+        ("CKV_K8S_11", kind, suffix): NO_CPU_LIMIT
+        for kind, suffix in (
+            ("StatefulSet", "-db"),
+            ("StatefulSet", "-redis"),
+            ("Deployment", "-api"),
+            ("CronJob", "-backup"),
+        )
+    },
+    ("CKV_K8S_40", "StatefulSet", "-db"): UPSTREAM_UID,
+    ("CKV_K8S_40", "StatefulSet", "-redis"): UPSTREAM_UID,
+    ("CKV_K8S_22", "StatefulSet", "-db"): (
+        "KNOWN GAP, reported to the operator: PostgreSQL needs writable run/tmp dirs "
+        "(emptyDir mounts would allow a read-only root)"
+    ),
+    ("CKV2_K8S_6", "Pod", "-api"): (
+        "KNOWN GAP, reported to the operator: no NetworkPolicy selects the API pods yet "
+        "(see test_every_operator_pod_is_selected_by_a_network_policy)"
+    ),
+}
+
+
+def operator_children(example: Path) -> list[dict[str, Any]]:
+    """Return what the operator builds for an example TraderBot, with and without monitoring."""
+    body = yaml.safe_load(example.read_text())
+    body["metadata"] |= {"namespace": "trading", "uid": "00000000-0000-4000-8000-000000000001"}
+    bot = TraderBot.from_body(body)
+    return build_children(bot, service_monitor_available=True, token=lambda _: "scan-only-token")
+
+
+def accepted(check: dict[str, Any], bot: str) -> bool:
+    kind, _namespace, name = check["resource"].split(".", 2)
+    if kind == "Pod":  # checkov names pods of a template by their labels
+        name = name.split(".", 1)[0]
+    suffix = name.removeprefix(bot)
+    return (check["check_id"], kind, suffix) in ACCEPTED_OPERATOR_FINDINGS
+
+
+EXAMPLES = sorted((REPO_ROOT / "examples").glob("traderbot-*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
+def test_operator_generated_manifests_pass_checkov_but_for_accepted_findings(
+    checkov: Path, example: Path, tmp_path: Path
+) -> None:
+    children = operator_children(example)
+    bot = children[0]["metadata"]["labels"]["app.kubernetes.io/instance"]
+    assert {child["kind"] for child in children} >= {"Deployment", "StatefulSet", "Secret"}
+    (tmp_path / "children.yaml").write_text(yaml.safe_dump_all(children, sort_keys=False))
+    report = run_checkov(checkov, target=["-d", str(tmp_path)], framework="kubernetes")
+    unexpected = [c for c in report["results"].get("failed_checks", []) if not accepted(c, bot)]
+    assert not unexpected, "checkov failed:\n" + "\n".join(describe(c) for c in unexpected)
+    assert report["summary"]["passed"] > 0
+
+
+@pytest.mark.xfail(
+    strict=True, reason="the operator builds NetworkPolicies for the database and Redis only"
+)
+def test_every_operator_pod_is_selected_by_a_network_policy() -> None:
+    children = operator_children(EXAMPLES[0])
+    selectors = [
+        child["spec"]["podSelector"].get("matchLabels", {})
+        for child in children
+        if child["kind"] == "NetworkPolicy"
+    ]
+    for child in children:
+        if child["kind"] in {"Deployment", "StatefulSet"}:
+            labels = child["spec"]["template"]["metadata"]["labels"]
+            assert any(sel.items() <= labels.items() for sel in selectors), child["metadata"]
 
 
 def test_checkov_does_flag_an_insecure_deployment(checkov: Path, tmp_path: Path) -> None:
