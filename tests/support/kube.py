@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 from lightkube import Client, KubeConfig
 from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccount
 
 from traderbot_operator.testing import LocalCluster
@@ -77,7 +78,8 @@ def serviceaccount_kubeconfig(
     """
     token = admin.create(
         ServiceAccount.Token(
-            spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds)
+            metadata=ObjectMeta(name=name),
+            spec=TokenRequestSpec(audiences=[], expirationSeconds=expiration_seconds),
         ),
         name=name,
         namespace=namespace,

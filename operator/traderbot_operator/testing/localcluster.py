@@ -501,6 +501,14 @@ class LocalCluster:
             ip_addresses=(LOOPBACK, SERVICE_IP),
             server=True,
         ).write(cert_path=pki / "apiserver.crt", key_path=pki / "apiserver.key")
+        # The aggregation layer's own CA: API servers behind the aggregator (and the
+        # delegated authentication of the controller-manager and scheduler) trust
+        # requests the front proxy signs with it.
+        front_proxy = CertificateAuthority.create("traderbot-front-proxy-ca")
+        (pki / "front-proxy-ca.crt").write_bytes(front_proxy.cert_pem)
+        front_proxy.issue("front-proxy-client", client=True).write(
+            cert_path=pki / "front-proxy-client.crt", key_path=pki / "front-proxy-client.key"
+        )
         private, public = service_account_keys()
         (pki / "sa.key").touch(mode=0o600)
         (pki / "sa.key").write_bytes(private)
@@ -564,6 +572,13 @@ class LocalCluster:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+            f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
             "--allow-privileged=true",
             # The `kubernetes` Service would point at 127.0.0.1, which Endpoints reject.
             "--endpoint-reconciler-type=none",
