@@ -52,12 +52,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/*
 The RBAC rules the operator needs in a namespace it manages. The same list
 serves the ClusterRole (cluster-wide mode) and each per-namespace Role.
-NB: derived from the code, not wished for: the TraderBot (kopf keeps its
-progress in annotations: patch), its status subresource (patch), every kind in
-CHILD_KINDS of handlers/traderbot.py (kopf watches them; kube.py reads, applies
-and deletes them), core Events (kube.py creates them; kopf's own posting is
-off) and ServiceMonitors (applied only when their CRD exists). A unit test
-compares this list with the code, a cluster test runs the operator with it.
+NB: this is the permissions table of docs/operator.md (the operator's own
+record of what its code calls), minus the cluster-scoped CRD read; a unit test
+compares the two, and a cluster test runs the operator with exactly these.
+Server-side apply is `patch`, creating through apply also needs `create`;
+`delete` only where the operator prunes (the backup CronJob, ServiceMonitors).
 */}}
 {{- define "traderbot-operator.namespacedRules" -}}
 - apiGroups: [traderbot.dev]
@@ -65,28 +64,31 @@ compares this list with the code, a cluster test runs the operator with it.
   verbs: [get, list, watch, patch]
 - apiGroups: [traderbot.dev]
   resources: [traderbots/status]
-  verbs: [patch]
+  verbs: [get, patch]
 - apiGroups: [""]
   resources: [secrets, services, persistentvolumeclaims]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [apps]
   resources: [deployments, statefulsets]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [batch]
   resources: [cronjobs]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
 {{- if .Values.rbac.serviceMonitors }}
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
-  verbs: [get, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
 {{- end -}}

@@ -161,21 +161,35 @@ def operator_cluster_role(manifests: list[Manifest]) -> Manifest:
     return role
 
 
-def needed_namespaced_rules() -> dict[tuple[str, str], set[str]]:
-    """Return the (group, resource) -> verbs the operator's code uses in a managed namespace.
+def documented_rules() -> dict[tuple[str, str], set[str]]:
+    """Return the operator's permissions table of docs/operator.md: (group, resource) -> verbs.
 
-    NB: read from the code, so a new child kind in the operator fails this test
-    until the chart grants it.
+    NB: the operator keeps that table in step with its code; the chart must
+    grant exactly it, so a new call in the operator fails here until granted.
     """
-    needed: dict[tuple[str, str], set[str]] = {
-        (GROUP, PLURAL): {"get", "list", "watch", "patch"},
-        (GROUP, f"{PLURAL}/status"): {"patch"},
-        ("", "events"): {"create"},
-        ("monitoring.coreos.com", "servicemonitors"): {"get", "create", "patch", "delete"},
-    }
-    for group, _version, plural in CHILD_KINDS:
-        needed[(group, plural)] = {"get", "list", "watch", "create", "patch", "delete"}
-    return needed
+    text = (REPO_ROOT / "docs" / "operator.md").read_text()
+    section = text.split("## Permissions", 1)[1].split("\n## ", 1)[0]
+    rules: dict[tuple[str, str], set[str]] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith(("`", '"')) or cells[0] == "API group":
+            continue
+        group = cells[0].strip("`")
+        group = "" if group.startswith('"" ') or group == '""' else group
+        for resource in cells[1].split(","):
+            rules[(group, resource.strip())] = {verb.strip() for verb in cells[2].split(",")}
+    assert rules, "no permissions table found in docs/operator.md"
+    return rules
+
+
+CRD_READ = ("apiextensions.k8s.io", "customresourcedefinitions")
+
+
+def needed_namespaced_rules() -> dict[tuple[str, str], set[str]]:
+    """Return the documented rules that apply inside a managed namespace."""
+    rules = documented_rules()
+    del rules[CRD_READ]
+    return rules
 
 
 def granted(role: Manifest) -> dict[tuple[str, str], set[str]]:
@@ -187,17 +201,21 @@ def granted(role: Manifest) -> dict[tuple[str, str], set[str]]:
     return result
 
 
-def test_default_install_grants_exactly_what_the_operator_code_uses_everywhere(
+def test_documented_rules_cover_every_child_kind_the_operator_watches() -> None:
+    rules = documented_rules()
+    for group, _version, plural in CHILD_KINDS:
+        assert {"get", "list", "watch", "create", "patch"} <= rules[(group, plural)], plural
+    assert {"get", "list", "watch", "patch"} <= rules[(GROUP, PLURAL)]
+    assert "patch" in rules[(GROUP, f"{PLURAL}/status")]
+
+
+def test_default_install_grants_exactly_the_documented_rules_everywhere(
     helm: Helm,
 ) -> None:
     manifests = helm.template()
     assert not by_kind(manifests, "Role")
     cluster_role = operator_cluster_role(manifests)
-    expected = {
-        **needed_namespaced_rules(),
-        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
-    }
-    assert granted(cluster_role) == expected
+    assert granted(cluster_role) == documented_rules()
     binding = one(manifests, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
     (subject,) = binding["subjects"]
@@ -217,7 +235,7 @@ def test_watch_namespaces_confines_write_access_to_those_namespaces(helm: Helm) 
         assert granted(role) == needed_namespaced_rules()
     # Cluster-wide, only CRD discovery and namespace names: no Secret, no TraderBot.
     assert granted(operator_cluster_role(manifests)) == {
-        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+        CRD_READ: documented_rules()[CRD_READ],
         ("", "namespaces"): {"list", "watch"},
     }
     env = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
