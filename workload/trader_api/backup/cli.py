@@ -1,0 +1,162 @@
+"""``trader-backup``: the command line the operator's CronJobs and Jobs run.
+
+    trader-backup backup  [--tables orders,positions] [--no-redis]
+    trader-backup restore [BACKUP] [--what database|redis|both] [--force]
+    trader-backup verify  [BACKUP]
+    trader-backup prune
+
+``BACKUP`` is a folder name in ``--dest`` (or a path); the newest successful
+backup when omitted. Prints exactly one JSON line on stdout; exit 0 on
+success, 1 on failure (``{"ok": false, "error": ...}``), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from trader_api.backup.errors import BackupError
+from trader_api.backup.runs import (
+    Sources,
+    resolve_backup,
+    run_backup,
+    run_prune,
+    run_restore,
+    run_verify,
+)
+
+logger = logging.getLogger("trader_api.backup")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value or default
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trader-backup", description="Back up, restore and verify a TraderBot's data."
+    )
+    parser.add_argument(
+        "--dest",
+        type=Path,
+        default=Path(_env("BACKUP_DIR", "/backups") or "/backups"),
+        help="backup folder (env BACKUP_DIR; default /backups)",
+    )
+    parser.add_argument(
+        "--bot", default=_env("BOT_NAME", "traderbot"), help="bot name (env BOT_NAME)"
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="postgresql:// URL (default: DATABASE_URL or DATABASE_* like trader-api)",
+    )
+    parser.add_argument(
+        "--redis-url", default=None, help="redis:// URL (default: REDIS_URL or REDIS_*)"
+    )
+    parser.add_argument(
+        "--redis-data-dir",
+        type=Path,
+        default=_env("REDIS_DATA_DIR"),
+        help="Redis's data folder, mounted (env REDIS_DATA_DIR)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    backup = commands.add_parser("backup", help="write one backup now")
+    backup.add_argument(
+        "--tables", default=None, help="comma-separated tables only (e.g. orders,positions)"
+    )
+    backup.add_argument("--no-redis", action="store_true", help="skip the Redis snapshot")
+    backup.add_argument(
+        "--retention-days",
+        type=int,
+        default=int(_env("BACKUP_RETENTION_DAYS", "30") or 30),
+        help="then delete backups older than this, never the newest (env BACKUP_RETENTION_DAYS)",
+    )
+    backup.add_argument("--no-prune", action="store_true", help="skip retention")
+
+    restore = commands.add_parser("restore", help="restore a backup (checks it first)")
+    restore.add_argument("backup", nargs="?", default=None)
+    restore.add_argument("--what", choices=["database", "redis", "both"], default="database")
+    restore.add_argument(
+        "--force", action="store_true", help="restore even while other sessions are connected"
+    )
+
+    verify = commands.add_parser("verify", help="restore into a scratch database and compare")
+    verify.add_argument("backup", nargs="?", default=None)
+
+    prune = commands.add_parser("prune", help="apply retention only")
+    prune.add_argument(
+        "--retention-days", type=int, default=int(_env("BACKUP_RETENTION_DAYS", "30") or 30)
+    )
+    return parser
+
+
+def _sources(args: argparse.Namespace) -> Sources:
+    database_url: str | None = args.database_url
+    redis_url: str | None = args.redis_url
+    if database_url is None or redis_url is None:
+        from trader_api.config import Settings
+
+        settings = Settings()
+        database_url = database_url or settings.database_dsn or None
+        redis_url = redis_url or settings.redis_dsn or None
+    data_dir = args.redis_data_dir
+    return Sources(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_data_dir=None if data_dir is None else Path(data_dir),
+    )
+
+
+def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command == "prune":
+        return run_prune(dest=args.dest, bot=args.bot, retention_days=args.retention_days)
+    sources = _sources(args)
+    if args.command == "backup":
+        tables = None if args.tables is None else [t for t in args.tables.split(",") if t]
+        return run_backup(
+            dest=args.dest,
+            bot=args.bot,
+            sources=sources,
+            tables=tables,
+            include_redis=not args.no_redis,
+            retention_days=None if args.no_prune else args.retention_days,
+        )
+    folder = resolve_backup(dest=args.dest, bot=args.bot, backup=args.backup)
+    if args.command == "restore":
+        return run_restore(folder=folder, sources=sources, what=args.what, force=args.force)
+    return run_verify(folder=folder, sources=sources)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; print its one-line JSON result; return the exit code."""
+    logging.basicConfig(
+        level=os.environ.get("BACKUP_LOG_LEVEL", "INFO").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    args = _parser().parse_args(argv)
+    try:
+        result = _dispatch(args)
+        code = 0
+    except BackupError as exc:
+        result = {"ok": False, "action": args.command, "error": str(exc)}
+        code = 1
+    except Exception as exc:  # the operator must get a JSON line for any failure
+        logger.exception("unexpected failure")
+        result = {"ok": False, "action": args.command, "error": f"{type(exc).__name__}: {exc}"}
+        code = 1
+    sys.stdout.write(json.dumps(result, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
