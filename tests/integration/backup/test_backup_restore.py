@@ -171,3 +171,20 @@ def test_the_result_line_is_json_even_when_nothing_is_configured(cli: Cli) -> No
         "error": "nothing to back up: no database URL and no Redis URL",
     }
     assert json.loads(failed.stdout) == failed.result
+
+
+def test_back_to_back_snapshots_each_wait_for_a_new_save(redis_url: str) -> None:
+    """Two BGSAVEs within one second: LASTSAVE cannot move, the save counter must."""
+    import redis as sync_redis
+
+    from trader_api.backup.redis import bgsave_snapshot
+
+    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        saves_before = int(client.info("persistence")["rdb_saves"])
+        first = bgsave_snapshot(client, timeout_s=30)
+        second = bgsave_snapshot(client, timeout_s=30)
+        assert second >= first
+        assert int(client.info("persistence")["rdb_saves"]) == saves_before + 2
+    finally:
+        client.close()
