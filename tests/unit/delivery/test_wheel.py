@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -19,10 +20,14 @@ import time
 import tomllib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from traderbot_operator.desired import build_children
+from traderbot_operator.models import TraderBot
 from unit.delivery.delivery_tools import REPO_ROOT
 
 PIP_INSTALL = (sys.executable, "-m", "pip", "install", "--no-deps", "--quiet")
@@ -179,3 +184,46 @@ def test_trader_api_from_the_wheel_serves_health_and_stops_cleanly_on_sigterm(
             process.kill()
         output, _ = process.communicate()
     assert output, "trader-api logged nothing"
+
+
+def operator_backup_container() -> dict[str, Any]:
+    """Return the container of the backup CronJob the operator builds for the minimal example."""
+    body = yaml.safe_load((REPO_ROOT / "examples" / "traderbot-minimal.yaml").read_text())
+    body["metadata"] |= {"namespace": "trading", "uid": "00000000-0000-4000-8000-000000000002"}
+    children = build_children(TraderBot.from_body(body), token=lambda _: "unused")
+    (cronjob,) = [child for child in children if child["kind"] == "CronJob"]
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    container_spec: dict[str, Any] = container
+    return container_spec
+
+
+KNOWN_BAD_BACKUP_COMMAND = ["trader-backup"]  # no sub-command: argparse exits 2
+
+
+@pytest.mark.xfail(
+    operator_backup_container().get("command") == KNOWN_BAD_BACKUP_COMMAND,
+    reason="the operator's CronJob runs `trader-backup` without the `backup` sub-command",
+    strict=True,
+)
+def test_the_operator_backup_cronjob_runs_a_valid_trader_backup_command(
+    installed: Path, tmp_path: Path
+) -> None:
+    """Run the CronJob's command from the wheel with no database: a failure, not bad usage."""
+    container = operator_backup_container()
+    argv = [*container.get("command", []), *container.get("args", [])]
+    assert argv[0] == "trader-backup"
+    env = {**wheel_env(installed), "BACKUP_DIR": str(tmp_path), "BOT_NAME": "alpha"}
+    env |= {"DATABASE_HOST": "127.0.0.1", "DATABASE_PORT": str(free_port())}
+    env |= {"DATABASE_USER": "trader", "DATABASE_PASSWORD": "unused", "REDIS_HOST": "127.0.0.1"}
+    env |= {"REDIS_PORT": str(free_port()), "REDIS_PASSWORD": "unused"}
+    result = subprocess.run(
+        [str(installed / "bin" / argv[0]), *argv[1:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 2, f"usage error: {result.stderr}"
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["ok"] is False  # nothing listens on those ports
