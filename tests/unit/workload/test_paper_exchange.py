@@ -130,6 +130,13 @@ async def test_a_limit_buy_rests_until_the_price_reaches_it_and_fills_at_the_lim
     assert (await paper.submit(order)).order.status is OrderStatus.FILLED
 
 
+async def test_a_limit_buy_fills_when_the_price_touches_its_limit() -> None:
+    paper = exchange()
+    await paper.submit(new_order("c-1", Side.BUY, "1", limit="19500"))
+    (update,) = paper.on_price("BTCUSDT", Decimal(19500), at=LATER)
+    assert update.fills[0].price == Decimal(19500)
+
+
 async def test_a_limit_sell_rests_until_the_price_rises_to_it() -> None:
     paper = exchange()
     await paper.submit(new_order("c-1", Side.SELL, "1", limit="20500"))

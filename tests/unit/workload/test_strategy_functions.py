@@ -182,6 +182,30 @@ def test_rsi_mean_reversion_buys_when_rsi_leaves_oversold_and_sells_when_it_leav
     assert sell.strategy == "rsi_mean_reversion"
 
 
+def test_rsi_mean_reversion_starting_exactly_at_the_threshold_is_no_cross() -> None:
+    # RSI(2): 30 exactly at bar 2 (gains 1.5 / losses 3.5 on average), 41.67 at bar 3.
+    def rsi_signal(closes: list[int]) -> Signal | None:
+        return rsi_mean_reversion(
+            klines_from_closes(closes),
+            period=2,
+            oversold=Decimal(30),
+            overbought=Decimal(70),
+            quantity=Decimal(1),
+        )
+
+    assert wilder_rsi([Decimal(c) for c in (20, 23, 16)], 2) == [Decimal(30)]
+    assert rsi_signal([20, 23, 16, 17]) is None
+    # From just below 30 (20, 23, 15: 3 / 8 -> 27.27) the same rise is a cross.
+    signal = rsi_signal([20, 23, 15, 16])
+    assert signal is not None
+    assert signal.side is Side.BUY
+    # The mirror image at overbought: 70 exactly, then a fall, is no cross; from 72.73 it is.
+    assert rsi_signal([20, 17, 24, 23]) is None
+    signal = rsi_signal([20, 17, 25, 24])
+    assert signal is not None
+    assert signal.side is Side.SELL
+
+
 def test_rsi_mean_reversion_needs_period_plus_two_klines() -> None:
     klines = klines_from_closes([10, 9, 8])
     assert (

@@ -67,12 +67,13 @@ def sma_spread_signs(values: Sequence[Decimal], *, fast: int, slow: int) -> list
 
 
 def _rsi_from_averages(gain: Decimal, loss: Decimal) -> Decimal:
-    if loss == 0:
-        # NB: no losses at all is 100 by definition; a flat window (no gains
-        # either) is neutral rather than a division by zero.
-        return _FIFTY if gain == 0 else _HUNDRED
+    """Return ``100 * gain / (gain + loss)``: Wilder's ``100 - 100 / (1 + RS)`` with one
+    division, so a round RSI (e.g. exactly 30) comes out exact."""
+    total = gain + loss
+    if total == 0:
+        return _FIFTY  # a flat window is neutral, not a division by zero
     # NB: called inside wilder_rsi's local context.
-    return _HUNDRED - _HUNDRED / (1 + gain / loss)
+    return _HUNDRED * gain / total
 
 
 def wilder_rsi(closes: Sequence[Decimal], period: int, *, last: int | None = None) -> list[Decimal]:
