@@ -337,7 +337,9 @@ async def test_klines_query_validates_the_range(client: httpx.AsyncClient) -> No
         },
     )
     assert backwards.status_code == 422
-    assert backwards.json()["detail"] == "start must be before end"
+    assert backwards.json()["detail"] == [
+        {"loc": ["query", "end"], "msg": "start must be before end", "type": "value_error"}
+    ]
     bad_interval = await client.get(
         "/api/v1/klines", params={"symbol": "BTCUSDT", "interval": "7m"}
     )

@@ -228,3 +228,20 @@ class RejectionOut(BaseModel):
     detail: str
     code: str
     order: OrderOut
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class UnprocessableOut(BaseModel):
+    """Any 422: a schema error (``detail`` lists the issues), or a risk rejection.
+
+    A rejection has ``code`` (the risk reason code) and the stored ``order``.
+    """
+
+    detail: str | list[ValidationIssue]
+    code: str | None = None
+    order: OrderOut | None = None

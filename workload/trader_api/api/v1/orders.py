@@ -8,7 +8,13 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from trader_api.api.deps import ReadAccess, RuntimeDep, WriteAccess
-from trader_api.api.schemas import ErrorOut, FillOut, OrderOut, RejectionOut, SubmitOrderRequest
+from trader_api.api.schemas import (
+    ErrorOut,
+    FillOut,
+    OrderOut,
+    SubmitOrderRequest,
+    UnprocessableOut,
+)
 from trader_api.domain import OrderStatus
 from trader_api.services.orders import OrderTicket
 
@@ -29,7 +35,10 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
     responses={
         200: {"model": OrderOut, "description": "resubmission: the order stored earlier"},
         409: {"model": ErrorOut, "description": "client_order_id used for a different order"},
-        422: {"model": RejectionOut, "description": "invalid, or rejected by risk (stored)"},
+        422: {
+            "model": UnprocessableOut,
+            "description": "invalid request, or rejected by risk (then stored, with code)",
+        },
         **_WRITE_ERRORS,
     },
 )
