@@ -56,6 +56,10 @@ test-integration: setup ## tests against real PostgreSQL and Redis started by th
 run: $(STAMP) ## run trader-api alone (embedded store, paper mode) on :3000
 	$(VENV)/bin/trader-api
 
+.PHONY: bench-storage
+bench-storage: setup ## klines ingest vs psql \copy, order latency at 200/s (own durable PostgreSQL)
+	$(PY) bench/storage_ingest.py
+
 .PHONY: test-cluster
 test-cluster: setup k8s-binaries ## tests against a local Kubernetes control plane (tests/cluster)
 	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
