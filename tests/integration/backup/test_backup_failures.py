@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +88,7 @@ def _tiny_filesystem(path: Path, *, size: str) -> Iterator[Path]:
         subprocess.run(["umount", str(path)], check=True)
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="mounting a tiny tmpfs needs root (CI runs as root)")
 async def test_a_full_disk_fails_cleanly_and_leaves_no_partial_backup(
     cli: Cli, trading_database: str, tmp_path: Path
 ) -> None:
