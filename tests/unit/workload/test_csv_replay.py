@@ -112,7 +112,7 @@ async def test_good_rows_before_a_bad_one_are_yielded_first(tmp_path: Path) -> N
         ("BTCUSDT,1m,2025-01-28T10:00:00Z,0,1,0,1,1", "open", "must be positive, got 0"),
         ("BTCUSDT,1m,2025-01-28T10:00:00Z,1,1,1,1,-2", "volume", "must be positive, got -2"),
         ("BTCUSDT,1m,2025-01-28T10:00:00Z,5,4,1,3,1", "high", "4 is below open, close or low"),
-        ("BTCUSDT,1m,2025-01-28T10:00:00Z,5,6,5.5,5,1", "low", "5.5 is above open or close"),
+        ("BTCUSDT,1m,2025-01-28T10:00:00Z,5,7,6,7,1", "low", "6 is above open or close"),
     ],
 )
 def test_a_bad_cell_is_named_by_line_and_column(row: str, column: str, message: str) -> None:

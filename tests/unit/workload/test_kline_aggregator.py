@@ -94,16 +94,18 @@ def test_close_until_closes_klines_of_a_quiet_market() -> None:
     aggregator = KlineAggregator([Interval.M1])
     feed(aggregator, tick(5, "100"))
     assert aggregator.close_until(T0 + timedelta(seconds=59)) == []
+    assert aggregator.close_until(T0 + timedelta(seconds=60)) == [kline(0, "100 100 100 100 1")]
     assert aggregator.close_until(T0 + timedelta(minutes=3, seconds=1)) == [
-        kline(0, "100 100 100 100 1"),
         kline(1, "100 100 100 100 0"),
         kline(2, "100 100 100 100 0"),
     ]
     assert aggregator.building("BTCUSDT", Interval.M1) is None
+    assert feed(aggregator, tick(150, "1")) == []  # minute 2 is out already
+    assert aggregator.late_ticks == 1
     # The next trade opens the current minute; the ones before it are out already.
     assert feed(aggregator, tick(190, "99"), tick(240, "98")) == [kline(3, "99 99 99 99 1")]
     assert feed(aggregator, tick(170, "1")) == []
-    assert aggregator.late_ticks == 1
+    assert aggregator.late_ticks == 2
 
 
 def test_an_aggregator_needs_an_interval() -> None:

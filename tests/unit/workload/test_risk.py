@@ -87,6 +87,12 @@ def test_position_notional_above_the_limit() -> None:
     )
 
 
+def test_the_position_is_valued_at_the_mark_even_for_a_cheap_limit_order() -> None:
+    # At the 15000 limit 2.51 would be 37650; at the 20000 mark it is 50200, over the limit.
+    decision = manager().check(buy("0.41", limit="15000"), holding("2.1"))
+    assert rejection(decision) is RejectCode.MAX_POSITION
+
+
 def test_short_positions_count_by_their_size() -> None:
     assert rejection(manager().check(sell("0.4001"), holding("-2.1"))) is RejectCode.MAX_POSITION
 
