@@ -69,7 +69,8 @@ k8s-binaries: ## build (once, ~30 min cold) or reuse etcd, kube-*, kwok, kubectl
 	@bash hack/k8s-binaries.sh >&2
 
 .PHONY: cluster-up
-cluster-up: $(STAMP) k8s-binaries ## start a local control plane; prints `export KUBECONFIG=...`
+cluster-up: ## start a local control plane; prints `export KUBECONFIG=...` (to eval)
+	@$(MAKE) --no-print-directory $(STAMP) k8s-binaries >&2
 	@$(VENV)/bin/traderbot-cluster up
 
 .PHONY: cluster-down
