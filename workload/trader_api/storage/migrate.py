@@ -8,9 +8,11 @@ do. Running it again is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Final
@@ -68,6 +70,20 @@ def load_migrations(package: str = "trader_api.storage.migrations") -> list[Migr
     return found
 
 
+@contextlib.asynccontextmanager
+async def migration_lock(conn: PgConnection) -> AsyncIterator[None]:
+    """Hold the schema lock: one replica at a time changes the schema or its policies.
+
+    NB: session-level advisory locks stack, so ``migrate`` (which takes it too)
+    may run inside this block.
+    """
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        yield
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
 async def migrate(conn: PgConnection, migrations: list[Migration] | None = None) -> list[Migration]:
     """Bring the schema up to date; return the migrations this call applied.
 
@@ -75,8 +91,7 @@ async def migrate(conn: PgConnection, migrations: list[Migration] | None = None)
     since (its checksum differs): the schema would no longer match the code.
     """
     migrations = load_migrations() if migrations is None else migrations
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
-    try:
+    async with migration_lock(conn):
         await conn.execute(_CREATE_TABLE)
         rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations")
         applied = {row["version"]: row for row in rows}
@@ -105,8 +120,6 @@ async def migrate(conn: PgConnection, migrations: list[Migration] | None = None)
             # A rollback to an older image: newer migrations must stay backward compatible.
             logger.warning("database has migrations newer than this code: %s", newer)
         return done
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
 
 
 async def schema_version(conn: PgConnection) -> int:

@@ -26,7 +26,7 @@ from trader_api.storage.errors import (
     NotFoundError,
     StorageUnavailableError,
 )
-from trader_api.storage.migrate import migrate
+from trader_api.storage.migrate import migrate, migration_lock
 from trader_api.storage.protocols import RetentionStatus
 from trader_api.storage.timescale import KlinesPolicy, apply_timescale, policy_jobs
 
@@ -222,7 +222,7 @@ class PostgresStore:
             )
         try:
             with _unavailable_as_storage_error():
-                async with pool.acquire() as conn:
+                async with pool.acquire() as conn, migration_lock(conn):
                     await migrate(conn)
                     retention = await apply_timescale(conn, policy)
         except BaseException:
