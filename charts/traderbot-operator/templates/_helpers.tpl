@@ -52,9 +52,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/*
 The RBAC rules the operator needs in a namespace it manages. The same list
 serves the ClusterRole (cluster-wide mode) and each per-namespace Role.
-NB: this is the permissions table of docs/operator.md (the operator's own
-record of what its code calls), minus the cluster-scoped CRD read; a unit test
-compares the two, and a cluster test runs the operator with exactly these.
+NB: this is traderbot_operator.rbac.RULES (the operator's one list of what
+its code calls, also the table of docs/operator.md), minus the cluster-scoped
+CRD read; a unit test compares the two, and a cluster test runs the operator
+with the chart's own ServiceAccount and these rules.
 Server-side apply is `patch`, creating through apply also needs `create`;
 `delete` only where the operator prunes (the backup CronJob, ServiceMonitors).
 */}}

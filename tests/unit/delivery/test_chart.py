@@ -6,7 +6,7 @@ Every test renders the chart with the pinned helm; nothing here needs a cluster
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 from traderbot_operator.__main__ import parse_args
 from traderbot_operator.handlers.traderbot import CHILD_KINDS
 from traderbot_operator.models import GROUP, PLURAL
+from traderbot_operator.rbac import RULES
 from unit.delivery.delivery_tools import (
     CHART_DIR,
     KUBERNETES_VERSION,
@@ -161,61 +162,58 @@ def operator_cluster_role(manifests: list[Manifest]) -> Manifest:
     return role
 
 
-def documented_rules() -> dict[tuple[str, str], set[str]]:
-    """Return the operator's permissions table of docs/operator.md: (group, resource) -> verbs.
-
-    NB: the operator keeps that table in step with its code; the chart must
-    grant exactly it, so a new call in the operator fails here until granted.
-    """
-    text = (REPO_ROOT / "docs" / "operator.md").read_text()
-    section = text.split("## Permissions", 1)[1].split("\n## ", 1)[0]
-    rules: dict[tuple[str, str], set[str]] = {}
-    for line in section.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) != 3 or not cells[0].startswith(("`", '"')) or cells[0] == "API group":
-            continue
-        group = cells[0].strip("`")
-        group = "" if group.startswith('"" ') or group == '""' else group
-        for resource in cells[1].split(","):
-            rules[(group, resource.strip())] = {verb.strip() for verb in cells[2].split(",")}
-    assert rules, "no permissions table found in docs/operator.md"
-    return rules
+Rule = tuple[str, str, tuple[str, ...]]  # (group, resource, resourceNames)
 
 
-CRD_READ = ("apiextensions.k8s.io", "customresourcedefinitions")
+def flatten(rules: Iterable[Mapping[str, Any]]) -> dict[Rule, set[str]]:
+    """Return RBAC rules as (group, resource, resourceNames) -> verbs, for comparison."""
+    result: dict[Rule, set[str]] = {}
+    for rule in rules:
+        names = tuple(sorted(rule.get("resourceNames", [])))
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                result.setdefault((group, resource, names), set()).update(rule["verbs"])
+    return result
 
 
-def needed_namespaced_rules() -> dict[tuple[str, str], set[str]]:
-    """Return the documented rules that apply inside a managed namespace."""
-    rules = documented_rules()
+CRD_READ: Rule = (
+    "apiextensions.k8s.io",
+    "customresourcedefinitions",
+    ("servicemonitors.monitoring.coreos.com",),
+)
+
+
+def operator_rules() -> dict[Rule, set[str]]:
+    """Return the operator's own list of what its code calls (traderbot_operator.rbac.RULES)."""
+    return flatten(RULES)
+
+
+def needed_namespaced_rules() -> dict[Rule, set[str]]:
+    """Return the operator's rules that apply inside a managed namespace."""
+    rules = operator_rules()
     del rules[CRD_READ]
     return rules
 
 
-def granted(role: Manifest) -> dict[tuple[str, str], set[str]]:
-    result: dict[tuple[str, str], set[str]] = {}
-    for rule in rules_of(role):
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                result.setdefault((group, resource), set()).update(rule["verbs"])
-    return result
+def granted(role: Manifest) -> dict[Rule, set[str]]:
+    return flatten(rules_of(role))
 
 
-def test_documented_rules_cover_every_child_kind_the_operator_watches() -> None:
-    rules = documented_rules()
+def test_operator_rules_cover_every_child_kind_the_operator_watches() -> None:
+    rules = operator_rules()
     for group, _version, plural in CHILD_KINDS:
-        assert {"get", "list", "watch", "create", "patch"} <= rules[(group, plural)], plural
-    assert {"get", "list", "watch", "patch"} <= rules[(GROUP, PLURAL)]
-    assert "patch" in rules[(GROUP, f"{PLURAL}/status")]
+        assert {"get", "list", "watch", "create", "patch"} <= rules[(group, plural, ())], plural
+    assert {"get", "list", "watch", "patch"} <= rules[(GROUP, PLURAL, ())]
+    assert "patch" in rules[(GROUP, f"{PLURAL}/status", ())]
 
 
-def test_default_install_grants_exactly_the_documented_rules_everywhere(
+def test_default_install_grants_exactly_the_operators_rules_everywhere(
     helm: Helm,
 ) -> None:
     manifests = helm.template()
     assert not by_kind(manifests, "Role")
     cluster_role = operator_cluster_role(manifests)
-    assert granted(cluster_role) == documented_rules()
+    assert granted(cluster_role) == operator_rules()
     binding = one(manifests, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
     (subject,) = binding["subjects"]
@@ -233,11 +231,8 @@ def test_watch_namespaces_confines_write_access_to_those_namespaces(helm: Helm) 
     assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(namespaces)
     for role in roles:
         assert granted(role) == needed_namespaced_rules()
-    # Cluster-wide, only CRD discovery and namespace names: no Secret, no TraderBot.
-    assert granted(operator_cluster_role(manifests)) == {
-        CRD_READ: documented_rules()[CRD_READ],
-        ("", "namespaces"): {"list", "watch"},
-    }
+    # Cluster-wide, only one CRD read: no Secret, no TraderBot, no namespace list.
+    assert granted(operator_cluster_role(manifests)) == {CRD_READ: {"get"}}
     env = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "TRADERBOT_NAMESPACES", "value": "trading-paper,trading-live"} in env
 
@@ -252,7 +247,14 @@ def test_default_install_watches_every_namespace(helm: Helm) -> None:
 def test_servicemonitor_rbac_can_be_left_out(helm: Helm) -> None:
     with_it = operator_cluster_role(helm.template())
     without = operator_cluster_role(helm.template(set_values={"rbac.serviceMonitors": "false"}))
-    assert grants(with_it, "monitoring.coreos.com", "servicemonitors")
+    assert grants(with_it, "monitoring.coreos.com", "servicemonitors") == {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    }
     assert not grants(without, "monitoring.coreos.com", "servicemonitors")
 
 
