@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from uuid import uuid5
@@ -107,6 +108,14 @@ async def test_a_market_order_before_any_price_is_rejected_for_good() -> None:
     [
         (new_order("c-1", Side.BUY, "0"), "quantity must be positive, got 0"),
         (new_order("c-1", Side.BUY, "1", limit="-1"), "limit price must be positive, got -1"),
+        (
+            replace(new_order("c-1", Side.BUY, "1"), limit_price=Decimal(5)),
+            "a market order takes no limit price",
+        ),
+        (
+            replace(new_order("c-1", Side.BUY, "1", limit="5"), limit_price=None),
+            "a limit order needs a limit price",
+        ),
     ],
 )
 async def test_invalid_orders_are_rejected(order: Order, reason: str) -> None:

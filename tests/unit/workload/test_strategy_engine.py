@@ -77,6 +77,7 @@ def test_unknown_kind_names_the_known_ones() -> None:
     ("params", "message"),
     [
         ({"fast": 20, "slow": 5, "quantity": "1"}, "fast (20) must be less than slow (5)"),
+        ({"fast": 5, "slow": 5, "quantity": "1"}, "fast (5) must be less than slow (5)"),
         ({"fast": 2, "slow": 5}, "quantity: Field required"),
         ({"fast": 2, "slow": 5, "quantity": "-1"}, "quantity: Input should be greater than 0"),
         (
