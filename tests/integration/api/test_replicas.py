@@ -116,10 +116,36 @@ async def test_one_leader_trades_every_socket_sees_every_event_and_the_lease_mov
                 assert len(fills) == 1, placed
         assert not [line for line in follower.log_lines() if '"message": "Signal"' in line]
 
+        resting = await http.post(
+            f"{leader.base_url}/api/v1/orders",
+            json={
+                "client_order_id": "resting",
+                "symbol": "BTCUSDT",
+                "side": "buy",
+                "type": "limit",
+                "limit_price": "1000",
+                "quantity": "0.01",
+            },
+            headers=KEY,
+        )
+        resting_id = resting.json()["id"]
+        await eventually(
+            lambda: http.get(f"{leader.base_url}/api/v1/orders/{resting_id}"),
+            until=lambda r: r.json()["status"] == "open",
+        )
+
         # Killing the leader (no clean release) moves the lease once it expires.
         leader.signal(signal.SIGKILL)
         leader.wait(timeout=10)
         await eventually(lambda: is_leader(http, follower), until=bool, timeout=15)
+        # The new leader's exchange holds the dead leader's resting order again.
+        await eventually(
+            _noop,
+            until=lambda _: any(
+                "Restored resting order" in line and resting_id in line
+                for line in follower.log_lines()
+            ),
+        )
         after = await http.post(
             f"{follower.base_url}/api/v1/orders",
             json={
@@ -144,3 +170,7 @@ async def _strategy_orders(
         await http.get(f"{replica.base_url}/api/v1/orders", params={"limit": 1000})
     ).json()
     return [o for o in orders if o["strategy"] == "fast-sma"]
+
+
+async def _noop() -> None:
+    return None

@@ -136,6 +136,7 @@ class TradingEngine:
         self._queue = asyncio.Queue(maxsize=10_000)
         try:
             await self._warm_up()
+            await self._restore_resting_orders()
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._execute_forever(), name="executor")
                 group.create_task(self._listen_for_commands(), name="commands")
@@ -170,6 +171,28 @@ class TradingEngine:
             )
             for kline in klines[window:]:
                 self._strategies.on_kline(kline)  # history: its signals are stale, not traded
+
+    async def _restore_resting_orders(self) -> None:
+        """Hand the broker the open orders a previous leader left resting on its exchange.
+
+        NB: the paper exchange lives in the leader's process; without this a
+        failover would leave those orders ``open`` in the store and never filled.
+        Submission is idempotent, so orders this broker already holds are untouched.
+        """
+        for order in await self._store.list_orders(status=OrderStatus.OPEN, limit=1000):
+            if order.filled_quantity != 0:
+                logger.warning("Partially filled order %s not restored on this exchange", order.id)
+                continue
+            try:
+                result = await self._broker.submit(order)
+            except BrokerError as exc:
+                logger.warning("Resting order %s not restored: %s", order.id, exc)
+                continue
+            if result.duplicate:
+                continue
+            logger.info("Restored resting order", extra={"order_id": str(order.id)})
+            if result.fills or result.order.status is not order.status:
+                await self._apply_updates([result], base=order)
 
     # -- market data -> strategies -----------------------------------------
 
