@@ -65,7 +65,9 @@ class ResilientBroker:
 
     NB: retrying ``submit`` is safe only because brokers deduplicate by
     ``client_order_id``: an attempt that timed out after the exchange took the
-    order returns that order on the retry instead of placing a second one.
+    order returns that order on the retry instead of placing a second one. A
+    retried ``cancel`` whose lost first attempt went through raises
+    ``OrderNotOpenError`` ("is cancelled, not open"): the order is cancelled.
     """
 
     def __init__(
