@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import datetime
@@ -165,6 +164,19 @@ def _dedupe(klines: Iterable[Kline]) -> list[Kline]:
 _COPY_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+_COPY_CHUNK_ROWS: Final = 1000
+
+
+async def _copy_chunks(klines: Sequence[Kline]) -> AsyncIterator[bytes]:
+    """Encode a batch for COPY chunk by chunk.
+
+    NB: the server ingests one chunk while the next is encoded here, instead
+    of idling until the whole batch is encoded.
+    """
+    for start in range(0, len(klines), _COPY_CHUNK_ROWS):
+        yield _copy_text(klines[start : start + _COPY_CHUNK_ROWS])
+
+
 def _copy_text(klines: Sequence[Kline]) -> bytes:
     """Encode klines in COPY's text format.
 
@@ -278,7 +290,7 @@ class PostgresStore:
                 async with conn.transaction():  # a savepoint
                     await conn.copy_to_table(
                         "klines",
-                        source=io.BytesIO(_copy_text(klines)),
+                        source=_copy_chunks(klines),
                         columns=_KLINE_COLUMNS,
                         format="text",
                     )
@@ -290,7 +302,7 @@ class PostgresStore:
             await conn.execute(_CREATE_STAGE)
             await conn.copy_to_table(
                 _STAGE_TABLE,
-                source=io.BytesIO(_copy_text(unique)),
+                source=_copy_chunks(unique),
                 columns=_KLINE_COLUMNS,
                 format="text",
             )
