@@ -37,7 +37,8 @@ RULES: Final[tuple[dict[str, Any], ...]] = (
     {
         "apiGroups": ["apiextensions.k8s.io"],
         "resources": ["customresourcedefinitions"],
-        "verbs": ["get", "list", "watch"],
+        "resourceNames": ["servicemonitors.monitoring.coreos.com"],
+        "verbs": ["get"],
     },
 )
 
@@ -45,8 +46,8 @@ RULES: Final[tuple[dict[str, Any], ...]] = (
 def cluster_role(name: str = "traderbot-operator") -> dict[str, Any]:
     """Return the ClusterRole for a cluster-wide operator (a Role per namespace otherwise).
 
-    NB: the CustomResourceDefinition rule is cluster-scoped and only reads; kopf uses
-    it to notice CRDs appearing, the operator to see whether ServiceMonitor exists.
+    NB: the CustomResourceDefinition rule is cluster-scoped and reads one object:
+    whether the Prometheus Operator's ServiceMonitor kind exists.
     """
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -61,5 +62,8 @@ def markdown_table() -> str:
     rows = ["| API group | resources | verbs |", "| --- | --- | --- |"]
     for rule in RULES:
         group = rule["apiGroups"][0] or '"" (core)'
-        rows.append(f"| `{group}` | {', '.join(rule['resources'])} | {', '.join(rule['verbs'])} |")
+        resources = ", ".join(rule["resources"])
+        if "resourceNames" in rule:
+            resources += f" (only {', '.join(rule['resourceNames'])})"
+        rows.append(f"| `{group}` | {resources} | {', '.join(rule['verbs'])} |")
     return "\n".join(rows)

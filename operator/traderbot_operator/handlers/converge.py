@@ -48,6 +48,7 @@ class OperatorState:
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     dirty: set[tuple[str, str]] = field(default_factory=set)
     phases: dict[tuple[str, str], str] = field(default_factory=dict)
+    closing: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,17 @@ async def _report(
     if status_changed(current, status):
         await state.kube.patch_status(namespace=bot.namespace, name=bot.name, status=status)
         writes += 1
+    before = (current or {}).get("phase")
+    if before != status["phase"]:
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        logger.info(
+            "TraderBot %s/%s phase %s -> %s: %s",
+            bot.namespace,
+            bot.name,
+            before,
+            status["phase"],
+            ready["message"],
+        )
     state.phases[(bot.namespace, bot.name)] = status["phase"]
     metrics.set_phases(state.phases)
     return writes

@@ -68,6 +68,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     schema stays exactly ours.
     """
     settings.posting.enabled = False
+    # The namespaces are exact names and the kinds are known: no cluster scanning
+    # (which would need list/watch on namespaces and CRDs cluster-wide).
+    settings.scanning.disabled = True
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
@@ -85,6 +88,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     """Close the API client and the metrics server."""
     state = memo.get("state")
     if state is not None:
+        state.closing = True
         await state.kube.close()
     served = memo.get("metrics_server")
     if served is not None:
@@ -103,6 +107,8 @@ async def _reconcile(
     memo: kopf.Memo, *, namespace: str, name: str, trigger: str, coalesce: bool = False
 ) -> Result | None:
     """Run a pass and translate its failures into kopf's retry semantics."""
+    if _state(memo).closing:
+        return None  # the operator is stopping: the next one resumes every bot
     try:
         result = await run_serialized(
             _state(memo), namespace=namespace, name=name, trigger=trigger, coalesce=coalesce

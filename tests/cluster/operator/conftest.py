@@ -87,6 +87,8 @@ def operator_kubeconfig(kube: Client, cluster: ClusterUnderTest, crd: dict[str, 
     )
     eventually(lambda: kube.get(ClusterRole, "traderbot-operator"), what="ClusterRole")
     eventually(lambda: kube.get(ClusterRoleBinding, OPERATOR_ACCOUNT), what="ClusterRoleBinding")
+    if cluster.local is not None:
+        return cluster.local.kubeconfig_for_service_account(SYSTEM_NAMESPACE, OPERATOR_ACCOUNT)
     return cluster.serviceaccount_kubeconfig(kube, SYSTEM_NAMESPACE, OPERATOR_ACCOUNT)
 
 

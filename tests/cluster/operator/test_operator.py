@@ -7,7 +7,6 @@ that watches only that namespace with the least-privilege ClusterRole.
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import subprocess
 from collections.abc import Callable
@@ -336,7 +335,7 @@ def test_deleted_and_edited_children_are_restored(
     kube.patch(
         Deployment,
         "repair-api",
-        {"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 1}}}},
+        {"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 10}}}},
         namespace=namespace,
         patch_type=PatchType.MERGE,
     )
@@ -453,7 +452,11 @@ def test_operator_metrics_count_reconciles(
 
     _create_bot(kube, namespace, "counted")
     _wait_phase(kube, namespace, "counted", "Ready")
+    eventually(
+        lambda: operator.state.phases.get((namespace, "counted")) == "Ready",
+        what="the operator's own record of the bot's phase",
+    )
     text = generate_latest(metrics.REGISTRY).decode()
-    assert 'traderbot_operator_bots{phase="Ready"}' in text
+    assert 'traderbot_operator_bots{phase="Ready"} 1.0' in text
     assert "traderbot_operator_reconcile_duration_seconds_bucket" in text
-    assert json.dumps(operator.state.phases.get((namespace, "counted"))) == '"Ready"'
+    assert 'traderbot_operator_reconcile_total{result="ok",trigger="create"}' in text
