@@ -188,3 +188,67 @@ def test_back_to_back_snapshots_each_wait_for_a_new_save(redis_url: str) -> None
         assert int(client.info("persistence")["rdb_saves"]) == saves_before + 2
     finally:
         client.close()
+
+
+async def test_the_cronjob_way_env_parts_no_command_and_redis_over_the_network(
+    cli: Cli,
+    trading_database: str,
+    postgres_server: PostgresServer,
+    redis_server: RedisServer,
+    redis_url: str,
+) -> None:
+    """As the operator's CronJob runs it: DATABASE_*/REDIS_* parts, no Redis volume, no args."""
+    postgres_database = trading_database.rsplit("/", 1)[1]
+    client = aioredis.Redis.from_url(redis_url)
+    await client.set("traderbot:kill_switch", "on")
+    await client.aclose()
+    operator_env = {
+        "DATABASE_HOST": "127.0.0.1",
+        "DATABASE_PORT": str(postgres_server.port),
+        "DATABASE_NAME": postgres_database,
+        "DATABASE_USER": postgres_server.user,
+        "DATABASE_PASSWORD": postgres_server.password,
+        "REDIS_URL": "",
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": str(redis_server.port),
+        "REDIS_PASSWORD": redis_server.password,
+        "REDIS_DATA_DIR": "",
+    }
+
+    made = cli(env=operator_env)
+
+    assert made.code == 0, made.result
+    assert made.result["action"] == "backup"
+    assert made.result["redis"] is True
+    folder = Path(made.result["location"])
+    manifest = read_manifest(folder)
+    assert manifest.redis is not None
+    assert manifest.redis.source == "replication"
+    assert manifest.database is not None
+    assert manifest.database.database == postgres_database
+
+    # The streamed snapshot restores like a copied one (Redis stopped, its volume mounted).
+    redis_server.stop()
+    (redis_server.data_dir / "dump.rdb").unlink(missing_ok=True)
+    restored = cli("restore", folder.name, "--what", "redis")
+    assert restored.code == 0, restored.result
+    redis_server.start()
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        assert await client.get("traderbot:kill_switch") == b"on"
+    finally:
+        await client.aclose()
+
+
+def test_backup_include_redis_false_skips_redis(cli: Cli, trading_database: str) -> None:
+    made = cli(env={"BACKUP_INCLUDE_REDIS": "false"}, database_url=trading_database)
+    assert made.code == 0, made.result
+    assert made.result["redis"] is False
+    assert read_manifest(Path(made.result["location"])).redis is None
+
+
+async def test_restoring_redis_while_it_runs_is_refused(cli: Cli, trading_database: str) -> None:
+    made = cli(database_url=trading_database)
+    refused = cli("restore", made.result["name"], "--what", "both", database_url=trading_database)
+    assert refused.code == 1
+    assert "redis is running" in refused.result["error"]

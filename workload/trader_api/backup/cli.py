@@ -1,13 +1,14 @@
 """``trader-backup``: the command line the operator's CronJobs and Jobs run.
 
-    trader-backup backup  [--tables orders,positions] [--no-redis]
+    trader-backup [backup] [--tables orders,positions] [--no-redis]
     trader-backup restore [BACKUP] [--what database|redis|both] [--force]
     trader-backup verify  [BACKUP]
     trader-backup prune
 
-``BACKUP`` is a folder name in ``--dest`` (or a path); the newest successful
-backup when omitted. Prints exactly one JSON line on stdout; exit 0 on
-success, 1 on failure (``{"ok": false, "error": ...}``), 2 on bad usage.
+With no command it backs up (what the CronJob runs). ``BACKUP`` is a folder
+name in ``--dest`` (or a path); the newest successful backup when omitted.
+Prints exactly one JSON line on stdout; exit 0 on success, 1 on failure
+(``{"ok": false, "error": ...}``), 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from trader_api.backup.runs import (
 )
 
 logger = logging.getLogger("trader_api.backup")
+
+COMMANDS = frozenset({"backup", "restore", "verify", "prune"})
+_FALSE = frozenset({"false", "0", "no", "off"})
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -70,9 +74,16 @@ def _parser() -> argparse.ArgumentParser:
 
     backup = commands.add_parser("backup", help="write one backup now")
     backup.add_argument(
-        "--tables", default=None, help="comma-separated tables only (e.g. orders,positions)"
+        "--tables",
+        default=_env("BACKUP_TABLES"),
+        help="comma-separated tables only, e.g. orders,positions (env BACKUP_TABLES)",
     )
-    backup.add_argument("--no-redis", action="store_true", help="skip the Redis snapshot")
+    backup.add_argument(
+        "--no-redis",
+        action="store_true",
+        default=(_env("BACKUP_INCLUDE_REDIS", "true") or "true").lower() in _FALSE,
+        help="skip the Redis snapshot (env BACKUP_INCLUDE_REDIS=false)",
+    )
     backup.add_argument(
         "--retention-days",
         type=int,
@@ -142,7 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not COMMANDS.intersection(arguments) and not {"-h", "--help"}.intersection(arguments):
+        arguments.append("backup")  # what the CronJob runs: `trader-backup` alone
+    args = _parser().parse_args(arguments)
     try:
         result = _dispatch(args)
         code = 0

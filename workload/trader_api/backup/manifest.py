@@ -49,11 +49,15 @@ class DatabasePart(FileEntry):
     tables: dict[str, int]  # table -> row count in the dump's snapshot
 
 
+RedisSource = Literal["data_dir", "replication"]
+
+
 class RedisPart(FileEntry):
-    """A copy of Redis's RDB snapshot taken by ``BGSAVE``."""
+    """A copy of Redis's RDB snapshot, taken after ``BGSAVE`` completed."""
 
     format: Literal["rdb"] = "rdb"
-    lastsave: int  # Redis LASTSAVE (unix seconds) of the snapshot copied
+    lastsave: int  # Redis LASTSAVE (unix seconds) after the BGSAVE
+    source: RedisSource = "data_dir"  # copied from the data folder, or via redis-cli --rdb
 
 
 class Manifest(BaseModel):

@@ -1,24 +1,29 @@
 """Redis side of backups: ``BGSAVE``, wait until the snapshot is really new, copy ``dump.rdb``.
 
-NB: the RDB file is read from Redis's data folder, so the backup Job mounts
-Redis's volume (read-only is enough). Redis writes a snapshot to a temp file
-and renames it, so the copy is always one whole snapshot.
+The copy comes from Redis's data folder when this pod mounts it (Redis writes a
+snapshot to a temp file and renames it, so the copy is one whole snapshot), or
+else over the network with ``redis-cli --rdb``. A restore always needs the
+folder: Redis is stopped then, so its volume is free to mount.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.exceptions import RedisError, ResponseError
 
 from trader_api.backup.errors import BackupError
-from trader_api.backup.files import copy_file_durably, sha256_of
-from trader_api.backup.manifest import RedisPart
+from trader_api.backup.files import copy_file_durably, fsync_dir, fsync_file, sha256_of
+from trader_api.backup.manifest import RedisPart, RedisSource
 
 _POLL_INTERVAL_S: Final = 0.05
 DEFAULT_DBFILENAME: Final = "dump.rdb"
@@ -101,21 +106,82 @@ def bgsave_snapshot(
     return _lastsave(client)
 
 
-def backup_redis(*, url: str, data_dir: Path, out: Path, timeout_s: float = 300) -> RedisPart:
-    """Snapshot Redis and copy the RDB file to ``out`` (durably), with its checksum."""
+def fetch_rdb(*, url: str, out: Path, timeout_s: float) -> None:
+    """Stream a snapshot over the network with ``redis-cli --rdb`` (the replication protocol).
+
+    NB: for a Redis whose volume this pod cannot mount; the password goes in
+    ``REDISCLI_AUTH``, never on the command line.
+    """
+    binary = shutil.which("redis-cli")
+    if binary is None:
+        raise BackupError("redis-cli not found on PATH (install redis-tools)")
+    parts = urlsplit(url)
+    argv = [binary, "-h", parts.hostname or "localhost", "-p", str(parts.port or 6379)]
+    if parts.scheme == "rediss":
+        argv.append("--tls")
+    env = dict(os.environ)
+    if parts.password:
+        env["REDISCLI_AUTH"] = unquote(parts.password)
+    if parts.username:
+        argv += ["--user", unquote(parts.username)]
+    temp = out.with_name(f".{out.name}.tmp")
+    try:
+        proc = subprocess.run(  # noqa: S603  # fixed binary, arguments from parsed URL parts
+            [*argv, "--rdb", str(temp)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        temp.unlink(missing_ok=True)
+        raise BackupError(f"redis-cli --rdb timed out after {timeout_s:.0f}s") from exc
+    if proc.returncode != 0:
+        temp.unlink(missing_ok=True)
+        message = (proc.stderr or proc.stdout).decode(errors="replace").strip()[-2000:]
+        raise BackupError(f"redis-cli --rdb failed (exit {proc.returncode}): {message}")
+    fsync_file(temp)
+    temp.replace(out)
+    fsync_dir(out.parent)
+
+
+def backup_redis(
+    *, url: str, data_dir: Path | None, out: Path, timeout_s: float = 300
+) -> RedisPart:
+    """Snapshot Redis (``BGSAVE``, wait for LASTSAVE) and save a copy of it to ``out``.
+
+    With ``data_dir`` (Redis's volume mounted here) the fresh ``dump.rdb`` is
+    copied; without it the snapshot is streamed with ``redis-cli --rdb``.
+    """
     client = _client(url)
     try:
         lastsave = bgsave_snapshot(client, timeout_s=timeout_s)
-        source = data_dir / _dbfilename(client)
+        dbfilename = _dbfilename(client)
     except RedisError as exc:
         raise BackupError(f"redis unreachable: {exc}") from exc
     finally:
         client.close()
-    if not source.is_file():
-        raise BackupError(f"redis snapshot {source} not found: is the Redis data dir mounted?")
-    copy_file_durably(source, out)
+    if data_dir is None:
+        fetch_rdb(url=url, out=out, timeout_s=timeout_s)
+        source: RedisSource = "replication"
+    else:
+        snapshot = data_dir / dbfilename
+        if not snapshot.is_file():
+            raise BackupError(
+                f"redis snapshot {snapshot} not found: is the Redis data dir mounted?"
+            )
+        copy_file_durably(snapshot, out)
+        source = "data_dir"
+    with out.open("rb") as rdb:
+        if rdb.read(5) != b"REDIS":
+            raise BackupError(f"{out.name} is not an RDB file")
     return RedisPart(
-        file=out.name, size=out.stat().st_size, sha256=sha256_of(out), lastsave=lastsave
+        file=out.name,
+        size=out.stat().st_size,
+        sha256=sha256_of(out),
+        lastsave=lastsave,
+        source=source,
     )
 
 

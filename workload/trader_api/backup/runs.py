@@ -53,8 +53,6 @@ def run_backup(
     """Write one backup folder ``<dest>/<bot>-<UTC time>`` atomically, then apply retention."""
     if sources.database_url is None and (not include_redis or sources.redis_url is None):
         raise BackupError("nothing to back up: no database URL and no Redis URL")
-    if include_redis and sources.redis_url is not None and sources.redis_data_dir is None:
-        raise BackupError("a Redis backup needs --redis-data-dir (Redis's volume, mounted)")
     started = datetime.now(UTC)
     name = backup_name(bot, started)
     dest.mkdir(parents=True, exist_ok=True)
@@ -71,7 +69,7 @@ def run_backup(
                 )
             )
         redis_part = None
-        if include_redis and sources.redis_url is not None and sources.redis_data_dir is not None:
+        if include_redis and sources.redis_url is not None:
             redis_part = backup_redis(
                 url=sources.redis_url, data_dir=sources.redis_data_dir, out=staging / REDIS_FILE
             )
