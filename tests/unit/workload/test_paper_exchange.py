@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from uuid import uuid5
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trader_api.domain import Fill, Order, OrderStatus, Position, Side
 from trader_api.execution import (
@@ -200,3 +203,65 @@ async def test_memory_is_bounded_by_the_finished_orders_remembered() -> None:
     assert [paper.order(f"c-{n}") is not None for n in range(1, 5)] == [False, False, True, True]
     assert paper.order("rest") == paper.open_orders()[0]
     assert (await paper.submit(new_order("c-4", Side.BUY, "1"))).duplicate is True
+
+
+Operation = tuple[str, int, Side, int, int | None]
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["submit", "cancel", "price"]),
+        st.integers(min_value=0, max_value=2),  # which client_order_id
+        st.sampled_from(Side),
+        st.integers(min_value=1, max_value=3),  # quantity
+        st.none() | st.integers(min_value=90, max_value=110),  # limit price, or market
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200)
+@given(operations=OPERATIONS, prices=st.lists(st.integers(80, 120), min_size=40, max_size=40))
+async def test_any_sequence_fills_each_order_at_most_once_never_past_its_limit_nor_cancelled(
+    operations: list[Operation], prices: list[int]
+) -> None:
+    paper = PaperExchange(fee_bps=Decimal(10), slippage_bps=Decimal(5), clock=lambda: T0)
+    paper.on_price("BTCUSDT", Decimal(100), at=T0)
+    first_requests: dict[str, Order] = {}
+    fills: dict[str, list[Fill]] = {}
+    cancelled: set[str] = set()
+    for step, (action, number, side, quantity, limit) in enumerate(operations):
+        client_order_id = f"c-{number}"
+        if action == "price":
+            for update in paper.on_price("BTCUSDT", Decimal(prices[step]), at=LATER):
+                fills.setdefault(update.order.client_order_id, []).extend(update.fills)
+            continue
+        order = first_requests.get(client_order_id) or new_order(
+            client_order_id, side, str(quantity), limit=None if limit is None else str(limit)
+        )
+        if action == "cancel":
+            with contextlib.suppress(OrderNotOpenError, UnknownOrderError):
+                await paper.cancel(order)
+                cancelled.add(client_order_id)
+            continue
+        first_requests[client_order_id] = order
+        result = await paper.submit(order)
+        if not result.duplicate:
+            fills.setdefault(client_order_id, []).extend(result.fills)
+        else:
+            assert result.fills == tuple(fills.get(client_order_id, []))
+    for client_order_id, order in first_requests.items():
+        made = fills.get(client_order_id, [])
+        assert len(made) <= 1
+        state = paper.order(client_order_id)
+        assert state is not None
+        assert state.filled_quantity == sum((f.quantity for f in made), Decimal(0))
+        if client_order_id in cancelled:
+            assert (state.status, made) == (OrderStatus.CANCELLED, [])
+        for fill in made:
+            limit_price = order.limit_price
+            if limit_price is not None:
+                assert (
+                    fill.price <= limit_price
+                    if order.side is Side.BUY
+                    else fill.price >= (limit_price)
+                )
