@@ -261,6 +261,26 @@ async def test_realized_pnl_since_sums_what_fills_realized_after_a_time(store: S
     assert await store.realized_pnl_since(sell_time + timedelta(seconds=1)) == Decimal(0)
 
 
+async def test_concurrent_fills_keep_realized_pnl_consistent_with_the_position(
+    store: Store,
+) -> None:
+    """The per-fill realized PnL always adds up to the stored position's, however fills race."""
+    orders = [make_order(symbol="SOLUSDT", quantity="1", side=Side.SELL) for _ in range(8)]
+    for order in orders:
+        await store.create_order(order)
+    position = Position.flat("SOLUSDT", at=T0)
+    writes = []
+    for order in orders:
+        fill = make_fill(order, price="10", fee="0.5")
+        position = position.apply(fill)
+        writes.append(store.record_fill(fill=fill, order=order.with_fill(fill), position=position))
+    await asyncio.gather(*writes)
+
+    stored = await store.get_position("SOLUSDT")
+    assert stored is not None
+    assert await store.realized_pnl_since(T0) == stored.realized_pnl
+
+
 # -- health ---------------------------------------------------------------------------------
 
 

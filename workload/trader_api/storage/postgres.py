@@ -467,8 +467,13 @@ class PostgresStore:
         if fill.order_id != order.id or position.symbol != fill.symbol:
             raise ConflictError(f"fill {fill.id} does not belong to order/position given")
         async with self._conn() as conn, conn.transaction():
+            # Serialize fills of one symbol (a row lock cannot cover a position
+            # that does not exist yet), so each sees the realized PnL before it.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('traderbot.position:' || $1))", fill.symbol
+            )
             before: Decimal | None = await conn.fetchval(
-                "SELECT realized_pnl FROM positions WHERE symbol = $1 FOR UPDATE", fill.symbol
+                "SELECT realized_pnl FROM positions WHERE symbol = $1", fill.symbol
             )
             realized = position.realized_pnl - (before or Decimal(0))
             try:
