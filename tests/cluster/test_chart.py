@@ -1,0 +1,309 @@
+"""The traderbot-operator chart on a real API server: install, least privilege in action, upgrade.
+
+The operator runs in-process (kwok runs no containers) but with the
+credentials of the ServiceAccount the chart created and the RBAC the chart
+granted, so "the chart's RBAC is enough" and "and not more" are both checked
+against the real authorizer, not against a list.
+
+``TRADERBOT_PREVIOUS_CHART`` (a chart folder or .tgz) makes the upgrade test
+start from that release instead of the working tree's chart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lightkube import ApiError, Client
+from lightkube.codecs import from_dict
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.batch_v1 import CronJob
+from lightkube.resources.core_v1 import Namespace, PersistentVolume, Secret, Service
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.resources.policy_v1 import PodDisruptionBudget
+
+from cluster.operator.runner import OperatorRunner
+from support.kube import ClusterUnderTest, client_for, eventually
+from traderbot_operator.kube import TraderBotResource
+from unit.delivery.delivery_tools import CHART_DIR, REPO_ROOT, find_helm
+
+READY_TIMEOUT = 120.0
+HELM_TIMEOUT = "120s"
+PV_SIZE = "100Gi"
+PVS_PER_BOT = 4
+INSTANCE = "app.kubernetes.io/instance"
+CHILD_KINDS: tuple[Any, ...] = (
+    Secret,
+    Service,
+    Deployment,
+    StatefulSet,
+    PodDisruptionBudget,
+    NetworkPolicy,
+    CronJob,
+)
+
+
+class HelmCli:
+    """The pinned helm, pointed at the cluster under test."""
+
+    def __init__(self, *, binary: Path, kubeconfig: Path, home: Path) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+        self.home = home
+
+    def __call__(self, *args: str) -> str:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+        result = subprocess.run(
+            [str(self.binary), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        return result.stdout
+
+
+@pytest.fixture(scope="module")
+def helm(cluster: ClusterUnderTest, tmp_path_factory: pytest.TempPathFactory) -> HelmCli:
+    return HelmCli(
+        binary=find_helm(),
+        kubeconfig=cluster.kubeconfig,
+        home=tmp_path_factory.mktemp("helm-home"),
+    )
+
+
+@pytest.fixture
+def make_namespace(kube: Client) -> Iterator[Callable[[str], str]]:
+    """Create extra namespaces for one test (the release's, the bots', a foreign one)."""
+    made: list[str] = []
+
+    def make(role: str) -> str:
+        name = f"t-chart-{role}-{secrets.token_hex(3)}"
+        kube.create(Namespace(metadata=ObjectMeta(name=name)))
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        try:
+            kube.delete(Namespace, name)
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+
+
+@pytest.fixture
+def volumes(kube: Client) -> Iterator[None]:
+    """PersistentVolumes for one bot's claims (the local cluster has no provisioner)."""
+    names = [f"pv-chart-{secrets.token_hex(4)}" for _ in range(PVS_PER_BOT)]
+    for name in names:
+        kube.create(
+            from_dict(
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "capacity": {"storage": PV_SIZE},
+                        "accessModes": ["ReadWriteOnce"],
+                        "persistentVolumeReclaimPolicy": "Retain",
+                        "hostPath": {"path": f"/nonexistent/{name}"},
+                    },
+                }
+            )
+        )
+    yield
+    for name in names:
+        try:
+            kube.delete(PersistentVolume, name)
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+
+
+class Release:
+    """One installed release of the chart; uninstalled at the end of the test."""
+
+    def __init__(self, helm: HelmCli, *, namespace: str, watch: str) -> None:
+        self.helm = helm
+        self.name = f"op-{secrets.token_hex(3)}"
+        self.namespace = namespace
+        self.watch = watch
+        self.fullname = f"{self.name}-traderbot-operator"
+
+    def install(self, chart: Path | str, *extra: str) -> None:
+        self.helm(
+            "install", self.name, str(chart), "--namespace", self.namespace,
+            "--set", f"watchNamespaces={{{self.watch}}}",
+            "--wait", "--timeout", HELM_TIMEOUT, *extra,
+        )  # fmt: skip
+
+    def upgrade(self, *extra: str) -> None:
+        self.helm(
+            "upgrade", self.name, str(CHART_DIR), "--namespace", self.namespace,
+            "--reuse-values", "--wait", "--timeout", HELM_TIMEOUT, *extra,
+        )  # fmt: skip
+
+    def uninstall(self) -> None:
+        self.helm("uninstall", self.name, "--namespace", self.namespace, "--wait")
+
+
+@pytest.fixture
+def release(
+    helm: HelmCli, make_namespace: Callable[[str], str], volumes: None
+) -> Iterator[Release]:
+    installed = Release(helm, namespace=make_namespace("system"), watch=make_namespace("bots"))
+    yield installed
+    statuses = json.loads(helm("list", "--namespace", installed.namespace, "-o", "json"))
+    if any(item["name"] == installed.name for item in statuses):
+        installed.uninstall()
+
+
+def operator_credentials(cluster: ClusterUnderTest, kube: Client, release: Release) -> Path:
+    """Return a kubeconfig for the ServiceAccount the chart created (its token, its RBAC)."""
+    if cluster.local is not None:
+        return cluster.local.kubeconfig_for_service_account(release.namespace, release.fullname)
+    return cluster.serviceaccount_kubeconfig(kube, release.namespace, release.fullname)
+
+
+def create_example_bot(kube: Client, namespace: str) -> str:
+    body = yaml.safe_load((REPO_ROOT / "examples" / "traderbot-minimal.yaml").read_text())
+    kube.create(TraderBotResource.from_dict(body), namespace=namespace)
+    name: str = body["metadata"]["name"]
+    return name
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """Return a lightkube object as a plain dict (generic resources are untyped)."""
+    found: dict[str, Any] = obj.to_dict()
+    return found
+
+
+def wait_ready(kube: Client, namespace: str, name: str) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        bot = as_dict(kube.get(TraderBotResource, name, namespace=namespace))
+        return bot if bot.get("status", {}).get("phase") == "Ready" else None
+
+    found: dict[str, Any] = eventually(
+        ready, what=f"TraderBot {namespace}/{name} Ready", timeout=READY_TIMEOUT
+    )
+    return found
+
+
+def snapshot(kube: Client, namespace: str, bot: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """Return (kind, name) -> (uid, resourceVersion) of the bot and every child it owns."""
+    found = {}
+    objects: list[Any] = [kube.get(TraderBotResource, bot, namespace=namespace)]
+    for kind in CHILD_KINDS:
+        objects += list(kube.list(kind, namespace=namespace, labels={INSTANCE: bot}))
+    for obj in objects:
+        meta = as_dict(obj)["metadata"]
+        found[(type(obj).__name__, meta["name"])] = (meta["uid"], meta["resourceVersion"])
+    return found
+
+
+def forbidden(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except ApiError as error:
+        return error.status.code == 403
+    return False
+
+
+def test_helm_install_brings_up_the_operator_deployment(
+    helm: HelmCli, kube: Client, release: Release
+) -> None:
+    release.install(CHART_DIR)
+    deployment = kube.get(Deployment, release.fullname, namespace=release.namespace).to_dict()
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["status"].get("readyReplicas") == 1  # helm --wait saw it ready
+    statuses = json.loads(helm("list", "--namespace", release.namespace, "-o", "json"))
+    (status,) = [item for item in statuses if item["name"] == release.name]
+    assert status["status"] == "deployed"
+    assert status["chart"] == "traderbot-operator-0.1.0"
+
+
+def test_operator_with_the_charts_credentials_reconciles_but_cannot_read_foreign_secrets(
+    cluster: ClusterUnderTest,
+    kube: Client,
+    release: Release,
+    make_namespace: Callable[[str], str],
+) -> None:
+    release.install(CHART_DIR)
+    credentials = operator_credentials(cluster, kube, release)
+    runner = OperatorRunner(kubeconfig=credentials, namespace=release.watch).start()
+    try:
+        bot = create_example_bot(kube, release.watch)
+        ready = wait_ready(kube, release.watch, bot)
+        assert ready["status"]["ready"] == "1/1"
+    finally:
+        runner.stop()
+
+    as_operator = client_for(credentials)
+    assert list(as_operator.list(Secret, namespace=release.watch))
+    foreign = make_namespace("foreign")
+    kube.create(
+        Secret(metadata=ObjectMeta(name="not-yours"), stringData={"k": "v"}), namespace=foreign
+    )
+    assert forbidden(lambda: as_operator.get(Secret, "not-yours", namespace=foreign))
+    assert forbidden(lambda: list(as_operator.list(Secret, namespace=foreign)))
+    assert forbidden(lambda: list(as_operator.list(Secret, namespace="*")))
+    assert forbidden(lambda: list(as_operator.list(TraderBotResource, namespace=foreign)))
+    assert forbidden(
+        lambda: as_operator.create(
+            Secret(metadata=ObjectMeta(name="planted"), stringData={"k": "v"}), namespace=foreign
+        )
+    )
+
+
+def test_helm_upgrade_leaves_running_bots_untouched(
+    cluster: ClusterUnderTest, kube: Client, release: Release
+) -> None:
+    previous = os.environ.get("TRADERBOT_PREVIOUS_CHART") or str(CHART_DIR)
+    release.install(previous)
+    credentials = operator_credentials(cluster, kube, release)
+    runner = OperatorRunner(kubeconfig=credentials, namespace=release.watch).start()
+    try:
+        bot = create_example_bot(kube, release.watch)
+        wait_ready(kube, release.watch, bot)
+    finally:
+        runner.stop()
+    before = snapshot(kube, release.watch, bot)
+    operator_generation = kube.get(
+        Deployment, release.fullname, namespace=release.namespace
+    ).to_dict()["metadata"]["generation"]
+
+    release.upgrade("--set", "logFormat=plain", "--set", "verbose=true")
+
+    upgraded = kube.get(Deployment, release.fullname, namespace=release.namespace).to_dict()
+    assert upgraded["metadata"]["generation"] > operator_generation  # the upgrade did apply
+    assert upgraded["spec"]["template"]["spec"]["containers"][0]["args"] == ["--verbose"]
+    assert snapshot(kube, release.watch, bot) == before
+
+    # The upgraded operator (same ServiceAccount, new token) finds nothing to change.
+    runner = OperatorRunner(
+        kubeconfig=operator_credentials(cluster, kube, release), namespace=release.watch
+    ).start()
+    try:
+        passes = runner.timer_passes()
+        eventually(lambda: runner.timer_passes() >= passes + 2, what="two drift-timer passes")
+        assert runner.writes == 0
+    finally:
+        runner.stop()
+    assert snapshot(kube, release.watch, bot) == before
