@@ -1,4 +1,8 @@
-"""Typed dependencies shared by the routers (``RuntimeDep``, ``WriteAccess``, ...)."""
+"""Typed dependencies shared by the routers (``RuntimeDep``, ``WriteAccess``, ...).
+
+NB: all ``async def``: FastAPI runs a plain ``def`` dependency in a worker
+thread, a thread hop per dependency per request for what is a dict lookup.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,12 @@ from trader_api.api.lifecycle import Lifecycle
 from trader_api.services.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_lifecycle(request: Request) -> Lifecycle:
+async def get_lifecycle(request: Request) -> Lifecycle:
     lifecycle: Lifecycle = request.app.state.lifecycle
     return lifecycle
 
@@ -25,7 +29,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
 
 
-def require_write_access(
+async def require_write_access(
     runtime: RuntimeDep,
     x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
 ) -> None:
@@ -33,7 +37,7 @@ def require_write_access(
     check_api_key(configured=runtime.settings.api_key, presented=x_api_key)
 
 
-def require_read_access(
+async def require_read_access(
     runtime: RuntimeDep,
     x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
 ) -> None:

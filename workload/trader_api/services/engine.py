@@ -120,6 +120,7 @@ class TradingEngine:
         self._clock = clock
         self._queue: asyncio.Queue[_Operation] = asyncio.Queue(maxsize=10_000)
         self._unsaved: list[OrderUpdate] = []
+        self._queued_executions: set[uuid.UUID] = set()
         self.failure: str | None = None
         self.running = False
 
@@ -134,6 +135,7 @@ class TradingEngine:
         self.failure = None
         self.running = True
         self._queue = asyncio.Queue(maxsize=10_000)
+        self._queued_executions = set()
         try:
             await self._warm_up()
             await self._restore_resting_orders()
@@ -246,7 +248,7 @@ class TradingEngine:
                 except OrderError as exc:
                     logger.info("Signal not traded: %s", exc, extra={"strategy": signal.strategy})
                     continue
-                await self._queue.put(_Execute(order.id))
+                await self._enqueue_execute(order.id)
 
     # -- commands and sweeps -> the executor queue ---------------------------
 
@@ -262,7 +264,17 @@ class TradingEngine:
                 except ValueError:
                     logger.warning("Ignored a command with a bad order id: %r", event)
                     continue
-                await self._queue.put(_Execute(order_id) if kind == EXECUTE else _Cancel(order_id))
+                if kind == EXECUTE:
+                    await self._enqueue_execute(order_id)
+                else:
+                    await self._queue.put(_Cancel(order_id))
+
+    async def _enqueue_execute(self, order_id: uuid.UUID) -> None:
+        """Queue an execution unless one is queued already (commands and sweeps overlap)."""
+        if order_id in self._queued_executions:
+            return
+        self._queued_executions.add(order_id)
+        await self._queue.put(_Execute(order_id))
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -272,7 +284,7 @@ class TradingEngine:
                 logger.warning("Sweep for new orders failed: %s", exc)
                 pending = []
             for order in reversed(pending):  # oldest first
-                await self._queue.put(_Execute(order.id))
+                await self._enqueue_execute(order.id)
             await asyncio.sleep(SWEEP_SECONDS)
 
     async def _retention_forever(self) -> None:
@@ -309,6 +321,7 @@ class TradingEngine:
                     self._unsaved = []
                 match operation:
                     case _Execute(order_id):
+                        self._queued_executions.discard(order_id)
                         await self._execute(order_id)
                     case _Cancel(order_id):
                         await self._cancel(order_id)

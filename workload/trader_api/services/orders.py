@@ -29,6 +29,7 @@ from trader_api.risk import (
 from trader_api.services.events import cancel_command, execute_command, order_event
 from trader_api.services.hub import EventHub
 from trader_api.services.metrics import Metrics
+from trader_api.storage import StorageError
 from trader_api.storage.protocols import EventBus, Store
 
 logger = logging.getLogger(__name__)
@@ -133,12 +134,16 @@ class OrderService:
 
     async def portfolio(self) -> PortfolioSnapshot:
         """Read the portfolio the risk manager checks against."""
-        positions = await self._store.list_positions()
+        positions, open_orders, realized_today = await asyncio.gather(
+            self._store.list_positions(),
+            self._store.count_open_orders(),
+            self._store.realized_pnl_since(utc_day(self._clock())),
+        )
         return PortfolioSnapshot(
             positions={position.symbol: position for position in positions},
-            open_orders=await self._store.count_open_orders(),
+            open_orders=open_orders,
             marks=dict(self._marks),
-            realized_pnl_today=await self._store.realized_pnl_since(utc_day(self._clock())),
+            realized_pnl_today=realized_today,
         )
 
     async def submit(self, ticket: OrderTicket) -> tuple[Order, bool]:
@@ -151,47 +156,48 @@ class OrderService:
         if ticket.symbol not in self._symbols:
             known = ", ".join(sorted(self._symbols))
             raise UnknownSymbolError(f"symbol {ticket.symbol!r} is not traded here ({known})")
+        # NB: a resubmission is answered without queueing behind new orders;
+        # two first submissions racing are settled by create_order (one row).
+        existing = await self._store.get_order_by_client_id(ticket.client_order_id)
+        if existing is not None:
+            return self._resubmission(ticket, existing), False
         async with self._decide:
-            existing = await self._store.get_order_by_client_id(ticket.client_order_id)
-            if existing is None:
-                decision = self._risk.check(
-                    OrderRequest(
-                        symbol=ticket.symbol,
-                        side=ticket.side,
-                        quantity=ticket.quantity,
-                        limit_price=ticket.limit_price,
-                    ),
-                    await self.portfolio(),
-                )
-                now = self._clock()
-                order = Order(
-                    id=uuid.uuid4(),
-                    client_order_id=ticket.client_order_id,
+            decision = self._risk.check(
+                OrderRequest(
                     symbol=ticket.symbol,
                     side=ticket.side,
-                    type=ticket.type,
                     quantity=ticket.quantity,
                     limit_price=ticket.limit_price,
-                    status=OrderStatus.NEW,
-                    filled_quantity=Decimal(0),
-                    average_fill_price=None,
-                    created_at=now,
-                    updated_at=now,
-                    strategy=ticket.strategy,
+                ),
+                await self.portfolio(),
+            )
+            now = self._clock()
+            order = Order(
+                id=uuid.uuid4(),
+                client_order_id=ticket.client_order_id,
+                symbol=ticket.symbol,
+                side=ticket.side,
+                type=ticket.type,
+                quantity=ticket.quantity,
+                limit_price=ticket.limit_price,
+                status=OrderStatus.NEW,
+                filled_quantity=Decimal(0),
+                average_fill_price=None,
+                created_at=now,
+                updated_at=now,
+                strategy=ticket.strategy,
+            )
+            if isinstance(decision, Rejected):
+                order = order.with_status(
+                    OrderStatus.REJECTED, at=now, reason=reject_reason(decision)
                 )
-                if isinstance(decision, Rejected):
-                    order = order.with_status(
-                        OrderStatus.REJECTED, at=now, reason=reject_reason(decision)
-                    )
-                    self._metrics.risk_rejections.labels(decision.code.value).inc()
-                stored, created = await self._store.create_order(order)
-            else:
-                stored, created = existing, False
+            stored, created = await self._store.create_order(order)
         if not created:
             return self._resubmission(ticket, stored), False
         self._metrics.orders.labels(stored.side.value, stored.status.value).inc()
-        await self._bus.publish(order_event(stored))
         if stored.status is OrderStatus.REJECTED:
+            self._metrics.risk_rejections.labels(reject_code(stored)).inc()
+            await self._announce(order_event(stored))
             logger.info(
                 "Order rejected by risk",
                 extra={"order_id": str(stored.id), "reason": stored.reject_reason},
@@ -199,8 +205,23 @@ class OrderService:
             raise OrderRejectedError(
                 stored, code=reject_code(stored), message=stored.reject_reason or "rejected"
             )
-        await self._bus.publish(execute_command(stored.id))
+        await self._announce(order_event(stored), execute_command(stored.id))
         return stored, True
+
+    async def _announce(self, *events: dict[str, object]) -> None:
+        """Publish events about a committed order; a Redis outage must not fail the request.
+
+        NB: the order is already committed: the leader's sweep executes it
+        even if its command is lost, and the client's retry finds it.
+        """
+        results = await asyncio.gather(
+            *(self._bus.publish(event) for event in events), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, StorageError):
+                logger.warning("Order event not published: %s", result)
+            elif isinstance(result, BaseException):
+                raise result
 
     def _resubmission(self, ticket: OrderTicket, stored: Order) -> Order:
         if not ticket.same_order_as(stored):

@@ -1,0 +1,146 @@
+"""Order submission through the HTTP API at a fixed rate: p50/p99 with a durable commit.
+
+    .venv/bin/python bench/api_orders.py [--rate 200] [--seconds 10]
+
+Starts its own durable PostgreSQL (``fsync`` and ``synchronous_commit`` on)
+and Redis (tests/support/servers.py) and one ``trader-api`` process on them.
+Open loop: order ``i`` is sent at ``t0 + i/rate`` and its latency counts from
+that scheduled time, so a stall is not hidden. Baseline, same run, same
+server, same rate: a bare single-row autocommit INSERT with asyncpg (the
+durable commit every acknowledged order pays at least once). Target (issue
+4): p99 under 10 ms at 200 orders/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+from integration.api.api_process import TraderApiProcess
+from support.servers import running_postgres, running_redis
+
+P99_TARGET_MS = 10.0
+API_KEY = "bench-key"
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def fixed_rate(
+    call: Callable[[int], Awaitable[None]], *, count: int, rate: float
+) -> list[float]:
+    """Start ``call(i)`` at ``t0 + i/rate``; return latencies (ms) from the scheduled start."""
+    latencies: list[float] = []
+    t0 = time.perf_counter() + 0.2
+
+    async def one(i: int) -> None:
+        scheduled = t0 + i / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        await call(i)
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return latencies
+
+
+def describe(name: str, latencies: list[float]) -> str:
+    return (
+        f"{name:>28}: p50 {percentile(latencies, 0.5):6.2f} ms  "
+        f"p99 {percentile(latencies, 0.99):6.2f} ms  max {max(latencies):7.2f} ms  "
+        f"mean {statistics.fmean(latencies):6.2f} ms"
+    )
+
+
+async def measure(*, api: TraderApiProcess, database_url: str, rate: float, count: int) -> None:
+    conn = await asyncpg.connect(database_url)
+    await conn.execute("CREATE TABLE bench_orders (id bigint PRIMARY KEY, body text NOT NULL)")
+    pool = await asyncpg.create_pool(database_url, min_size=4, max_size=10)
+
+    async def bare_insert(i: int) -> None:
+        await pool.execute("INSERT INTO bench_orders VALUES ($1, $2)", i, f"order {i}")
+
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=api.base_url, limits=limits, timeout=30) as http:
+
+        async def submit(i: int) -> None:
+            response = await http.post(
+                "/api/v1/orders",
+                json={
+                    "client_order_id": f"bench-{i}",
+                    "symbol": "BTCUSDT",
+                    "side": "buy" if i % 2 else "sell",
+                    "type": "limit",
+                    "limit_price": "1000" if i % 2 else "1000000",
+                    "quantity": "0.001",
+                },
+                headers={"X-API-Key": API_KEY},
+            )
+            if response.status_code != 201:
+                raise SystemExit(f"order {i}: {response.status_code} {response.text}")
+
+        await fixed_rate(submit, count=50, rate=rate)  # warm-up: connections, caches
+        await fixed_rate(lambda i: bare_insert(i + 2_000_000), count=50, rate=rate)
+        baseline = await fixed_rate(bare_insert, count=count, rate=rate)
+        ours = await fixed_rate(lambda i: submit(i + 1_000_000), count=count, rate=rate)
+    await pool.close()
+    await conn.close()
+    print(f"{count} requests at {rate:g}/s on durable PostgreSQL (fsync on), open loop")
+    print(describe("bare INSERT (baseline)", baseline))
+    print(describe("POST /api/v1/orders", ours))
+    p99 = percentile(ours, 0.99)
+    ratio = p99 / percentile(baseline, 0.99)
+    verdict = "meets" if p99 < P99_TARGET_MS else "MISSES"
+    print(
+        f"p99 {p99:.2f} ms ({verdict} the {P99_TARGET_MS:g} ms target); "
+        f"{ratio:.1f}x the bare INSERT p99"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    with running_postgres(durable=True) as postgres, running_redis() as redis:
+        database = postgres.create_database()
+        url = postgres.url(database)
+        api = TraderApiProcess(
+            name="bench",
+            env={
+                "DATABASE_URL": url,
+                "REDIS_URL": redis.url(),
+                "API_KEY": API_KEY,
+                "LOG_LEVEL": "warn",
+                "RATE_LIMIT_PER_SECOND": "1000000",
+                "RATE_LIMIT_BURST": "1000000",
+                "RISK_MAX_OPEN_ORDERS": "1000000",
+                "RISK_MAX_POSITION_NOTIONAL": "1000000000",
+                "PATH": os.environ.get("PATH", ""),
+            },
+        ).start()
+        try:
+            asyncio.run(
+                measure(
+                    api=api, database_url=url, rate=args.rate, count=int(args.rate * args.seconds)
+                )
+            )
+        finally:
+            api.stop()
+
+
+if __name__ == "__main__":
+    main()
