@@ -7,8 +7,9 @@ run the same tests against kind or a real cluster, opt in explicitly:
     pytest tests/cluster --use-existing-cluster --kubeconfig ~/.kube/config
     TRADERBOT_USE_EXISTING_CLUSTER=1 TRADERBOT_TEST_KUBECONFIG=~/.kube/config pytest
 
-NB: pytest only knows these options when this folder is on the command line
-(``pytest tests/cluster``); the environment variables work from anywhere.
+NB: pytest knows these options from the root only if tests/conftest.py lists
+``support.cluster_options`` in ``pytest_plugins``; otherwise name this folder
+(``pytest tests/cluster ...``). The environment variables work from anywhere.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from lightkube import ApiError, Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
+from support.cluster_options import add_cluster_options
 from support.kube import ClusterUnderTest, client_for, eventually
 from traderbot_operator.testing import Binaries, BinariesMissingError, LocalCluster
 
@@ -31,18 +33,7 @@ NAMESPACE_LABEL = "traderbot.dev/test-namespace"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("cluster", "Kubernetes cluster tier")
-    group.addoption(
-        "--use-existing-cluster",
-        action="store_true",
-        default=False,
-        help="run tests/cluster against --kubeconfig instead of a local control plane",
-    )
-    group.addoption(
-        "--kubeconfig",
-        default=None,
-        help="kubeconfig of the existing cluster (default: $TRADERBOT_TEST_KUBECONFIG)",
-    )
+    add_cluster_options(parser)
 
 
 def _use_existing(config: pytest.Config) -> bool:
