@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from support.servers import RedisServer
 from unit.workload.api_support import API_KEY, eventually
 
 KEY = {"X-API-Key": API_KEY}
@@ -107,3 +108,21 @@ async def test_cancel_a_resting_order_and_not_a_filled_one(client: httpx.AsyncCl
     refused = await client.post(f"/api/v1/orders/{market['id']}/cancel", headers=KEY)
     assert refused.status_code == 409
     assert "filled" in refused.json()["detail"]
+
+
+async def test_an_order_taken_while_redis_is_down_is_committed_and_filled_exactly_once(
+    client: httpx.AsyncClient, redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    created = await client.post("/api/v1/orders", json=order("during-outage"), headers=KEY)
+    assert created.status_code == 201
+    order_id = created.json()["id"]
+    redis_server.start()
+    filled = await eventually(
+        lambda: client.get(f"/api/v1/orders/{order_id}"),
+        until=lambda r: r.json()["status"] == "filled",
+        timeout=20,
+    )
+    assert filled.json()["filled_quantity"] == "0.02"
+    fills = (await client.get("/api/v1/fills", params={"order_id": order_id})).json()
+    assert len(fills) == 1
