@@ -98,7 +98,7 @@ async def test_the_bucket_allows_a_burst_then_refuses_with_a_retry_hint(backend:
     assert [round(d.remaining) for d in decisions[:3]] == [2, 1, 0]
     refused = decisions[3]
     assert 0 < refused.retry_after_s <= 100  # one token at 0.01/s
-    assert refused.retry_after_s > 99
+    assert refused.retry_after_s > 90  # minus what trickled in meanwhile
 
 
 async def test_buckets_of_different_keys_are_independent(backend: Backend) -> None:
