@@ -393,6 +393,38 @@ def test_serviceaccount_with_a_namespaced_role_is_refused_outside_its_grant(
     )
 
 
+def test_a_minted_user_certificate_carries_its_groups_into_rbac(
+    kube: Client, namespace: str, cluster: ClusterUnderTest
+) -> None:
+    local = _local(cluster)
+    kube.create(
+        _load(
+            RoleBinding,
+            {
+                "metadata": {"name": "devs-view"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "view",
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"}
+                ],
+            },
+        ),
+        namespace=namespace,
+    )
+    alice = client_for(local.kubeconfig_for_user("alice", groups=["devs"]))
+    eventually(
+        lambda: list(alice.list(Pod, namespace=namespace)) == [],
+        what="the view RoleBinding of group devs to take effect for alice",
+    )
+    with pytest.raises(ApiError) as error:
+        list(alice.list(Pod, namespace="kube-system"))
+    assert error.value.status.code == 403
+    assert 'User "alice"' in str(error.value.status.message)
+
+
 def test_version_reports_the_pinned_release(cluster: ClusterUnderTest) -> None:
     local = _local(cluster)
     status, body = local.access.api().request("GET", "/version")
@@ -449,6 +481,20 @@ def test_cli_up_shows_a_ready_node_and_down_leaves_no_process(
         )
         fields = nodes.stdout.split()
         assert fields[:2] == ["kwok-node-0", "Ready"], nodes.stdout
+
+        minted = _cli(
+            "kubeconfig", "--serviceaccount", "default/default", "--dir", str(workdir), cwd=tmp_path
+        )
+        assert minted.returncode == 0, minted.stderr
+        whoami = subprocess.run(
+            [str(binaries.kubectl), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+            env={**os.environ, "KUBECONFIG": minted.stdout.strip()},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert whoami.stdout == "system:serviceaccount:default:default"
 
         status = _cli("status", "--dir", str(workdir), cwd=tmp_path)
         assert status.returncode == 0
