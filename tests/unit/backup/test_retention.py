@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import json
 import os
-from contextlib import redirect_stdout
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from trader_api.backup.cli import main
 from trader_api.backup.errors import BackupError
 from trader_api.backup.manifest import MANIFEST_NAME, Manifest
 from trader_api.backup.retention import backup_name, list_backups, prune, select_expired
@@ -77,18 +73,3 @@ def test_listing_orders_backups_and_marks_incomplete_ones(tmp_path: Path) -> Non
 def test_retention_below_one_day_is_refused(tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="at least 1 day"):
         prune(tmp_path, bot="demo", retention_days=0, now=NOW)
-
-
-def test_prune_command_prints_one_json_line(tmp_path: Path) -> None:
-    newest = _backup(tmp_path, days_ago=400)
-    out = io.StringIO()
-    with redirect_stdout(out):
-        code = main(["--dest", str(tmp_path), "--bot", "demo", "prune", "--retention-days", "7"])
-    assert code == 0
-    assert json.loads(out.getvalue()) == {
-        "ok": True,
-        "action": "prune",
-        "bot": "demo",
-        "deleted": [],
-        "newest_successful": newest,
-    }

@@ -36,6 +36,7 @@ logger = logging.getLogger("trader_api.backup")
 
 COMMANDS = frozenset({"backup", "restore", "verify", "prune"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+_TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -167,9 +168,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.exception("unexpected failure")
         result = {"ok": False, "action": args.command, "error": f"{type(exc).__name__}: {exc}"}
         code = 1
-    sys.stdout.write(json.dumps(result, separators=(",", ":")) + "\n")
+    line = json.dumps(result, separators=(",", ":"))
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
+    _write_termination_message(line)
     return code
+
+
+def _write_termination_message(line: str) -> None:
+    """Also leave the result where Kubernetes puts it into the pod's status.
+
+    NB: only when the kubelet provides the file (``terminationMessagePath``,
+    default ``/dev/termination-log``): outside a pod nothing is created.
+    """
+    path = Path(os.environ.get("TERMINATION_MESSAGE_PATH", "/dev/termination-log"))
+    if not path.is_file():
+        return
+    try:
+        path.write_text(line[:_TERMINATION_MESSAGE_LIMIT])
+    except OSError as exc:
+        logger.warning("could not write the termination message to %s: %s", path, exc)
 
 
 if __name__ == "__main__":
