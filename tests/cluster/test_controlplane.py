@@ -427,6 +427,9 @@ def test_a_minted_user_certificate_carries_its_groups_into_rbac(
 
 def test_version_reports_the_pinned_release(cluster: ClusterUnderTest) -> None:
     local = _local(cluster)
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and local.binaries.kube_apiserver.parent == Path(assets):
+        pytest.skip("kube-apiserver comes from KUBEBUILDER_ASSETS, not our pinned build")
     status, body = local.access.api().request("GET", "/version")
     assert status == 200
     assert body["gitVersion"] == KUBERNETES_VERSION
