@@ -25,11 +25,19 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
-from lightkube.resources.core_v1 import Event, Secret
+from lightkube.resources.core_v1 import Event, Pod, Secret
 from lightkube.types import PatchType
 
 from traderbot_operator import metrics
-from traderbot_operator.models import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from traderbot_operator.models import (
+    API_VERSION,
+    BACKUP_KIND,
+    BACKUP_PLURAL,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+)
 from traderbot_operator.reconcile import Action, ObjectKey
 
 FIELD_MANAGER: Final = "traderbot-operator"
@@ -38,6 +46,7 @@ CAPABILITY_TTL_SECONDS: Final = 300.0
 READ_CONCURRENCY: Final = 8
 
 TraderBotResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+TraderBotBackupResource = create_namespaced_resource(GROUP, VERSION, BACKUP_KIND, BACKUP_PLURAL)
 ServiceMonitorResource = create_namespaced_resource(
     "monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"
 )
@@ -109,6 +118,8 @@ class KubeError(Exception):
 def _resource(api_version: str, kind: str) -> Any:
     if (api_version, kind) == (API_VERSION, KIND):
         return TraderBotResource
+    if (api_version, kind) == (API_VERSION, BACKUP_KIND):
+        return TraderBotBackupResource
     if kind == "ServiceMonitor":
         return ServiceMonitorResource
     return resource_registry.load(api_version, kind)
@@ -255,12 +266,15 @@ class Kube:
         result: dict[str, Any] = patched.to_dict()
         return result
 
-    async def patch_status(self, *, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        """Merge ``status`` into the TraderBot's status subresource."""
-        self._count("patch_status", KIND)
+    async def patch_status(
+        self, *, namespace: str, name: str, status: Mapping[str, Any], kind: str = KIND
+    ) -> None:
+        """Merge ``status`` into the status subresource of a TraderBot (or TraderBotBackup)."""
+        resource = TraderBotBackupResource if kind == BACKUP_KIND else TraderBotResource
+        self._count("patch_status", kind)
         try:
             await self._client.patch(
-                TraderBotResource.Status,
+                resource.Status,
                 name,
                 {"status": dict(status)},
                 namespace=namespace,
@@ -271,8 +285,30 @@ class Kube:
             if error.status.code == NOT_FOUND:
                 return  # deleted meanwhile: nothing left to report on
             raise KubeError(
-                _describe(error, verb="patch status of", what=f"{KIND} {namespace}/{name}")
+                _describe(error, verb="patch status of", what=f"{kind} {namespace}/{name}")
             ) from error
+
+    async def termination_message(self, *, namespace: str, job: str) -> str | None:
+        """Return the termination message of a Job's newest finished pod, if any.
+
+        NB: trader-backup's JSON result travels this way, so the operator needs no
+        access to pod logs.
+        """
+        self._count("list", "Pod")
+        newest: tuple[str, str] | None = None
+        try:
+            async for pod in self._client.list(Pod, namespace=namespace, labels={"job-name": job}):
+                body = pod.to_dict()
+                for container in (body.get("status") or {}).get("containerStatuses") or []:
+                    terminated = (container.get("state") or {}).get("terminated") or {}
+                    finished = str(terminated.get("finishedAt") or "")
+                    if terminated.get("message") and (newest is None or finished > newest[0]):
+                        newest = (finished, terminated["message"])
+        except ApiError as error:
+            raise KubeError(
+                _describe(error, verb="list", what=f"pods of Job {namespace}/{job}")
+            ) from error
+        return None if newest is None else newest[1]
 
     async def event(
         self,
@@ -282,7 +318,7 @@ class Kube:
         reason: str,
         message: str,
     ) -> None:
-        """Record a Kubernetes Event on the TraderBot (shown by ``kubectl describe tb``).
+        """Record a Kubernetes Event on ``bot`` (a TraderBot or TraderBotBackup body).
 
         NB: an Event that cannot be written is logged by the caller, never fatal:
         the reconcile it describes already happened.
@@ -293,8 +329,8 @@ class Kube:
         event = Event(
             metadata=ObjectMeta(generateName=f"{meta['name']}.", namespace=meta["namespace"]),
             involvedObject=ObjectReference(
-                apiVersion=API_VERSION,
-                kind=KIND,
+                apiVersion=bot.get("apiVersion", API_VERSION),
+                kind=bot.get("kind", KIND),
                 name=meta["name"],
                 namespace=meta["namespace"],
                 uid=meta.get("uid"),

@@ -248,3 +248,58 @@ class TraderBot(BaseModel):
             spec=TraderBotSpec.model_validate(body.get("spec") or {}),
             status=TraderBotStatus.model_validate(body.get("status") or {}),
         )
+
+
+BACKUP_KIND = "TraderBotBackup"
+BACKUP_PLURAL = "traderbotbackups"
+BackupPhase = Literal["Pending", "Running", "Completed", "Failed"]
+
+
+class BackupRunSpec(_Model):
+    """What one TraderBotBackup backs up (mirrors crds/traderbot.dev_traderbotbackups.yaml)."""
+
+    bot_name: str
+    database: bool = True
+    redis: bool = True
+    tables: tuple[str, ...] | None = None
+
+
+class BackupRunStatus(_Model):
+    """One backup run as observed."""
+
+    phase: BackupPhase | None = None
+    scheduled: bool | None = None
+    job_name: str | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+    location: str | None = None
+    size_bytes: int | None = None
+    checksum: str | None = None
+    error: str | None = None
+    observed_generation: int | None = None
+
+
+class BackupRun(BaseModel):
+    """A TraderBotBackup as the operator sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    namespace: str
+    uid: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    spec: BackupRunSpec
+    status: BackupRunStatus = BackupRunStatus()
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> BackupRun:
+        """Build from a resource body as the API server (or kopf) returns it."""
+        metadata = body.get("metadata") or {}
+        return cls(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            uid=metadata["uid"],
+            labels=metadata.get("labels") or {},
+            spec=BackupRunSpec.model_validate(body.get("spec") or {}),
+            status=BackupRunStatus.model_validate(body.get("status") or {}),
+        )

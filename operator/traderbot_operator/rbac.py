@@ -15,6 +15,16 @@ RULES: Final[tuple[dict[str, Any], ...]] = (
     {"apiGroups": ["traderbot.dev"], "resources": ["traderbots"], "verbs": [*READ, "patch"]},
     {"apiGroups": ["traderbot.dev"], "resources": ["traderbots/status"], "verbs": ["get", "patch"]},
     {
+        "apiGroups": ["traderbot.dev"],
+        "resources": ["traderbotbackups"],
+        "verbs": [*READ, *APPLY],
+    },
+    {
+        "apiGroups": ["traderbot.dev"],
+        "resources": ["traderbotbackups/status"],
+        "verbs": ["get", "patch"],
+    },
+    {
         "apiGroups": [""],
         "resources": ["secrets", "services", "persistentvolumeclaims"],
         "verbs": [*READ, *APPLY],
@@ -27,6 +37,8 @@ RULES: Final[tuple[dict[str, Any], ...]] = (
         "verbs": [*READ, *APPLY],
     },
     {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": [*READ, *APPLY, "delete"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": [*READ, *APPLY]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
     {
         "apiGroups": ["monitoring.coreos.com"],
         "resources": ["servicemonitors"],

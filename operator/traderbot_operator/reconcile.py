@@ -9,6 +9,7 @@ of ``plan`` rather than of luck.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from traderbot_operator.desired.common import (
     content_hash,
     selector_labels,
 )
-from traderbot_operator.models import Phase, ResourceRequirements, TraderBot
+from traderbot_operator.models import BackupRun, Phase, ResourceRequirements, TraderBot
 
 ObjectKey = tuple[str, str, str]
 """(apiVersion, kind, name) of a child in the bot's namespace."""
@@ -656,3 +657,104 @@ def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) ->
 def _dropped_keys(new: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     ours = {"phase", "ready", "observedGeneration", "version", "replicas", "readyReplicas"}
     return any(key in current and key not in new for key in ours)
+
+
+# --- backup runs (TraderBotBackup) --------------------------------------------------------
+
+_TERMINAL_BACKUP_PHASES: Final = frozenset({"Completed", "Failed"})
+
+
+def parse_backup_result(message: str | None) -> dict[str, Any] | None:
+    """Return trader-backup's one-line JSON result from a termination message, if any.
+
+    NB: with ``FallbackToLogsOnError`` a failed pod's message is its log tail, so the
+    result is the last line that parses as a JSON object with an ``ok`` key.
+    """
+    for line in reversed((message or "").splitlines()):
+        text = line.strip()
+        if not text.startswith("{"):
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and "ok" in value:
+            return value
+    return None
+
+
+def _job_condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            found: Mapping[str, Any] = condition
+            return found
+    return None
+
+
+def backup_run_status(
+    run: BackupRun,
+    *,
+    job: Mapping[str, Any] | None,
+    result: Mapping[str, Any] | None,
+    scheduled: bool,
+    problem: str | None = None,
+) -> dict[str, Any]:
+    """Return a TraderBotBackup's status from its Job and trader-backup's result.
+
+    A run that already ended keeps its status: the Job may be gone (TTL, history
+    limits) but the record of the backup stays what it was.
+    """
+    if run.status.phase in _TERMINAL_BACKUP_PHASES:
+        return run.status.model_dump(by_alias=True, exclude_none=True)
+    status: dict[str, Any] = {"scheduled": scheduled}
+    if problem is not None:
+        return {**status, "phase": "Failed", "error": problem}
+    if job is None:
+        return {**status, "phase": "Pending"}
+    job_status = job.get("status") or {}
+    status["jobName"] = job["metadata"]["name"]
+    if job_status.get("startTime"):
+        status["startTime"] = job_status["startTime"]
+    complete = _job_condition(job, "Complete")
+    failed = _job_condition(job, "Failed")
+    if complete is not None and (result is None or result.get("ok") is not False):
+        status["phase"] = "Completed"
+        status["completionTime"] = job_status.get("completionTime") or complete.get(
+            "lastTransitionTime"
+        )
+        if result is not None:
+            for source, target in (
+                ("location", "location"),
+                ("size", "sizeBytes"),
+                ("checksum", "checksum"),
+            ):
+                if result.get(source) is not None:
+                    status[target] = result[source]
+    elif failed is not None or complete is not None:
+        ended = failed or complete or {}
+        status["phase"] = "Failed"
+        status["completionTime"] = ended.get("lastTransitionTime")
+        reason = (result or {}).get("error") or ": ".join(
+            part for part in (ended.get("reason"), ended.get("message")) if part
+        )
+        status["error"] = reason or "the backup Job failed without a reason"
+    elif job_status.get("active") or job_status.get("startTime"):
+        status["phase"] = "Running"
+    else:
+        status["phase"] = "Pending"
+    return {key: value for key, value in status.items() if value is not None}
+
+
+def backup_run_problem(run: BackupRun, bot: TraderBot | None) -> str | None:
+    """Return why a TraderBotBackup cannot run at all, in words an SRE can act on."""
+    if bot is None:
+        return (
+            f"TraderBot {run.namespace}/{run.spec.bot_name} does not exist; "
+            "spec.botName must name a TraderBot in this namespace"
+        )
+    if not bot.spec.backup.enabled:
+        return (
+            f"TraderBot {bot.name} has spec.backup.enabled false, so it has no backup "
+            "volume; enable backups first"
+        )
+    return None

@@ -24,7 +24,7 @@ from traderbot_operator.desired.credentials import (
     DATABASE_USER_KEY,
     REDIS_PASSWORD_KEY,
 )
-from traderbot_operator.models import TraderBot
+from traderbot_operator.models import API_VERSION, BACKUP_KIND, BackupRun, TraderBot
 
 BACKUP_MOUNT = "/backups"
 STARTING_DEADLINE_SECONDS = 3600
@@ -77,16 +77,21 @@ def build_backup_pvc(bot: TraderBot) -> Manifest:
     }
 
 
-def build_backup_cronjob(bot: TraderBot) -> Manifest:
-    """Build the backup CronJob: one run at a time, never piling up after an outage."""
+BACKUP_RUN_LABEL = "traderbot.dev/backup"
+JOB_HISTORY_SECONDS = 7 * 24 * 3600
+
+
+def _backup_job_spec(
+    bot: TraderBot, *, env: list[dict[str, Any]], pod_labels: dict[str, str]
+) -> dict[str, Any]:
+    """Return the Job spec that runs ``trader-backup`` once (CronJob and on demand)."""
     names = Names(bot.name)
-    spec = bot.spec.backup
     container: dict[str, Any] = {
         "name": "backup",
         "image": image(bot),
         "imagePullPolicy": "IfNotPresent",
         "command": ["trader-backup"],
-        "env": backup_env(bot),
+        "env": env,
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"memory": "512Mi"},
@@ -96,12 +101,37 @@ def build_backup_cronjob(bot: TraderBot) -> Manifest:
             {"name": "backups", "mountPath": BACKUP_MOUNT},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir
         ],
+        # NB: the one-line JSON result reaches the operator as the termination message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     return {
+        "backoffLimit": 1,
+        "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
+        "template": {
+            "metadata": {"labels": pod_labels},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "securityContext": restricted_pod_security(uid=WORKLOAD_UID),
+                "containers": [container],
+                "volumes": [
+                    {"name": "backups", "persistentVolumeClaim": {"claimName": names.backup}},
+                    {"name": "tmp", "emptyDir": {}},
+                ],
+            },
+        },
+    }
+
+
+def build_backup_cronjob(bot: TraderBot) -> Manifest:
+    """Build the backup CronJob: one run at a time, never piling up after an outage."""
+    spec = bot.spec.backup
+    job_labels = labels(bot, COMPONENT_BACKUP)
+    return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": metadata(bot, name=names.backup, component=COMPONENT_BACKUP),
+        "metadata": metadata(bot, name=Names(bot.name).backup, component=COMPONENT_BACKUP),
         "spec": {
             "schedule": spec.schedule,
             "timeZone": spec.time_zone,
@@ -111,28 +141,51 @@ def build_backup_cronjob(bot: TraderBot) -> Manifest:
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {
-                "metadata": {"labels": labels(bot, COMPONENT_BACKUP)},
-                "spec": {
-                    "backoffLimit": 1,
-                    "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
-                    "template": {
-                        "metadata": {"labels": labels(bot, COMPONENT_BACKUP)},
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "automountServiceAccountToken": False,
-                            "enableServiceLinks": False,
-                            "securityContext": restricted_pod_security(uid=WORKLOAD_UID),
-                            "containers": [container],
-                            "volumes": [
-                                {
-                                    "name": "backups",
-                                    "persistentVolumeClaim": {"claimName": names.backup},
-                                },
-                                {"name": "tmp", "emptyDir": {}},
-                            ],
-                        },
-                    },
-                },
+                "metadata": {"labels": job_labels},
+                "spec": _backup_job_spec(bot, env=backup_env(bot), pod_labels=job_labels),
             },
         },
+    }
+
+
+def build_backup_job(bot: TraderBot, *, run: BackupRun) -> Manifest:
+    """Build the Job of an on-demand TraderBotBackup, owned by that TraderBotBackup.
+
+    NB: the run's own labels (other than app.kubernetes.io/*) are copied to the pod,
+    so a TraderBotBackup can carry scheduling or cost-allocation labels to it.
+    """
+    job_labels = {**labels(bot, COMPONENT_BACKUP), BACKUP_RUN_LABEL: run.name}
+    pod_labels = {
+        **{k: v for k, v in run.labels.items() if not k.startswith("app.kubernetes.io/")},
+        **job_labels,
+    }
+    extra_env: list[dict[str, Any]] = [
+        {"name": "BACKUP_INCLUDE_REDIS", "value": "true" if run.spec.redis else "false"},
+        {"name": "BACKUP_INCLUDE_DATABASE", "value": "true" if run.spec.database else "false"},
+    ]
+    if run.spec.tables:
+        extra_env.append({"name": "BACKUP_TABLES", "value": ",".join(run.spec.tables)})
+    overridden = {entry["name"] for entry in extra_env}
+    env = [entry for entry in backup_env(bot) if entry["name"] not in overridden] + extra_env
+    spec = _backup_job_spec(bot, env=env, pod_labels=pod_labels)
+    spec["ttlSecondsAfterFinished"] = JOB_HISTORY_SECONDS
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": run.name,
+            "namespace": run.namespace,
+            "labels": job_labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": BACKUP_KIND,
+                    "name": run.name,
+                    "uid": run.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
     }

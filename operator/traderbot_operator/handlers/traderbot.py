@@ -36,7 +36,7 @@ CHILD_KINDS = (
 )
 
 
-def _state(memo: Any) -> OperatorState:
+def operator_state(memo: Any) -> OperatorState:
     state: OperatorState = memo.state
     return state
 
@@ -97,7 +97,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         thread.join(timeout=5)
 
 
-def _namespaced(namespace: str | None) -> str:
+def namespaced(namespace: str | None) -> str:
     if namespace is None:
         raise kopf.PermanentError("a TraderBot without a namespace: the CRD must be Namespaced")
     return namespace
@@ -107,11 +107,11 @@ async def _reconcile(
     memo: kopf.Memo, *, namespace: str, name: str, trigger: str, coalesce: bool = False
 ) -> Result | None:
     """Run a pass and translate its failures into kopf's retry semantics."""
-    if _state(memo).closing:
+    if operator_state(memo).closing:
         return None  # the operator is stopping: the next one resumes every bot
     try:
         result = await run_serialized(
-            _state(memo), namespace=namespace, name=name, trigger=trigger, coalesce=coalesce
+            operator_state(memo), namespace=namespace, name=name, trigger=trigger, coalesce=coalesce
         )
     except ConflictError as error:
         raise kopf.TemporaryError(
@@ -138,9 +138,7 @@ async def reconcile_traderbot(
     deleted, the status says Failed with the reason, and a fixed spec or the drift
     timer (for example once a missing Secret exists) brings it back.
     """
-    result = await _reconcile(
-        memo, namespace=_namespaced(namespace), name=name, trigger=str(reason)
-    )
+    result = await _reconcile(memo, namespace=namespaced(namespace), name=name, trigger=str(reason))
     if result is not None and result.invalid_spec:
         raise kopf.PermanentError("; ".join(result.invalid_spec))
 
@@ -149,7 +147,7 @@ async def reconcile_traderbot(
 async def check_drift(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     """Restore hand-made changes and refresh status, writing only what differs."""
     await _reconcile(
-        memo, namespace=_namespaced(namespace), name=name, trigger="timer", coalesce=True
+        memo, namespace=namespaced(namespace), name=name, trigger="timer", coalesce=True
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from support.kube import ClusterUnderTest, eventually
 from traderbot_operator.rbac import cluster_role
 
 ROOT = Path(__file__).resolve().parents[3]
-CRD_PATH = ROOT / "crds" / "traderbot.dev_traderbots.yaml"
+CRD_PATHS = sorted((ROOT / "crds").glob("traderbot.dev_*.yaml"))
 SYSTEM_NAMESPACE = "traderbot-system"
 OPERATOR_ACCOUNT = "traderbot-operator"
 FIELD_MANAGER = "traderbot-tests"
@@ -34,19 +35,23 @@ PV_SIZE = "100Gi"
 PVS_PER_TEST = 4
 
 
-def _established(kube: Client) -> bool:
-    crd = kube.get(CustomResourceDefinition, "traderbots.traderbot.dev")
+def _established(kube: Client, name: str) -> bool:
+    crd = kube.get(CustomResourceDefinition, name)
     conditions = (crd.status.conditions if crd.status else None) or []
     return any(c.type == "Established" and c.status == "True" for c in conditions)
 
 
 @pytest.fixture(scope="session")
 def crd(kube: Client) -> dict[str, Any]:
-    """Install (server-side apply) the TraderBot CRD and wait until it is served."""
-    body: dict[str, Any] = yaml.safe_load(CRD_PATH.read_text())
-    kube.apply(from_dict(body), field_manager=FIELD_MANAGER, force=True)
-    eventually(lambda: _established(kube), what="CRD traderbots.traderbot.dev Established")
-    return body
+    """Install (server-side apply) the operator's CRDs; return TraderBot's once served."""
+    bodies: dict[str, dict[str, Any]] = {}
+    for path in CRD_PATHS:
+        body: dict[str, Any] = yaml.safe_load(path.read_text())
+        kube.apply(from_dict(body), field_manager=FIELD_MANAGER, force=True)
+        bodies[body["metadata"]["name"]] = body
+    for name in bodies:
+        eventually(partial(_established, kube, name), what=f"CRD {name} Established")
+    return bodies["traderbots.traderbot.dev"]
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD_PATH = ROOT / "crds" / "traderbot.dev_traderbots.yaml"
@@ -41,3 +42,30 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
     if isinstance(value, list) and "items" in schema:
         return [apply_defaults(schema["items"], item) for item in value]
     return value
+
+
+def _model_class(annotation: Any) -> type[BaseModel] | None:
+    """Return the pydantic model inside an annotation (Optional, tuple[...]), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_class(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def model_mismatches(model: type[BaseModel], schema: dict[str, Any], path: str) -> list[str]:
+    """Return where ``model`` and ``schema`` disagree on property names."""
+    if schema.get("type") == "array":
+        schema = schema["items"]
+    properties = schema.get("properties", {})
+    fields = {field.alias or name: field for name, field in model.model_fields.items()}
+    found = [f"{path}.{name}: in the CRD only" for name in properties.keys() - fields.keys()]
+    found += [f"{path}.{name}: in the model only" for name in fields.keys() - properties.keys()]
+    for name in properties.keys() & fields.keys():
+        nested = _model_class(fields[name].annotation)
+        child = properties[name]
+        if nested is not None and "properties" in child.get("items", child):
+            found += model_mismatches(nested, child, f"{path}.{name}")
+    return found

@@ -18,37 +18,17 @@ from traderbot_operator.models import (
     TraderBotSpec,
     TraderBotStatus,
 )
-from unit.operator.crd_schema import CRD_PATH, EXAMPLES, apply_defaults, load_crd, version_schema
+from unit.operator.crd_schema import (
+    CRD_PATH,
+    EXAMPLES,
+    apply_defaults,
+    load_crd,
+    model_mismatches,
+    version_schema,
+)
 
 CRD = load_crd()
 SCHEMA = version_schema(CRD)
-
-
-def _model_class(annotation: Any) -> type[BaseModel] | None:
-    """Return the pydantic model inside an annotation (Optional, tuple[...]), if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_class(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _mismatches(model: type[BaseModel], schema: dict[str, Any], path: str) -> list[str]:
-    """Return where ``model`` and ``schema`` disagree on property names."""
-    if schema.get("type") == "array":
-        schema = schema["items"]
-    properties = schema.get("properties", {})
-    fields = {field.alias or name: field for name, field in model.model_fields.items()}
-    found = [f"{path}.{name}: in the CRD only" for name in properties.keys() - fields.keys()]
-    found += [f"{path}.{name}: in the model only" for name in fields.keys() - properties.keys()]
-    for name in properties.keys() & fields.keys():
-        nested = _model_class(fields[name].annotation)
-        child = properties[name]
-        if nested is not None and "properties" in child.get("items", child):
-            found += _mismatches(nested, child, f"{path}.{name}")
-    return found
 
 
 def test_crd_names_match_the_decided_api() -> None:
@@ -119,7 +99,7 @@ def test_every_cel_rule_has_a_message() -> None:
     [(TraderBotSpec, "spec"), (TraderBotStatus, "status")],
 )
 def test_models_have_the_crd_fields_and_no_others(model: type[BaseModel], schema_path: str) -> None:
-    assert _mismatches(model, SCHEMA["properties"][schema_path], schema_path) == []
+    assert model_mismatches(model, SCHEMA["properties"][schema_path], schema_path) == []
 
 
 def test_model_defaults_equal_the_crd_defaults() -> None:

@@ -1,4 +1,4 @@
-"""docs/crd-reference.md is generated from the CRD and must not go stale."""
+"""docs/crd-reference.md is generated from the CRDs and must not go stale."""
 
 from __future__ import annotations
 
@@ -21,3 +21,10 @@ def test_reference_documents_every_spec_field_and_rule() -> None:
     rules = [line for line in text.splitlines() if line.startswith("| `spec` |")]
     assert rules
     assert all(line.count(" | ") == 2 for line in rules), "an unescaped | splits a cell"
+
+
+def test_reference_covers_both_custom_resources() -> None:
+    text = crd_reference.DOC_PATH.read_text()
+    assert "## TraderBot (`traderbot.dev/v1alpha1`)" in text
+    assert "## TraderBotBackup (`traderbot.dev/v1alpha1`)" in text
+    assert "| `spec.botName` (required) |" in text

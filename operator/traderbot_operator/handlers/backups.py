@@ -1,0 +1,199 @@
+"""TraderBotBackup: run a backup on demand, record scheduled ones, report each in status.
+
+An on-demand TraderBotBackup gets a Job it owns; a Job started by a bot's backup
+CronJob gets a TraderBotBackup record named after it, so ``kubectl get tbb``
+lists every backup, scheduled or not. Status comes from the Job and from
+trader-backup's one-line JSON result (the pod's termination message).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from traderbot_operator.desired.backup import BACKUP_RUN_LABEL, build_backup_job
+from traderbot_operator.desired.common import (
+    COMPONENT_BACKUP,
+    MANAGED_BY,
+    labels,
+    owner_reference,
+)
+from traderbot_operator.handlers.converge import OperatorState
+from traderbot_operator.handlers.traderbot import (
+    CONFLICT_RETRY_SECONDS,
+    ERROR_RETRY_SECONDS,
+    namespaced,
+    operator_state,
+)
+from traderbot_operator.kube import ConflictError, KubeError
+from traderbot_operator.models import (
+    API_VERSION,
+    BACKUP_KIND,
+    BACKUP_PLURAL,
+    GROUP,
+    VERSION,
+    BackupRun,
+    TraderBot,
+)
+from traderbot_operator.reconcile import (
+    Action,
+    backup_run_problem,
+    backup_run_status,
+    differences,
+    parse_backup_result,
+)
+
+logger = logging.getLogger(__name__)
+
+SCHEDULED_LABEL = "traderbot.dev/scheduled"
+_TERMINAL = frozenset({"Completed", "Failed"})
+
+
+async def converge_backup(state: OperatorState, *, namespace: str, name: str) -> str | None:
+    """Start the Job of a TraderBotBackup if needed and bring its status up to date."""
+    kube = state.kube
+    body = await kube.get(namespace=namespace, key=(API_VERSION, BACKUP_KIND, name))
+    if body is None:
+        return None
+    run = BackupRun.from_body(body)
+    if run.status.phase in _TERMINAL:
+        return run.status.phase
+    scheduled = run.labels.get(SCHEDULED_LABEL) == "true"
+    bot_body = await kube.get_bot(namespace=namespace, name=run.spec.bot_name)
+    bot = None if bot_body is None else TraderBot.from_body(bot_body)
+    job_key = ("batch/v1", "Job", name)
+    job = await kube.get(namespace=namespace, key=job_key)
+    problem = None if (scheduled or job is not None) else backup_run_problem(run, bot)
+    if job is None and problem is None and not scheduled and bot is not None:
+        job = await kube.execute(
+            namespace=namespace,
+            action=Action(verb="create", key=job_key, body=build_backup_job(bot, run=run)),
+        )
+    finished = job is not None and any(
+        c.get("type") in {"Complete", "Failed"} and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or []
+    )
+    message = await kube.termination_message(namespace=namespace, job=name) if finished else None
+    status = backup_run_status(
+        run, job=job, result=parse_backup_result(message), scheduled=scheduled, problem=problem
+    )
+    current = body.get("status") or {}
+    if differences(status, current):
+        await kube.patch_status(namespace=namespace, name=name, status=status, kind=BACKUP_KIND)
+        if status["phase"] != current.get("phase") and status["phase"] in _TERMINAL:
+            await _record(state, body=body, status=status)
+    phase: str = status["phase"]
+    return phase
+
+
+async def _record(state: OperatorState, *, body: dict[str, Any], status: dict[str, Any]) -> None:
+    """Post the Event that tells an SRE how the run ended (never fatal)."""
+    failed = status["phase"] == "Failed"
+    message = (
+        f"backup failed: {status.get('error')}"
+        if failed
+        else f"backup completed: {status.get('location', 'location not reported')}"
+        f" ({status.get('sizeBytes', '?')} bytes)"
+    )
+    try:
+        await state.kube.event(
+            bot=body,
+            type_="Warning" if failed else "Normal",
+            reason="BackupFailed" if failed else "BackupCompleted",
+            message=message,
+        )
+    except KubeError:
+        logger.exception("could not record the outcome of %s", body["metadata"]["name"])
+
+
+async def record_scheduled_run(
+    state: OperatorState, *, namespace: str, job: dict[str, Any], bot_name: str
+) -> None:
+    """Create the TraderBotBackup record of a Job the backup CronJob started (once)."""
+    name = job["metadata"]["name"]
+    key = (API_VERSION, BACKUP_KIND, name)
+    if await state.kube.get(namespace=namespace, key=key) is not None:
+        return
+    bot_body = await state.kube.get_bot(namespace=namespace, name=bot_name)
+    if bot_body is None:
+        return
+    bot = TraderBot.from_body(bot_body)
+    record = {
+        "apiVersion": API_VERSION,
+        "kind": BACKUP_KIND,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {**labels(bot, COMPONENT_BACKUP), SCHEDULED_LABEL: "true"},
+            # NB: not a controller reference: the record describes the Job, it does not own it;
+            # it goes away with the bot.
+            "ownerReferences": [{**owner_reference(bot), "controller": False}],
+        },
+        "spec": {
+            "botName": bot.name,
+            "database": True,
+            "redis": bot.spec.backup.include_redis,
+        },
+    }
+    await state.kube.execute(
+        namespace=namespace, action=Action(verb="create", key=key, body=record)
+    )
+
+
+async def _guarded(memo: Any, *, namespace: str, name: str) -> None:
+    state = operator_state(memo)
+    if state.closing:
+        return
+    try:
+        await converge_backup(state, namespace=namespace, name=name)
+    except ConflictError as error:
+        raise kopf.TemporaryError(f"{error}; retrying", delay=CONFLICT_RETRY_SECONDS) from error
+    except KubeError as error:
+        raise kopf.TemporaryError(
+            f"{error}; check the operator's RBAC and the API server, retrying",
+            delay=ERROR_RETRY_SECONDS,
+        ) from error
+
+
+@kopf.on.resume(GROUP, VERSION, BACKUP_PLURAL)
+@kopf.on.create(GROUP, VERSION, BACKUP_PLURAL)
+async def start_backup(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Start an on-demand backup (or pick up one found at operator start)."""
+    await _guarded(memo, namespace=namespaced(namespace), name=name)
+
+
+@kopf.on.event(
+    "batch",
+    "v1",
+    "jobs",
+    labels={"app.kubernetes.io/managed-by": MANAGED_BY, "app.kubernetes.io/component": "backup"},
+)
+async def backup_job_changed(
+    *,
+    body: kopf.Body,
+    namespace: str | None,
+    memo: Any,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    """Follow a backup Job: update its TraderBotBackup, recording scheduled runs first."""
+    if namespace is None or "state" not in memo or operator_state(memo).closing:
+        return
+    meta = body.get("metadata") or {}
+    owners = meta.get("ownerReferences") or []
+    run_name = (meta.get("labels") or {}).get(BACKUP_RUN_LABEL)
+    try:
+        if run_name is None and any(o.get("kind") == "CronJob" for o in owners):
+            bot_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+            if bot_name is None:
+                return
+            await record_scheduled_run(
+                operator_state(memo), namespace=namespace, job=dict(body), bot_name=bot_name
+            )
+            run_name = meta["name"]
+        if run_name is not None:
+            await converge_backup(operator_state(memo), namespace=namespace, name=run_name)
+    except (ConflictError, KubeError) as error:
+        logger.warning("backup Job %s/%s: %s", namespace, meta.get("name"), error)
