@@ -14,7 +14,7 @@ from integration.api.api_process import TraderApiProcess
 from trader_api.api.app import create_app
 from trader_api.config import Settings
 from trader_api.services.runtime import Runtime
-from unit.workload.api_support import API_KEY, scripted_market
+from unit.workload.api_support import API_KEY, eventually, scripted_market
 
 
 @pytest.fixture
@@ -34,7 +34,12 @@ async def app(service_settings: Settings) -> AsyncIterator[FastAPI]:
     runtime = await Runtime.from_settings(service_settings, market=scripted_market())
     application = create_app(runtime)
     async with application.router.lifespan_context(application):
+        await eventually(_noop, until=lambda _: runtime.engine.running and len(runtime.marks) == 2)
         yield application
+
+
+async def _noop() -> None:
+    return None
 
 
 @pytest.fixture

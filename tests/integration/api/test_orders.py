@@ -115,7 +115,7 @@ async def test_an_order_taken_while_redis_is_down_is_committed_and_filled_exactl
 ) -> None:
     redis_server.stop()
     created = await client.post("/api/v1/orders", json=order("during-outage"), headers=KEY)
-    assert created.status_code == 201
+    assert created.status_code == 201, created.text
     order_id = created.json()["id"]
     redis_server.start()
     filled = await eventually(

@@ -31,6 +31,7 @@ from trader_api.execution import (
 )
 from trader_api.marketdata import MarketFeed
 from trader_api.risk import HaltState, RiskLimits, RiskManager
+from trader_api.services.control import ControlState
 from trader_api.services.engine import KlineBuilder, TradingEngine
 from trader_api.services.events import Event
 from trader_api.services.health import EMBEDDED, Probe, Readiness, check_readiness
@@ -156,6 +157,7 @@ class Runtime:
         self.redis = redis
         self.metrics = Metrics(registry if registry is not None else CollectorRegistry())
         self.hub = EventHub()
+        self.controls = ControlState(redis)
         self.marks: dict[str, Decimal] = {}
         self.risk = RiskManager(
             RiskLimits(
@@ -265,6 +267,7 @@ class Runtime:
         NB: waits (briefly) for the bus subscription, so nothing published
         right after start is missed by this replica's WebSockets.
         """
+        await self._restore_controls()
         self._tasks.append(asyncio.create_task(self._pump_bus(), name="bus-pump"))
         self._tasks.append(asyncio.create_task(self._consume_events(), name="event-consumer"))
         self._tasks.append(asyncio.create_task(self._lead(), name="leadership"))
@@ -386,25 +389,57 @@ class Runtime:
             "halted": state is not None,
             "reason": state.reason if state is not None else None,
         }
-        task = asyncio.get_running_loop().create_task(self._publish_quietly(event))
+        task = asyncio.get_running_loop().create_task(self._broadcast_halt(state, event))
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
 
+    async def _broadcast_halt(self, state: HaltState | None, event: Event) -> None:
+        try:
+            await self.controls.save_halt(state)
+        except StorageUnavailableError:
+            logger.error("Kill switch change NOT persisted: redis unreachable")  # noqa: TRY400 - the cause is the message
+        await self._publish_quietly(event)
+
     async def set_kill_switch(self, *, engaged: bool, reason: str) -> HaltState | None:
-        """Engage or release the kill switch on every replica."""
+        """Engage or release the kill switch on every replica, and keep it across restarts."""
         if engaged:
             self.risk.halt(reason)
             logger.warning("Kill switch engaged", extra={"reason": reason})
         else:
             self.risk.resume()
             logger.warning("Kill switch released", extra={"reason": reason})
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
         return self.risk.halt_state
 
     async def set_strategy_enabled(self, name: str, *, enabled: bool) -> Any:
         """Enable or disable a strategy on every replica; raise ``UnknownStrategyError``."""
         config = self.strategies.enable(name) if enabled else self.strategies.disable(name)
+        try:
+            await self.controls.save_strategy(name, enabled=enabled)
+        except StorageUnavailableError:
+            logger.error("Strategy switch NOT persisted: redis unreachable")  # noqa: TRY400 - the cause is the message
         await self._publish_quietly({"type": "strategy", "name": name, "enabled": enabled})
         return config
+
+    async def _restore_controls(self) -> None:
+        """Apply the kill switch and strategy switches saved by any replica before us."""
+        try:
+            saved = await self.controls.load()
+        except StorageUnavailableError:
+            logger.warning("Saved controls not read (redis unreachable); using the env config")
+            return
+        self._applying_remote = True
+        try:
+            if saved.halt is not None:
+                reason, automatic = saved.halt
+                self.risk.halt(reason, automatic=automatic)
+                logger.warning("Kill switch engaged from saved state", extra={"reason": reason})
+            for name, enabled in saved.strategies.items():
+                with contextlib.suppress(UnknownStrategyError):
+                    _ = self.strategies.enable(name) if enabled else self.strategies.disable(name)
+        finally:
+            self._applying_remote = False
 
     async def _publish_quietly(self, event: Event) -> None:
         try:
