@@ -44,6 +44,10 @@ INGEST_TARGET_RATIO = 0.8
 P99_TARGET_MS = 10.0
 
 
+async def _no_reset(_: Any) -> None:
+    """Same pool settings as the store: no reset query on release."""
+
+
 def _percentile(samples: Sequence[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -191,7 +195,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         # slow, which would show up as order latency the service never sees.
         del klines
         gc.collect()
-        baseline_pool = await asyncpg.create_pool(url, min_size=10, max_size=10)
+        baseline_pool = await asyncpg.create_pool(url, min_size=10, max_size=10, reset=_no_reset)
         try:
             import uuid
             from datetime import UTC, datetime

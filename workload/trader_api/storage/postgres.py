@@ -96,6 +96,15 @@ def _unavailable_as_storage_error() -> Iterator[None]:
         raise StorageUnavailableError(f"database unreachable: {exc}") from exc
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Return a connection to the pool without asyncpg's reset query.
+
+    NB: asyncpg still rolls back an open transaction first; the store never
+    changes session state (no SET, LISTEN or session advisory lock on pooled
+    connections), so the reset query would only add a round trip per call.
+    """
+
+
 def _kline(row: asyncpg.Record) -> Kline:
     return Kline(
         symbol=row["symbol"],
@@ -225,21 +234,23 @@ class PostgresStore:
         """
         policy = policy or KlinesPolicy()
         with _unavailable_as_storage_error():
+            # A connection of its own for the schema work: the session advisory
+            # lock it takes can never leak into the pool, even if cancelled.
+            admin = await asyncpg.connect(url, timeout=connect_timeout_s)
+            try:
+                async with migration_lock(admin):
+                    await migrate(admin)
+                    retention = await apply_timescale(admin, policy)
+            finally:
+                await admin.close()
             pool = await asyncpg.create_pool(
                 url,
                 min_size=min_size,
                 max_size=max_size,
                 command_timeout=command_timeout_s,
                 timeout=connect_timeout_s,
+                reset=_keep_session,
             )
-        try:
-            with _unavailable_as_storage_error():
-                async with pool.acquire() as conn, migration_lock(conn):
-                    await migrate(conn)
-                    retention = await apply_timescale(conn, policy)
-        except BaseException:
-            await pool.close()
-            raise
         logger.info("storage: postgresql ready; %s", retention.summary)
         return cls(pool, retention=retention)
 
