@@ -252,3 +252,14 @@ async def test_restoring_redis_while_it_runs_is_refused(cli: Cli, trading_databa
     refused = cli("restore", made.result["name"], "--what", "both", database_url=trading_database)
     assert refused.code == 1
     assert "redis is running" in refused.result["error"]
+
+
+def test_redis_answering_with_a_wrong_password_still_counts_as_running(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    from trader_api.backup.redis import redis_is_running
+
+    wrong = redis_url.replace(redis_server.password, "wrong-password")
+    assert redis_is_running(wrong)
+    redis_server.stop()
+    assert not redis_is_running(redis_url)

@@ -19,7 +19,9 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from trader_api.backup.errors import BackupError
 from trader_api.backup.files import copy_file_durably, fsync_dir, fsync_file, sha256_of
@@ -186,13 +188,23 @@ def backup_redis(
 
 
 def redis_is_running(url: str) -> bool:
+    """Return whether anything answers at ``url``.
+
+    NB: an error *reply* (wrong password, loading) still means a running Redis;
+    only a refused or timed-out connection means it is stopped.
+    """
     client = _client(url)
     try:
-        return bool(client.ping())
-    except (RedisError, OSError):
+        client.ping()
+    except AuthenticationError:  # NB: a subclass of ConnectionError, yet an answer
+        return True
+    except (RedisConnectionError, RedisTimeoutError, OSError):
         return False
+    except RedisError:
+        return True
     finally:
         client.close()
+    return True
 
 
 def restore_redis(
