@@ -136,7 +136,6 @@ class Kube:
     def __init__(self, client: AsyncClient, *, field_manager: str = FIELD_MANAGER) -> None:
         self._client = client
         self._field_manager = field_manager
-        self._read_slots = asyncio.Semaphore(READ_CONCURRENCY)
         self._service_monitor: tuple[float, bool] | None = None
         self.calls: Counter[str] = Counter()
 
@@ -165,17 +164,14 @@ class Kube:
         """Return the live object as a dict, or None when it does not exist."""
         api_version, kind, name = key
         self._count("get", kind)
-        async with self._read_slots:
-            try:
-                found = await self._client.get(
-                    _resource(api_version, kind), name, namespace=namespace
-                )
-            except ApiError as error:
-                if error.status.code == NOT_FOUND:
-                    return None
-                raise KubeError(
-                    _describe(error, verb="get", what=f"{kind} {namespace}/{name}")
-                ) from error
+        try:
+            found = await self._client.get(_resource(api_version, kind), name, namespace=namespace)
+        except ApiError as error:
+            if error.status.code == NOT_FOUND:
+                return None
+            raise KubeError(
+                _describe(error, verb="get", what=f"{kind} {namespace}/{name}")
+            ) from error
         result: dict[str, Any] = found.to_dict()
         return result
 
@@ -188,7 +184,14 @@ class Kube:
     ) -> dict[ObjectKey, dict[str, Any] | None]:
         """Return the live objects for ``keys`` (None for each that does not exist)."""
         ordered = list(dict.fromkeys(keys))
-        found = await asyncio.gather(*(self.get(namespace=namespace, key=k) for k in ordered))
+        # NB: a bound per pass, not per process: one slow bot must not starve the others.
+        slots = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def limited(key: ObjectKey) -> dict[str, Any] | None:
+            async with slots:
+                return await self.get(namespace=namespace, key=key)
+
+        found = await asyncio.gather(*(limited(key) for key in ordered))
         return dict(zip(ordered, found, strict=True))
 
     async def secrets(

@@ -47,6 +47,7 @@ class OperatorState:
     kube: Kube
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     dirty: set[tuple[str, str]] = field(default_factory=set)
+    debouncing: set[tuple[str, str]] = field(default_factory=set)
     phases: dict[tuple[str, str], str] = field(default_factory=dict)
     closing: bool = False
 

@@ -6,6 +6,7 @@ any event on a child we manage (deleted or edited by hand -> restored at once).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -19,6 +20,7 @@ from traderbot_operator.kube import ConflictError, Kube, KubeError, load_credent
 from traderbot_operator.models import GROUP, PLURAL, VERSION
 
 DRIFT_INTERVAL_SECONDS = float(os.environ.get("TRADERBOT_DRIFT_INTERVAL_SECONDS", "60"))
+CHILD_DEBOUNCE_SECONDS = float(os.environ.get("TRADERBOT_CHILD_DEBOUNCE_SECONDS", "1"))
 CONFLICT_RETRY_SECONDS = 2.0
 ERROR_RETRY_SECONDS = 15.0
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
@@ -68,6 +70,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     schema stays exactly ours.
     """
     settings.posting.enabled = False
+    # One line per HTTP request would drown the operator's own log.
+    for noisy in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     # The namespaces are exact names and the kinds are known: no cluster scanning
     # (which would need list/watch on namespaces and CRDs cluster-wide).
     settings.scanning.disabled = True
@@ -166,6 +171,17 @@ def _register_child_watch(group: str, version: str, plural: str) -> None:
         owner = owner_of(body)
         if owner is None:
             return
+        state = operator_state(memo)
+        key = (namespace, owner)
+        if key in state.debouncing:
+            return  # a pass for this bot is already due: it will see this change too
+        state.debouncing.add(key)
+        try:
+            # NB: children change in bursts (a rollout touches a dozen objects); one
+            # pass after the burst replaces a dozen identical ones.
+            await asyncio.sleep(CHILD_DEBOUNCE_SECONDS)
+        finally:
+            state.debouncing.discard(key)
         try:
             await _reconcile(memo, namespace=namespace, name=owner, trigger="child", coalesce=True)
         except kopf.TemporaryError as error:
