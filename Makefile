@@ -60,6 +60,14 @@ run: $(STAMP) ## run trader-api alone (embedded store, paper mode) on :3000
 bench-storage: setup ## klines ingest vs psql \copy, order latency at 200/s (own durable PostgreSQL)
 	$(PY) bench/storage_ingest.py
 
+.PHONY: bench-operator
+bench-operator: $(STAMP) k8s-binaries ## 100 TraderBots to Ready on the local control plane, then 5 min of steady state
+	$(PY) bench/operator_scale.py
+
+.PHONY: crd-docs
+crd-docs: $(STAMP) ## regenerate docs/crd-reference.md from crds/ (a unit test fails when it is stale)
+	$(PY) -m traderbot_operator.crd_reference
+
 .PHONY: test-cluster
 test-cluster: setup k8s-binaries ## tests against a local Kubernetes control plane (tests/cluster)
 	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
@@ -82,10 +90,11 @@ tools: ## install the pinned delivery linters (hadolint, checkov) into ~/.cache/
 	@bash hack/install-tools.sh >&2
 
 .PHONY: chart-crds
-chart-crds: $(STAMP) ## sync the charts with crds/ (the source of truth): CRD copies, bots values schema
+chart-crds: $(STAMP) ## sync the charts with crds/ and the operator's RBAC rules (copies, generated files)
 	rm -f charts/traderbot-operator/crds/*.yaml
 	cp crds/*.yaml charts/traderbot-operator/crds/
 	$(PY) tests/unit/delivery/bots_schema.py
+	$(PY) tests/unit/delivery/chart_rbac.py
 
 .PHONY: lint-docker
 lint-docker: tools ## hadolint the Dockerfile (warnings fail)
