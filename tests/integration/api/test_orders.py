@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from support.servers import RedisServer
 from unit.workload.api_support import API_KEY, eventually
@@ -126,3 +128,22 @@ async def test_an_order_taken_while_redis_is_down_is_committed_and_filled_exactl
     assert filled.json()["filled_quantity"] == "0.02"
     fills = (await client.get("/api/v1/fills", params={"order_id": order_id})).json()
     assert len(fills) == 1
+
+
+async def test_concurrent_orders_never_exceed_max_open_orders(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    app.state.runtime.risk.limits = replace(app.state.runtime.risk.limits, max_open_orders=5)
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/api/v1/orders",
+                json=order(f"burst-{i}", type="limit", limit_price="1000"),
+                headers=KEY,
+            )
+            for i in range(20)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [201] * 5 + [422] * 15
+    open_orders = (await client.get("/api/v1/risk")).json()["open_orders"]
+    assert open_orders == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -366,3 +367,20 @@ async def test_a_throttled_client_gets_429_with_retry_after_and_is_logged(
     assert (await client.get("/health/ready")).status_code == 200
     text = (await client.get("/metrics")).text
     assert 'http_requests_total{method="GET",path="/api/v1/orders",status="429"}' in text
+
+
+@pytest.mark.parametrize("settings", [embedded_settings(risk_max_open_orders=5)])
+async def test_concurrent_orders_never_exceed_max_open_orders(client: httpx.AsyncClient) -> None:
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/api/v1/orders",
+                json=market_order(f"burst-{i}", type="limit", limit_price="1000"),
+                headers=KEY,
+            )
+            for i in range(20)
+        )
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] * 5 + [422] * 15
+    assert {r.json()["code"] for r in responses if r.status_code == 422} == {"max_open_orders"}

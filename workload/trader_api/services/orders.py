@@ -13,11 +13,11 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from trader_api.domain import Order, OrderStatus, OrderType, Side
+from trader_api.domain import Order, OrderStatus, OrderType, Position, Side
 from trader_api.risk import (
     OrderRequest,
     PortfolioSnapshot,
@@ -103,6 +103,82 @@ def reject_code(order: Order) -> str:
     return code if code in RejectCode.__members__.values() else "rejected"
 
 
+@dataclass(slots=True)
+class _Decided:
+    order: Order
+    visible_from: int | None = None
+
+
+class DecisionWindow:
+    """Orders approved but not yet visible to every later portfolio read.
+
+    Risk decisions read the portfolio from the store, then commit. Holding a
+    lock across both would serialize every commit (about 1/commit-latency
+    orders per second); instead each decision adds the orders approved
+    before it that its own read may have missed. An order leaves the window
+    once every read still running started after its commit finished.
+
+    NB: this can count an order twice (its commit raced the read), never
+    zero times: the error is on the side of refusing, as risk should be. It
+    covers one replica; replicas still race each other by a commit's width.
+    """
+
+    def __init__(self) -> None:
+        self._next_read = 0
+        self._active_reads: set[int] = set()
+        self._decided: dict[uuid.UUID, _Decided] = {}
+
+    def __len__(self) -> int:
+        return len(self._decided)
+
+    def begin_read(self) -> int:
+        number = self._next_read
+        self._next_read += 1
+        self._active_reads.add(number)
+        return number
+
+    def end_read(self, number: int) -> None:
+        self._active_reads.discard(number)
+        self._prune()
+
+    def add(self, order: Order) -> None:
+        self._decided[order.id] = _Decided(order)
+
+    def committed(self, order_id: uuid.UUID) -> None:
+        decided = self._decided.get(order_id)
+        if decided is not None:
+            decided.visible_from = self._next_read
+            self._prune()
+
+    def abandon(self, order_id: uuid.UUID) -> None:
+        self._decided.pop(order_id, None)
+
+    def adjust(self, portfolio: PortfolioSnapshot) -> PortfolioSnapshot:
+        """Return ``portfolio`` with the window's orders counted as open and filled."""
+        if not self._decided:
+            return portfolio
+        positions = dict(portfolio.positions)
+        for decided in self._decided.values():
+            order = decided.order
+            current = positions.get(order.symbol) or Position.flat(
+                order.symbol, at=order.created_at
+            )
+            positions[order.symbol] = replace(
+                current, quantity=current.quantity + order.quantity * order.side.sign
+            )
+        return replace(
+            portfolio,
+            positions=positions,
+            open_orders=portfolio.open_orders + len(self._decided),
+        )
+
+    def _prune(self) -> None:
+        oldest = min(self._active_reads, default=self._next_read)
+        for order_id, decided in list(self._decided.items()):
+            if decided.visible_from is not None and decided.visible_from <= oldest:
+                del self._decided[order_id]
+
+
 class OrderService:
     """Take, list and cancel orders on any replica."""
 
@@ -128,9 +204,7 @@ class OrderService:
         self._metrics = metrics
         self._clock = clock
         self._cancel_timeout = cancel_timeout_seconds
-        # NB: one risk decision at a time per replica, so two concurrent orders
-        # cannot both pass "max open orders" on a stale count.
-        self._decide = asyncio.Lock()
+        self.window = DecisionWindow()
 
     async def portfolio(self) -> PortfolioSnapshot:
         """Read the portfolio the risk manager checks against."""
@@ -161,37 +235,34 @@ class OrderService:
         existing = await self._store.get_order_by_client_id(ticket.client_order_id)
         if existing is not None:
             return self._resubmission(ticket, existing), False
-        async with self._decide:
-            decision = self._risk.check(
-                OrderRequest(
-                    symbol=ticket.symbol,
-                    side=ticket.side,
-                    quantity=ticket.quantity,
-                    limit_price=ticket.limit_price,
-                ),
-                await self.portfolio(),
-            )
-            now = self._clock()
-            order = Order(
-                id=uuid.uuid4(),
-                client_order_id=ticket.client_order_id,
+        reading = self.window.begin_read()
+        try:
+            portfolio = self.window.adjust(await self.portfolio())
+            request = OrderRequest(
                 symbol=ticket.symbol,
                 side=ticket.side,
-                type=ticket.type,
                 quantity=ticket.quantity,
                 limit_price=ticket.limit_price,
-                status=OrderStatus.NEW,
-                filled_quantity=Decimal(0),
-                average_fill_price=None,
-                created_at=now,
-                updated_at=now,
-                strategy=ticket.strategy,
             )
+            decision = self._risk.check(request, portfolio)
+            order = self._new_order(ticket)
             if isinstance(decision, Rejected):
                 order = order.with_status(
-                    OrderStatus.REJECTED, at=now, reason=reject_reason(decision)
+                    OrderStatus.REJECTED, at=order.created_at, reason=reject_reason(decision)
                 )
+            else:
+                self.window.add(order)
+        finally:
+            self.window.end_read(reading)
+        try:
             stored, created = await self._store.create_order(order)
+        except BaseException:
+            self.window.abandon(order.id)
+            raise
+        if created:
+            self.window.committed(order.id)
+        else:
+            self.window.abandon(order.id)
         if not created:
             return self._resubmission(ticket, stored), False
         self._metrics.orders.labels(stored.side.value, stored.status.value).inc()
@@ -222,6 +293,24 @@ class OrderService:
                 logger.warning("Order event not published: %s", result)
             elif isinstance(result, BaseException):
                 raise result
+
+    def _new_order(self, ticket: OrderTicket) -> Order:
+        now = self._clock()
+        return Order(
+            id=uuid.uuid4(),
+            client_order_id=ticket.client_order_id,
+            symbol=ticket.symbol,
+            side=ticket.side,
+            type=ticket.type,
+            quantity=ticket.quantity,
+            limit_price=ticket.limit_price,
+            status=OrderStatus.NEW,
+            filled_quantity=Decimal(0),
+            average_fill_price=None,
+            created_at=now,
+            updated_at=now,
+            strategy=ticket.strategy,
+        )
 
     def _resubmission(self, ticket: OrderTicket, stored: Order) -> Order:
         if not ticket.same_order_as(stored):
