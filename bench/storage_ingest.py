@@ -165,13 +165,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         # shared 2-core machine one round alone is mostly noise.
         copy_runs: list[float] = []
         store_runs: list[float] = []
+        whole_runs: list[float] = []  # one call with every row: one transaction, as psql
         for _ in range(args.rounds):
             await _truncate(url, "klines_copy")
             copy_runs.append(_psql_copy(server, database, klines, Path(tmp)))
             await _truncate(url, "klines")
             store_runs.append(await _store_ingest(store, klines, args.batch))
+            await _truncate(url, "klines")
+            whole_runs.append(await _store_ingest(store, klines, len(klines)))
         copy_s = statistics.median(copy_runs)
         store_s = statistics.median(store_runs)
+        whole_s = statistics.median(whole_runs)
         upsert_s = await _store_ingest(store, klines, args.batch)  # every row conflicts now
         await _truncate(url, "klines")
         unnest_s = await _raw_ingest(url, klines, args.batch, PostgresStore._upsert_unnest)
@@ -185,6 +189,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "psql_copy_rows_per_s": round(n / copy_s),
             "store_rows_per_s": round(n / store_s),
             "store_vs_copy": round(copy_s / store_s, 2),
+            "store_one_call_rows_per_s": round(n / whole_s),
+            "store_one_call_vs_copy": round(copy_s / whole_s, 2),
             "store_upsert_existing_rows_per_s": round(n / upsert_s),
             "unnest_insert_rows_per_s": round(n / unnest_s),
             "executemany_rows_per_s": round((n // 10) / many_s),
