@@ -103,11 +103,9 @@ EOF
   kubectl -n "${bot_ns}" wait "${backup}" --for=jsonpath='{.status.phase}'=Completed --timeout=10m
   kubectl -n "${bot_ns}" get "${backup}" -o jsonpath='{.status}' | jq .
 else
-  # Until TraderBotBackup lands: a Job from the backup CronJob, with the sub-command.
+  # Without the TraderBotBackup CRD: a Job from the backup CronJob's template.
   job="${bot}-backup-e2e-$(date +%s)"
-  kubectl -n "${bot_ns}" create job "${job}" --from="cronjob/${bot}-backup" --dry-run=client -o json \
-    | jq '.spec.template.spec.containers[0].args = ["backup"]' \
-    | kubectl -n "${bot_ns}" create -f -
+  kubectl -n "${bot_ns}" create job "${job}" --from="cronjob/${bot}-backup"
   kubectl -n "${bot_ns}" wait "job/${job}" --for=condition=complete --timeout=10m
   kubectl -n "${bot_ns}" logs "job/${job}" | tail -n 1 | jq -e '.ok == true'
 fi

@@ -50,46 +50,27 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{/*
-The RBAC rules the operator needs in a namespace it manages. The same list
-serves the ClusterRole (cluster-wide mode) and each per-namespace Role.
-NB: this is traderbot_operator.rbac.RULES (the operator's one list of what
-its code calls, also the table of docs/operator.md), minus the cluster-scoped
-CRD read; a unit test compares the two, and a cluster test runs the operator
-with the chart's own ServiceAccount and these rules.
-Server-side apply is `patch`, creating through apply also needs `create`;
-`delete` only where the operator prunes (the backup CronJob, ServiceMonitors).
+The RBAC rules the operator needs in a namespace it manages (the same list
+serves the ClusterRole in cluster-wide mode and each per-namespace Role), and
+the cluster-scoped ones. Both come from files/operator-rules.yaml, generated
+from traderbot_operator.rbac.RULES (the operator's one list of the calls its
+code makes, also the table of docs/operator.md): a unit test fails when the
+file is stale, and a cluster test runs the operator with these rules.
 */}}
+{{- define "traderbot-operator.rules" -}}
+{{- .Files.Get "files/operator-rules.yaml" | fromYaml | toJson -}}
+{{- end -}}
+
 {{- define "traderbot-operator.namespacedRules" -}}
-- apiGroups: [traderbot.dev]
-  resources: [traderbots]
-  verbs: [get, list, watch, patch]
-- apiGroups: [traderbot.dev]
-  resources: [traderbots/status]
-  verbs: [get, patch]
-- apiGroups: [""]
-  resources: [secrets, services, persistentvolumeclaims]
-  verbs: [get, list, watch, create, patch]
-- apiGroups: [apps]
-  resources: [deployments, statefulsets]
-  verbs: [get, list, watch, create, patch]
-- apiGroups: [policy]
-  resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, patch]
-- apiGroups: [networking.k8s.io]
-  resources: [networkpolicies]
-  verbs: [get, list, watch, create, patch]
-- apiGroups: [batch]
-  resources: [cronjobs]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [""]
-  resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
-{{- if .Values.rbac.serviceMonitors }}
-- apiGroups: [monitoring.coreos.com]
-  resources: [servicemonitors]
-  verbs: [get, list, watch, create, patch, delete]
-{{- end }}
+{{- $kept := list -}}
+{{- range (include "traderbot-operator.rules" . | fromJson).namespaced -}}
+{{- if or $.Values.rbac.serviceMonitors (not (has "monitoring.coreos.com" .apiGroups)) -}}
+{{- $kept = append $kept . -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $kept -}}
+{{- end -}}
+
+{{- define "traderbot-operator.clusterRules" -}}
+{{- toYaml (include "traderbot-operator.rules" . | fromJson).cluster -}}
 {{- end -}}

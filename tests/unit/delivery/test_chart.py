@@ -17,6 +17,7 @@ from traderbot_operator.__main__ import parse_args
 from traderbot_operator.handlers.traderbot import CHILD_KINDS
 from traderbot_operator.models import GROUP, PLURAL
 from traderbot_operator.rbac import RULES
+from unit.delivery import chart_rbac
 from unit.delivery.delivery_tools import (
     CHART_DIR,
     KUBERNETES_VERSION,
@@ -197,6 +198,11 @@ def needed_namespaced_rules() -> dict[Rule, set[str]]:
 
 def granted(role: Manifest) -> dict[Rule, set[str]]:
     return flatten(rules_of(role))
+
+
+def test_chart_rules_file_is_generated_from_the_current_operator_rules() -> None:
+    committed = chart_rbac.RULES_PATH.read_text()
+    assert committed == chart_rbac.render(), "stale: run `make chart-crds`"
 
 
 def test_operator_rules_cover_every_child_kind_the_operator_watches() -> None:

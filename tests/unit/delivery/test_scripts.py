@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,9 +75,16 @@ def test_e2e_applies_an_example_that_exists_under_the_name_it_waits_for() -> Non
 def test_e2e_runs_the_suites_cluster_tier_with_the_existing_cluster_option() -> None:
     text = E2E.read_text()
     assert "pytest tests/cluster --use-existing-cluster --kubeconfig" in text
-    conftest = (REPO_ROOT / "tests" / "cluster" / "conftest.py").read_text()
-    assert '"--use-existing-cluster"' in conftest
-    assert '"--kubeconfig"' in conftest
+    usage = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/cluster", "--help", "-p", "no:cacheprovider"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "--use-existing-cluster" in usage
+    assert "--kubeconfig" in usage
 
 
 def test_make_targets_call_the_scripts() -> None:

@@ -197,18 +197,14 @@ def operator_backup_container() -> dict[str, Any]:
     return container_spec
 
 
-KNOWN_BAD_BACKUP_COMMAND = ["trader-backup"]  # no sub-command: argparse exits 2
-
-
-@pytest.mark.xfail(
-    operator_backup_container().get("command") == KNOWN_BAD_BACKUP_COMMAND,
-    reason="the operator's CronJob runs `trader-backup` without the `backup` sub-command",
-    strict=True,
-)
 def test_the_operator_backup_cronjob_runs_a_valid_trader_backup_command(
     installed: Path, tmp_path: Path
 ) -> None:
-    """Run the CronJob's command from the wheel with no database: a failure, not bad usage."""
+    """Run the CronJob's command from the wheel with no database: a failed backup, not bad usage.
+
+    NB: the operator and trader-backup are built by different people; this is
+    the one place where the CronJob's command line meets the program's parser.
+    """
     container = operator_backup_container()
     argv = [*container.get("command", []), *container.get("args", [])]
     assert argv[0] == "trader-backup"
