@@ -58,6 +58,8 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::numeric[], $
 ON CONFLICT (symbol, interval, open_time) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
     close = EXCLUDED.close, volume = EXCLUDED.volume
+WHERE (klines.open, klines.high, klines.low, klines.close, klines.volume)
+    IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)
 """
 
 _STAGE_TABLE: Final = "klines_stage"
@@ -70,6 +72,8 @@ SELECT symbol, interval, open_time, open, high, low, close, volume FROM klines_s
 ON CONFLICT (symbol, interval, open_time) DO UPDATE SET
     open = EXCLUDED.open, high = EXCLUDED.high, low = EXCLUDED.low,
     close = EXCLUDED.close, volume = EXCLUDED.volume
+WHERE (klines.open, klines.high, klines.low, klines.close, klines.volume)
+    IS DISTINCT FROM (EXCLUDED.open, EXCLUDED.high, EXCLUDED.low, EXCLUDED.close, EXCLUDED.volume)
 """
 
 # Errors meaning "the server is not there (now)", as opposed to a bug or bad data.

@@ -66,10 +66,11 @@ class Store(Protocol):
     """
 
     async def insert_klines(self, klines: Iterable[Kline]) -> int:
-        """Upsert klines on (symbol, interval, open_time); return how many were written.
+        """Upsert klines on (symbol, interval, open_time); return how many distinct keys.
 
         A later kline with the same key replaces the earlier one (a candle that
-        was still open when first stored).
+        was still open when first stored); re-sending identical klines is a
+        no-op (counted, not rewritten).
         """
         ...
 
