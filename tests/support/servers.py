@@ -8,6 +8,10 @@ NB: we run as root, and PostgreSQL refuses to run as root, so ``initdb`` and
 ``postgres`` run as the unprivileged ``postgres`` user (setuid in the child
 before exec). Every server is its own process group and gets
 ``PR_SET_PDEATHSIG`` so it dies with the test process even on a crash.
+
+NB: the kernel sends that signal when the *thread* that started the server
+ends, so call ``start()`` from the main thread (an async test is fine; a
+worker thread of ``asyncio.to_thread`` is not: the server would die with it).
 """
 
 from __future__ import annotations
