@@ -218,7 +218,7 @@ async def test_every_subscriber_on_every_replica_sees_every_event(backend: Backe
             "type": "order",
             "id": str(order_id),
             "price": "42000.10",
-            "at": "2026-01-05 00:00:00+00:00",
+            "at": "2026-01-05T00:00:00+00:00",
         }
         for events in (first, second):
             assert await _next_event(events) == expected

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
+from datetime import date, datetime
 from typing import Any, Final
 
 from redis.asyncio import Redis
@@ -28,9 +29,15 @@ _SUBSCRIBE_TIMEOUT_S: Final = 5.0
 _DEFAULT_QUEUE_SIZE: Final = 1000
 
 
+def _to_json(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)  # Decimal and UUID: exact strings, never floats
+
+
 def encode_event(event: Mapping[str, Any]) -> str:
-    """Serialize an event; Decimals, UUIDs and datetimes become strings (exact, not floats)."""
-    return json.dumps(dict(event), default=str, separators=(",", ":"))
+    """Serialize an event; Decimals and UUIDs become strings, datetimes ISO 8601."""
+    return json.dumps(dict(event), default=_to_json, separators=(",", ":"))
 
 
 class RedisEventBus:
