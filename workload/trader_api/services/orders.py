@@ -230,11 +230,8 @@ class OrderService:
         if ticket.symbol not in self._symbols:
             known = ", ".join(sorted(self._symbols))
             raise UnknownSymbolError(f"symbol {ticket.symbol!r} is not traded here ({known})")
-        # NB: a resubmission is answered without queueing behind new orders;
-        # two first submissions racing are settled by create_order (one row).
-        existing = await self._store.get_order_by_client_id(ticket.client_order_id)
-        if existing is not None:
-            return self._resubmission(ticket, existing), False
+        # NB: no lookup of the client_order_id first: create_order settles
+        # resubmissions (and racing first submissions) in the same round trip.
         reading = self.window.begin_read()
         try:
             portfolio = self.window.adjust(await self.portfolio())
