@@ -97,7 +97,7 @@ if kubectl get crd traderbotbackups.traderbot.dev >/dev/null 2>&1; then
 apiVersion: traderbot.dev/v1alpha1
 kind: TraderBotBackup
 metadata: {generateName: ${bot}-e2e-}
-spec: {botRef: {name: ${bot}}}
+spec: {botName: ${bot}}
 EOF
 )"
   kubectl -n "${bot_ns}" wait "${backup}" --for=jsonpath='{.status.phase}'=Completed --timeout=10m

@@ -90,7 +90,7 @@ def test_operations_guide_has_a_section_for_each_seed_section() -> None:
         ("Rate limit exceeded grep", "Rate limit exceeded"),
         ("circuit grep", "circuit"),
         ("pg_dump backup", "trader-backup"),
-        ("tables-only backup", "orders,positions"),
+        ("tables-only backup", "spec.tables: [orders, positions]"),
         ("restore stops the API first", "kubectl scale tb/alpha --replicas=0"),
         ("on-demand backup resource", "kind: TraderBotBackup"),
         ("restore resource", "TraderBotRestore"),
