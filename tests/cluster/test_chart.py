@@ -23,10 +23,11 @@ import pytest
 import yaml
 from lightkube import ApiError, Client
 from lightkube.codecs import from_dict
+from lightkube.models.core_v1 import Container, PodSpec, SecurityContext
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.batch_v1 import CronJob
-from lightkube.resources.core_v1 import Namespace, PersistentVolume, Secret, Service
+from lightkube.resources.core_v1 import Namespace, PersistentVolume, Pod, Secret, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
@@ -40,6 +41,10 @@ HELM_TIMEOUT = "120s"
 PV_SIZE = "100Gi"
 PVS_PER_BOT = 4
 INSTANCE = "app.kubernetes.io/instance"
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
 CHILD_KINDS: tuple[Any, ...] = (
     Secret,
     Service,
@@ -90,12 +95,13 @@ def helm(cluster: ClusterUnderTest, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture
 def make_namespace(kube: Client) -> Iterator[Callable[[str], str]]:
-    """Create extra namespaces for one test (the release's, the bots', a foreign one)."""
+    """Create namespaces for one test (the release's, the bots', a foreign one), PSS restricted."""
     made: list[str] = []
 
     def make(role: str) -> str:
         name = f"t-chart-{role}-{secrets.token_hex(3)}"
-        kube.create(Namespace(metadata=ObjectMeta(name=name)))
+        # Pods that break the "restricted" Pod Security Standard are refused here.
+        kube.create(Namespace(metadata=ObjectMeta(name=name, labels=RESTRICTED)))
         made.append(name)
         return name
 
@@ -307,3 +313,19 @@ def test_helm_upgrade_leaves_running_bots_untouched(
     finally:
         runner.stop()
     assert snapshot(kube, release.watch, bot) == before
+
+
+def test_restricted_namespaces_do_refuse_a_privileged_pod(
+    kube: Client, make_namespace: Callable[[str], str]
+) -> None:
+    """Guard the guard: the namespaces above really enforce Pod Security "restricted"."""
+    namespace = make_namespace("pss")
+    privileged = Pod(
+        metadata=ObjectMeta(name="privileged"),
+        spec=PodSpec(
+            containers=[
+                Container(name="x", image="x:1", securityContext=SecurityContext(privileged=True))
+            ]
+        ),
+    )
+    assert forbidden(lambda: kube.create(privileged, namespace=namespace))
