@@ -42,7 +42,7 @@ _KLINE_COLUMNS: Final = (
     "close",
     "volume",
 )
-# Above this many rows, COPY into a staging table beats one multi-row INSERT (bench/).
+# From this many rows on, COPY beats one multi-row INSERT (bench/storage_ingest.py).
 COPY_THRESHOLD: Final = 256
 
 _ORDER_COLUMNS: Final = (
