@@ -12,6 +12,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from traderbot_operator.__main__ import parse_args
 from traderbot_operator.handlers.traderbot import CHILD_KINDS
@@ -378,3 +379,26 @@ def test_release_objects_live_in_the_release_namespace(helm: Helm) -> None:
             assert "namespace" not in manifest["metadata"]
         else:
             assert manifest["metadata"]["namespace"] == "traderbot-system", manifest["kind"]
+
+
+def leaf_keys(values: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from leaf_keys(value, f"{path}.")
+        else:
+            yield path
+
+
+def test_chart_readme_documents_every_value() -> None:
+    readme = (CHART_DIR / "README.md").read_text()
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    for key in leaf_keys(values):
+        if key.startswith("resources."):
+            continue  # one row documents the whole block
+        last = key.rsplit(".", 1)[-1]
+        documented = f"`{key}`" in readme or (
+            f".{last}`" in readme and f"`{key.rsplit('.', 1)[0]}." in readme
+        )
+        assert documented, f"charts/traderbot-operator/README.md does not document {key}"
+    assert "`resources`" in readme
