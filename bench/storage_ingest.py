@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.servers import PostgresServer, running_postgres
 from support.trading_data import make_klines, make_order
 from trader_api.domain import Kline
-from trader_api.storage.postgres import PostgresStore
+from trader_api.storage.postgres import COPY_THRESHOLD, PostgresStore
 
 INGEST_TARGET_RATIO = 0.8
 P99_TARGET_MS = 10.0
@@ -82,6 +82,22 @@ async def _raw_ingest(
         return time.perf_counter() - started
     finally:
         await conn.close()
+
+
+async def _crossover(url: str, klines: list[Kline]) -> dict[str, dict[str, int]]:
+    """Rows/s of both small-batch paths around ``COPY_THRESHOLD``, where the store switches."""
+    crossover: dict[str, dict[str, int]] = {}
+    for size in (64, COPY_THRESHOLD, 1024):
+        sample = klines[: size * 20]
+        rates: dict[str, int] = {}
+        for path, how in (
+            ("unnest", PostgresStore._upsert_unnest),
+            ("copy", PostgresStore._upsert_copy),
+        ):
+            await _truncate(url, "klines")
+            rates[path] = round(len(sample) / await _raw_ingest(url, sample, size, how))
+        crossover[str(size)] = rates
+    return crossover
 
 
 async def _executemany(conn: Any, klines: list[Kline]) -> None:
@@ -181,6 +197,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         unnest_s = await _raw_ingest(url, klines, args.batch, PostgresStore._upsert_unnest)
         await _truncate(url, "klines")
         many_s = await _raw_ingest(url, klines[: args.rows // 10], args.batch, _executemany)
+        crossover = await _crossover(url, klines)
         n = args.rows
         results["ingest"] = {
             "rows": n,
@@ -194,6 +211,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "store_upsert_existing_rows_per_s": round(n / upsert_s),
             "unnest_insert_rows_per_s": round(n / unnest_s),
             "executemany_rows_per_s": round((n // 10) / many_s),
+            "rows_per_s_by_batch_size": crossover,
+            "copy_threshold": COPY_THRESHOLD,
             "target_ratio": INGEST_TARGET_RATIO,
         }
 
