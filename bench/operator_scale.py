@@ -36,13 +36,16 @@ from lightkube.codecs import from_dict
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
 from traderbot_operator.kube import TraderBotResource
-from traderbot_operator.testing import LocalCluster
+from traderbot_operator.testing import LocalCluster, localcluster
 from traderbot_operator.testing.localcluster import free_loopback_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "traderbot.dev_traderbots.yaml"
 NAMESPACE = "bench-operator"
 VOLUMES_PER_BOT = 3  # database, Redis, backups
+# NB: each bot has 3 ClusterIP Services (API, database, Redis); the local control
+# plane's default /24 service range holds 254, so the benchmark widens it.
+BENCH_SERVICE_CIDR = "10.96.0.0/20"
 SAMPLE = re.compile(r'^traderbot_operator_api_requests_total\{kind="[^"]*",verb="([^"]*)"\} (\S+)$')
 
 
@@ -228,6 +231,7 @@ def main() -> None:
             timeout=args.timeout,
         )
     else:
+        localcluster.SERVICE_CIDR = BENCH_SERVICE_CIDR
         with LocalCluster() as cluster:
             figures = measure(
                 cluster.kubeconfig,

@@ -551,6 +551,8 @@ def _reconciled(bot: TraderBot, outcome: Outcome) -> ComponentState:
         return ComponentState(False, "InvalidSpec", "; ".join(outcome.invalid_spec))
     if outcome.forbidden_changes:
         return ComponentState(False, "ForbiddenChange", "; ".join(outcome.forbidden_changes))
+    if outcome.errors:
+        return ComponentState(False, "ApplyFailed", "; ".join(outcome.errors) + "; retrying")
     return ComponentState(True, "Applied", "children match the spec")
 
 

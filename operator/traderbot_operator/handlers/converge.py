@@ -21,7 +21,7 @@ from traderbot_operator import metrics
 from traderbot_operator.desired import build_children
 from traderbot_operator.desired.common import Names
 from traderbot_operator.desired.monitoring import SERVICE_MONITOR_API_VERSION
-from traderbot_operator.kube import Kube
+from traderbot_operator.kube import ConflictError, Kube, KubeError
 from traderbot_operator.models import API_VERSION, KIND, TraderBot
 from traderbot_operator.reconcile import (
     Action,
@@ -191,6 +191,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     writes = 0
     forbidden: list[str] = []
     written: list[Action] = []
+    failure: ConflictError | KubeError | None = None
     if not problems:
         for action in plan(desired, observed):
             if action.verb == "forbidden":
@@ -200,7 +201,11 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
                 )
             if not action.write:
                 continue
-            observed[action.key] = await kube.execute(namespace=namespace, action=action)
+            try:
+                observed[action.key] = await kube.execute(namespace=namespace, action=action)
+            except (ConflictError, KubeError) as error:
+                failure = error  # reported in status below, then retried by the caller
+                break
             metrics.WRITES.labels(verb=action.verb, kind=action.kind).inc()
             written.append(action)
             writes += 1
@@ -208,9 +213,15 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         await _event(state, body=body, type_="Normal", reason=reason, message=message)
         writes += 1
 
-    outcome = Outcome(invalid_spec=problems, forbidden_changes=tuple(forbidden))
+    outcome = Outcome(
+        invalid_spec=problems,
+        forbidden_changes=tuple(forbidden),
+        errors=() if failure is None else (str(failure),),
+    )
     status = compute_status(bot, observed=observed, outcome=outcome, now=datetime.now(UTC))
     writes += await _report(state, body=body, bot=bot, status=status)
+    if failure is not None:
+        raise failure
     return Result(phase=status["phase"], writes=writes, invalid_spec=problems)
 
 

@@ -356,3 +356,15 @@ def test_last_backup_comes_from_the_cronjob() -> None:
         bot(backup={"enabled": False}), observed={}, outcome=Outcome(), now=NOW
     )
     assert _conditions(disabled)["BackupScheduled"]["reason"] == "Disabled"
+
+
+def test_an_api_error_is_shown_in_status_without_hiding_the_components() -> None:
+    model = bot()
+    observed = _converged(model)
+    _ready(observed)
+    error = "create Service trading/alpha-api failed: HTTP 500 InternalError: range is full"
+    status = compute_status(model, observed=observed, outcome=Outcome(errors=(error,)), now=NOW)
+    reconciled = _conditions(status)["Reconciled"]
+    assert (reconciled["status"], reconciled["reason"]) == ("False", "ApplyFailed")
+    assert reconciled["message"].startswith(error)
+    assert _conditions(status)["ApiReady"]["status"] == "True"
