@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# The cluster tier's options must be known before tests/cluster/conftest.py loads,
+# so `pytest --use-existing-cluster` works from the repository root.
+pytest_plugins = ["support.cluster_options"]
+
 _TIERS = ("unit", "integration", "cluster")
 _ROOT = Path(__file__).parent
 
