@@ -128,6 +128,7 @@ def test_kubernetes_validation_does_reject_a_misspelt_field() -> None:
         ("replicaCount=2", "replicaCount"),
         ("logFormat=xml", "logFormat"),
         ("verbose=yes", "verbose"),
+        ("driftIntervalSeconds=1", "driftIntervalSeconds"),
         ("watchNamespaces[0]=Not_A_Namespace", "watchNamespaces"),
         ("metrics.serviceMonitor.interval=often", "interval"),
         ("networkPolicy.apiServerCIDRs[0]=kubernetes", "apiServerCIDRs"),
@@ -302,6 +303,7 @@ def test_operator_pod_meets_the_restricted_pod_security_standard(helm: Helm) -> 
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["TRADERBOT_METRICS_PORT"] == "9090"
     assert env["TRADERBOT_LIVENESS_PORT"] == "8080"
+    assert env["TRADERBOT_DRIFT_INTERVAL_SECONDS"] == "60"
     assert container["resources"]["limits"]["memory"]
 
 
