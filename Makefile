@@ -85,6 +85,14 @@ cluster-up: ## start a local control plane; prints `export KUBECONFIG=...` (to e
 cluster-down: $(STAMP) ## stop the local control plane, leaving no process behind
 	@$(VENV)/bin/traderbot-cluster down
 
+.PHONY: demo
+demo: setup k8s-binaries ## cluster + CRDs + operator + examples/traderbot-minimal.yaml until Ready, then what to look at
+	@$(VENV)/bin/traderbot-cluster demo
+
+.PHONY: demo-down
+demo-down: $(STAMP) ## stop the demo: operator, local control plane, provisioned volumes
+	@$(VENV)/bin/traderbot-cluster down
+
 .PHONY: tools
 tools: ## install the pinned delivery linters (hadolint, checkov) into ~/.cache/traderbot/tools
 	@bash hack/install-tools.sh >&2

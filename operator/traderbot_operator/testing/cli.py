@@ -3,7 +3,8 @@
     eval "$(traderbot-cluster up)"      # prints: export KUBECONFIG=...
     kubectl get nodes
     traderbot-cluster kubeconfig --serviceaccount default/my-sa
-    traderbot-cluster down
+    traderbot-cluster demo              # + CRDs, the operator, examples/ until Ready
+    traderbot-cluster down              # stops the demo's operator too
 
 The cluster's files (state, logs, kubeconfigs) live in ``--dir`` (default
 ``$TRADERBOT_CLUSTER_DIR`` or ``./.cluster``).
@@ -13,17 +14,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
 from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
+from traderbot_operator.testing.demo import add_arguments as add_demo_arguments
+from traderbot_operator.testing.demo import run as run_demo
 from traderbot_operator.testing.localcluster import (
     STATE_FILE,
     ClusterAccess,
     ClusterStartError,
-    LocalCluster,
+    addon_status,
     detached_status,
+    ensure_detached,
     stop_detached,
 )
 
@@ -38,43 +41,45 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)  # noqa: T201 - a CLI talks
 
 
-def _running(workdir: Path) -> bool:
-    if not (workdir / STATE_FILE).exists():
+def bring_up(workdir: Path, *, bin_dir: Path | None, nodes: int, storage_provisioner: bool) -> bool:
+    """Start the detached cluster or find it running; say what happened.
+
+    Returns False (after saying why) when it could not start.
+    """
+    try:
+        binaries = Binaries.find(bin_dir)
+    except BinariesMissingError as error:
+        _say(str(error))
         return False
-    return all(alive for _, _, alive in detached_status(workdir))
+    _say(f"starting a local control plane in {workdir} (or reusing a running one) ...")
+    try:
+        cluster = ensure_detached(
+            workdir,
+            binaries=binaries,
+            nodes=tuple(f"kwok-node-{i}" for i in range(nodes)),
+            storage_provisioner=storage_provisioner,
+        )
+    except ClusterStartError as error:
+        _say(f"start-up failed: {error}")
+        return False
+    if cluster is None:
+        _say(f"a local cluster is already running from {workdir}")
+    else:
+        _say(
+            f"ready in {cluster.ready_seconds:.1f}s: {cluster.server} (logs in {workdir / 'logs'})"
+        )
+    return True
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     workdir: Path = args.dir
-    if _running(workdir):
-        _say(f"a local cluster is already running from {workdir}")
-    else:
-        if workdir.exists():
-            # Leftovers of a cluster that died: stop what may remain, start clean.
-            stop_detached(workdir, remove=False)
-            shutil.rmtree(workdir)
-        try:
-            binaries = Binaries.find(args.bin_dir)
-        except BinariesMissingError as error:
-            _say(str(error))
-            return 1
-        nodes = tuple(f"kwok-node-{i}" for i in range(args.nodes))
-        _say(f"starting a local control plane in {workdir} ...")
-        cluster = LocalCluster(
-            binaries=binaries,
-            workdir=workdir,
-            nodes=nodes,
-            die_with_parent=False,
-            keep_workdir=True,
-        )
-        try:
-            cluster.start()
-        except ClusterStartError as error:
-            _say(f"start-up failed: {error}")
-            return 1
-        _say(
-            f"ready in {cluster.ready_seconds:.1f}s: {cluster.server} (logs in {workdir / 'logs'})"
-        )
+    if not bring_up(
+        workdir,
+        bin_dir=args.bin_dir,
+        nodes=args.nodes,
+        storage_provisioner=args.storage_provisioner,
+    ):
+        return 1
     kubectl = _kubectl(args.bin_dir)
     if kubectl is not None:
         print(f"export PATH={kubectl.parent}:$PATH")  # noqa: T201 - for eval
@@ -87,6 +92,13 @@ def _kubectl(bin_dir: Path | None) -> Path | None:
         return Binaries.find(bin_dir).kubectl
     except BinariesMissingError:
         return None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    workdir: Path = args.dir
+    if not bring_up(workdir, bin_dir=args.bin_dir, nodes=1, storage_provisioner=True):
+        return 1
+    return run_demo(args, say=_say)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -110,6 +122,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     all_alive = True
     for name, pid, alive in detached_status(workdir):
         all_alive &= alive
+        print(f"{name:<26} pid {pid:<8} {'running' if alive else 'STOPPED'}")  # noqa: T201
+    for name, pid, alive in addon_status(workdir):
         print(f"{name:<26} pid {pid:<8} {'running' if alive else 'STOPPED'}")  # noqa: T201
     print(f"server: {ClusterAccess.load(workdir).server}")  # noqa: T201
     print(f"kubeconfig: {workdir / 'kubeconfig'}")  # noqa: T201
@@ -153,7 +167,21 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--bin-dir", type=Path, default=None, help="binaries folder (default: the build cache)"
     )
+    up.add_argument(
+        "--storage-provisioner",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a default StorageClass whose host-path provisioner binds PVCs (default: on)",
+    )
     up.set_defaults(func=cmd_up)
+
+    demo_parser = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="cluster + CRDs + operator + examples, until every TraderBot is Ready",
+    )
+    add_demo_arguments(demo_parser)
+    demo_parser.set_defaults(func=cmd_demo)
 
     sub.add_parser("down", parents=[common], help="stop every process").set_defaults(func=cmd_down)
     sub.add_parser("status", parents=[common], help="show the processes").set_defaults(

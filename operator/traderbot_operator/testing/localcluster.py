@@ -34,7 +34,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -51,6 +51,11 @@ SERVICE_IP = "10.96.0.1"
 POD_CIDR = "127.244.0.0/16"
 STATE_FILE = "state.json"
 DEFAULT_NODES = ("kwok-node-0",)
+# kube-controller-manager's host-path provisioner puts every volume here; the
+# folder is compiled in (pkg/volume/hostpath), no flag moves it.
+HOSTPATH_ROOT = Path("/tmp/hostpath_pv")  # noqa: S108 - fixed by Kubernetes, see above
+HOSTPATH_PROVISIONER = "kubernetes.io/host-path"
+STORAGE_CLASS = "standard"
 
 # Controllers the operator and its tests rely on; leaving the rest out keeps
 # start-up fast and the footprint small on 2-core machines.
@@ -360,6 +365,13 @@ class LocalCluster:
 
     ``die_with_parent`` (the default, for tests) ties the children's lives to
     this process; ``traderbot-cluster up`` turns it off so they outlive the CLI.
+
+    ``storage_provisioner`` turns on kube-controller-manager's host-path
+    provisioner and a default StorageClass ``standard`` (binding Immediate,
+    reclaim Delete), so PersistentVolumeClaims bind with no hand-made volume.
+    NB: off by default: tests that make their own PersistentVolumes need claims
+    without a class to stay unclassed. The volumes are folders under
+    ``/tmp/hostpath_pv`` (fixed by Kubernetes); ``stop`` removes this cluster's.
     """
 
     def __init__(
@@ -371,6 +383,7 @@ class LocalCluster:
         die_with_parent: bool = True,
         start_timeout: float = 90.0,
         keep_workdir: bool = False,
+        storage_provisioner: bool = False,
     ) -> None:
         self.binaries = binaries or Binaries.find()
         self._owns_workdir = workdir is None and not keep_workdir
@@ -380,6 +393,7 @@ class LocalCluster:
         self.nodes = tuple(nodes)
         self.die_with_parent = die_with_parent
         self.start_timeout = start_timeout
+        self.storage_provisioner = storage_provisioner
         self.components: dict[str, Component] = {}
         self.ports: dict[str, int] = {}
         self.started_at: float | None = None
@@ -471,6 +485,8 @@ class LocalCluster:
                 deadline=deadline,
                 blame="kube-scheduler",
             )
+            if self.storage_provisioner:
+                create_default_storage_class(self.access.api())
             self._write_state()
         except BaseException:
             self.stop()
@@ -603,6 +619,7 @@ class LocalCluster:
             f"--controllers={','.join(CONTROLLERS)}",
             "--cluster-name=traderbot-local",
             "--profiling=false",
+            f"--enable-hostpath-provisioner={str(self.storage_provisioner).lower()}",
         ]
 
     def _scheduler_args(self) -> list[str]:
@@ -744,6 +761,7 @@ class LocalCluster:
             "kubeconfig": str(self.kubeconfig),
             "ports": self.ports,
             "nodes": list(self.nodes),
+            "storage_provisioner": self.storage_provisioner,
             "processes": [
                 {"name": c.name, "pid": c.pid, "executable": os.path.realpath(c.args[0])}
                 for c in self.components.values()
@@ -760,8 +778,13 @@ class LocalCluster:
         self._stopped = True
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
-        records = [(c.process.pid, None) for c in self.components.values() if c.process is not None]
-        terminate_pids(records)
+        records = {
+            name: (c.process.pid, None)
+            for name, c in self.components.items()
+            if c.process is not None
+        }
+        api = self._access.api() if self._access is not None and self.storage_provisioner else None
+        _stop_in_order(records, api=api)
         for component in self.components.values():
             if component.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -772,25 +795,169 @@ class LocalCluster:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def create_default_storage_class(api: ApiClient) -> None:
+    """Create the default StorageClass served by the host-path provisioner."""
+    status, body = api.request(
+        "POST",
+        "/apis/storage.k8s.io/v1/storageclasses",
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": STORAGE_CLASS,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": HOSTPATH_PROVISIONER,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "Immediate",
+        },
+    )
+    if status not in {http.HTTPStatus.CREATED, http.HTTPStatus.CONFLICT}:
+        raise ClusterStartError(f"creating StorageClass {STORAGE_CLASS} failed ({status}): {body}")
+
+
+def provisioned_volume_paths(api: ApiClient) -> list[Path]:
+    """Return the folders the host-path provisioner made for this cluster's volumes.
+
+    NB: only paths under ``HOSTPATH_ROOT`` of volumes the provisioner itself
+    annotated count, so a hand-made hostPath volume is never touched.
+    """
+    status, body = api.request("GET", "/api/v1/persistentvolumes", timeout=5.0)
+    if status != http.HTTPStatus.OK:
+        raise RuntimeError(f"listing PersistentVolumes failed ({status}): {body}")
+    paths = []
+    for volume in body.get("items", []):
+        annotations = volume["metadata"].get("annotations") or {}
+        host_path = (volume["spec"].get("hostPath") or {}).get("path")
+        if annotations.get("pv.kubernetes.io/provisioned-by") != HOSTPATH_PROVISIONER:
+            continue
+        if host_path and Path(host_path).parent == HOSTPATH_ROOT:
+            paths.append(Path(host_path))
+    return paths
+
+
+def _remove_volume_folders(paths: Sequence[Path]) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):  # still holds another cluster's volumes
+        HOSTPATH_ROOT.rmdir()
+
+
+def _stop_in_order(
+    records: Mapping[str, tuple[int, str | None]],
+    *,
+    api: ApiClient | None,
+    addons: Sequence[tuple[int, str | None]] = (),
+) -> list[int]:
+    """Stop add-ons (the demo's operator), then the cluster, and remove its volumes.
+
+    NB: the controller-manager stops first so that it provisions nothing after
+    the volumes are listed; the API server is still up to list them.
+    """
+    survivors = terminate_pids(addons)
+    paths: list[Path] = []
+    if api is not None:
+        kcm = records.get("kube-controller-manager")
+        survivors += terminate_pids([kcm] if kcm else [])
+        try:
+            paths = provisioned_volume_paths(api)
+        except (OSError, RuntimeError, http.client.HTTPException):
+            paths = []  # the API server is gone: nothing to learn the paths from
+    survivors += terminate_pids(list(records.values()))
+    _remove_volume_folders(paths)
+    return survivors
+
+
+def _load_state(workdir: Path) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads((workdir / STATE_FILE).read_text())
+    return state
+
+
 def stop_detached(workdir: Path, *, remove: bool = True) -> list[int]:
     """Stop a cluster started by ``traderbot-cluster up`` from its state file.
 
+    Add-ons recorded with ``record_addon`` (the demo's operator) stop first.
     Returns the pids that survived (empty on success).
     """
     state_path = workdir / STATE_FILE
     if not state_path.exists():
         return []
-    state = json.loads(state_path.read_text())
-    records = [(int(p["pid"]), str(p["executable"])) for p in state["processes"]]
-    survivors = terminate_pids(records)
+    state = _load_state(workdir)
+    records: dict[str, tuple[int, str | None]] = {
+        str(p["name"]): (int(p["pid"]), str(p["executable"])) for p in state["processes"]
+    }
+    addons = [(int(p["pid"]), str(p["executable"])) for p in state.get("addons", [])]
+    api = ClusterAccess.load(workdir).api() if state.get("storage_provisioner") else None
+    survivors = _stop_in_order(records, api=api, addons=addons)
     if remove and not survivors:
         shutil.rmtree(workdir, ignore_errors=True)
     return survivors
 
 
+def record_addon(workdir: Path, *, name: str, pid: int) -> None:
+    """Record a process started against a detached cluster so ``down`` stops it too.
+
+    The record replaces an earlier one of the same name.
+    """
+    state = _load_state(workdir)
+    entry = {"name": name, "pid": pid, "executable": str(Path(f"/proc/{pid}/exe").readlink())}
+    state["addons"] = [a for a in state.get("addons", []) if a["name"] != name] + [entry]
+    tmp = workdir / f"{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(workdir / STATE_FILE)
+
+
 def detached_status(workdir: Path) -> Iterator[tuple[str, int, bool]]:
-    """Yield (component, pid, alive) for a detached cluster."""
-    state = json.loads((workdir / STATE_FILE).read_text())
-    for proc in state["processes"]:
+    """Yield (component, pid, alive) for each control-plane process of a detached cluster."""
+    for proc in _load_state(workdir)["processes"]:
         pid = int(proc["pid"])
         yield str(proc["name"]), pid, _pid_alive(pid, str(proc["executable"]))
+
+
+def addon_status(workdir: Path) -> Iterator[tuple[str, int, bool]]:
+    """Yield (name, pid, alive) for each add-on recorded with ``record_addon``."""
+    for proc in _load_state(workdir).get("addons", []):
+        pid = int(proc["pid"])
+        yield str(proc["name"]), pid, _pid_alive(pid, str(proc["executable"]))
+
+
+def detached_running(workdir: Path) -> bool:
+    """Whether a detached cluster runs from ``workdir`` (every control-plane process alive)."""
+    if not (workdir / STATE_FILE).exists():
+        return False
+    return all(alive for _, _, alive in detached_status(workdir))
+
+
+def detached_has_storage(workdir: Path) -> bool:
+    """Whether the detached cluster in ``workdir`` was started with the storage provisioner."""
+    return bool(_load_state(workdir).get("storage_provisioner"))
+
+
+def ensure_detached(
+    workdir: Path,
+    *,
+    binaries: Binaries,
+    nodes: Sequence[str] = DEFAULT_NODES,
+    storage_provisioner: bool = True,
+) -> LocalCluster | None:
+    """Start a detached cluster in ``workdir`` unless one already runs there.
+
+    Returns the new cluster, or None when a running one was found (it is reused
+    as it is). Leftovers of a cluster that died are stopped and removed first.
+    Raises ClusterStartError with the failing component's log tail.
+    """
+    if detached_running(workdir):
+        return None
+    if workdir.exists():
+        stop_detached(workdir, remove=False)
+        shutil.rmtree(workdir)
+    cluster = LocalCluster(
+        binaries=binaries,
+        workdir=workdir,
+        nodes=nodes,
+        die_with_parent=False,
+        keep_workdir=True,
+        storage_provisioner=storage_provisioner,
+    )
+    cluster.start()
+    return cluster

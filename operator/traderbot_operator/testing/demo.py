@@ -1,0 +1,396 @@
+"""``traderbot-cluster demo``: watch the operator build a trading stack, no Docker, no cloud.
+
+On the detached local cluster (started or reused by the CLI) it installs the
+CRDs, gives the operator a ServiceAccount holding only its own ClusterRole
+(``traderbot_operator.rbac``), starts ``traderbot-operator`` as a background
+process (recorded in the cluster's state, so ``traderbot-cluster down`` stops
+it too), applies the examples and waits until every TraderBot is Ready.
+
+Running it again reuses the cluster and the operator when they still run, and
+re-applies the examples (a no-op for the operator when nothing changed).
+
+NB: the operator's metrics and liveness servers are turned off here: they bind
+every interface, and the demo keeps to loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.codecs import from_dict
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
+
+from traderbot_operator.rbac import cluster_role
+from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
+from traderbot_operator.testing.localcluster import (
+    ClusterAccess,
+    addon_status,
+    detached_has_storage,
+    log_tail,
+    record_addon,
+)
+
+DEMO_NAMESPACE = "trading"
+OPERATOR_NAMESPACE = "traderbot-system"
+OPERATOR_ACCOUNT = "traderbot-operator"
+OPERATOR_ADDON = "traderbot-operator"
+FIELD_MANAGER = "traderbot-demo"
+PART_OF = "traderbot"
+# The operator keeps its token for its whole life (no reload): a week outlasts a demo.
+OPERATOR_TOKEN_SECONDS = 7 * 24 * 3600
+DEFAULT_EXAMPLES = (Path("examples/traderbot-minimal.yaml"),)
+DEFAULT_TIMEOUT = 180.0
+POLL_SECONDS = 0.5
+
+TraderBot = create_namespaced_resource("traderbot.dev", "v1alpha1", "TraderBot", "traderbots")
+
+Say = Callable[[str], None]
+
+
+class DemoError(RuntimeError):
+    """Raised when a demo step fails; the message says what to look at."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the demo's options to its sub-command parser."""
+    parser.add_argument(
+        "--bin-dir", type=Path, default=None, help="binaries folder (default: the build cache)"
+    )
+    parser.add_argument(
+        "--crds", type=Path, default=Path("crds"), help="CRD folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--example",
+        type=Path,
+        action="append",
+        default=None,
+        help="a TraderBot manifest to apply (repeatable; default: examples/traderbot-minimal.yaml)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=DEMO_NAMESPACE,
+        help="namespace of the bots, the one the operator watches (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds to wait for every bot to be Ready (default: %(default)s)",
+    )
+
+
+@dataclass(frozen=True)
+class OperatorProcess:
+    """The background operator of a demo cluster."""
+
+    pid: int
+    log_path: Path
+    started: bool
+
+    def alive(self, workdir: Path) -> bool:
+        return any(
+            alive and pid == self.pid
+            for name, pid, alive in addon_status(workdir)
+            if name == OPERATOR_ADDON
+        )
+
+
+def admin_client(access: ClusterAccess) -> Client:
+    """A synchronous lightkube client with the cluster's admin credentials."""
+    return Client(config=KubeConfig.from_file(str(access.kubeconfig)), field_manager=FIELD_MANAGER)
+
+
+def _wait(probe: Callable[[], bool], *, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        try:
+            if probe():
+                return
+        except ApiError as error:
+            last = error
+        if time.monotonic() > deadline:
+            raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+        time.sleep(POLL_SECONDS)
+
+
+def install_crds(client: Client, crd_dir: Path, *, timeout: float = 60.0) -> list[str]:
+    """Server-side apply every CRD in ``crd_dir``; return their names once Established."""
+    paths = sorted(crd_dir.glob("*.yaml"))
+    if not paths:
+        raise DemoError(f"no CRD in {crd_dir.absolute()} (run from the repository's root)")
+    names = []
+    for path in paths:
+        body: dict[str, Any] = yaml.safe_load(path.read_text())
+        client.apply(from_dict(body), force=True)
+        names.append(str(body["metadata"]["name"]))
+
+    def established(name: str) -> bool:
+        crd = client.get(CustomResourceDefinition, name)
+        conditions = (crd.status.conditions if crd.status else None) or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    for name in names:
+        _wait(partial(established, name), what=f"CRD {name} Established", timeout=timeout)
+    return names
+
+
+def _ensure_namespace(client: Client, name: str) -> None:
+    with contextlib.suppress(ApiError):
+        client.get(Namespace, name)
+        return
+    client.apply(Namespace(metadata=ObjectMeta(name=name)))
+    _wait(
+        lambda: bool(client.get(ServiceAccount, "default", namespace=name)),
+        what=f"namespace {name} ready (its default ServiceAccount)",
+        timeout=30.0,
+    )
+
+
+def install_operator_rbac(client: Client, access: ClusterAccess) -> Path:
+    """Give the operator a ServiceAccount bound to its least-privilege ClusterRole.
+
+    Returns the path of a kubeconfig holding that account's bound token, so the
+    demo's operator runs with exactly the rights an installed one gets.
+    """
+    _ensure_namespace(client, OPERATOR_NAMESPACE)
+    client.apply(
+        ServiceAccount(metadata=ObjectMeta(name=OPERATOR_ACCOUNT, namespace=OPERATOR_NAMESPACE))
+    )
+    role = cluster_role()
+    client.apply(from_dict(role), force=True)
+    client.apply(
+        from_dict(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": OPERATOR_ACCOUNT},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role["metadata"]["name"],
+                },
+                "subjects": [
+                    {
+                        "kind": "ServiceAccount",
+                        "name": OPERATOR_ACCOUNT,
+                        "namespace": OPERATOR_NAMESPACE,
+                    }
+                ],
+            }
+        ),
+        force=True,
+    )
+    return access.kubeconfig_for_service_account(
+        OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, expiration_seconds=OPERATOR_TOKEN_SECONDS
+    )
+
+
+def ensure_operator(workdir: Path, *, kubeconfig: Path, namespace: str) -> OperatorProcess:
+    """Start ``traderbot-operator`` in the background, or find the one running.
+
+    NB: its own session (no terminal signal reaches it), no parent-death signal
+    (it outlives this command); ``traderbot-cluster down`` stops it by pid.
+    """
+    log_path = workdir / "logs" / "traderbot-operator.log"
+    for name, pid, alive in addon_status(workdir):
+        if name == OPERATOR_ADDON and alive:
+            return OperatorProcess(pid=pid, log_path=log_path, started=False)
+    env = dict(os.environ)
+    env["KUBECONFIG"] = str(kubeconfig)
+    args = [
+        sys.executable,
+        "-m",
+        "traderbot_operator",
+        "--namespace",
+        namespace,
+        "--metrics-port",
+        "0",
+        "--liveness-port",
+        "0",
+        "--log-format",
+        "plain",
+    ]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+        )
+    record_addon(workdir, name=OPERATOR_ADDON, pid=process.pid)
+    return OperatorProcess(pid=process.pid, log_path=log_path, started=True)
+
+
+def apply_examples(client: Client, paths: Sequence[Path], *, namespace: str) -> list[str]:
+    """Server-side apply each TraderBot manifest into ``namespace``; return the bots' names."""
+    names = []
+    for path in paths:
+        for body in yaml.safe_load_all(path.read_text()):
+            if not body:
+                continue
+            if body.get("kind") != "TraderBot":
+                raise DemoError(f"{path}: only TraderBot manifests are demo examples")
+            body.setdefault("metadata", {})["namespace"] = namespace
+            client.apply(from_dict(body), force=True)
+            names.append(str(body["metadata"]["name"]))
+    return names
+
+
+def bot_summary(client: Client, name: str, *, namespace: str) -> str:
+    """One line per condition of a bot that is not Ready, for the failure message."""
+    try:
+        bot = client.get(TraderBot, name, namespace=namespace)
+    except ApiError as error:
+        return f"{namespace}/{name}: {error.status.message}"
+    status: dict[str, Any] = dict(bot.get("status") or {})
+    lines = [f"{namespace}/{name}: phase {status.get('phase', '(none yet)')}"]
+    for condition in status.get("conditions") or []:
+        if condition.get("status") != "True":
+            lines.append(
+                f"  {condition.get('type')}={condition.get('status')} "
+                f"{condition.get('reason', '')}: {condition.get('message', '')}"
+            )
+    return "\n".join(lines)
+
+
+def wait_ready(
+    client: Client,
+    names: Sequence[str],
+    *,
+    namespace: str,
+    workdir: Path,
+    operator: OperatorProcess,
+    timeout: float,
+) -> float:
+    """Wait until every bot's phase is Ready; return the seconds it took.
+
+    Fails at once if the operator process exits, and on the deadline; both with
+    the bots' conditions and the operator's log tail.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    pending = list(names)
+    while pending:
+        pending = [
+            name
+            for name in pending
+            if (client.get(TraderBot, name, namespace=namespace).get("status") or {}).get("phase")
+            != "Ready"
+        ]
+        if not pending:
+            break
+        problem = None
+        if not operator.alive(workdir):
+            problem = "the operator exited"
+        elif time.monotonic() > deadline:
+            problem = f"not Ready after {timeout:.0f}s"
+        if problem is not None:
+            bots = "\n".join(bot_summary(client, name, namespace=namespace) for name in pending)
+            raise DemoError(
+                f"{problem}:\n{bots}\n"
+                f"last lines of the operator's log {operator.log_path}:\n"
+                f"{log_tail(operator.log_path)}"
+            )
+        time.sleep(POLL_SECONDS)
+    return time.monotonic() - started
+
+
+def guide(
+    *, workdir: Path, kubectl_dir: Path | None, namespace: str, bots: Sequence[str], log: Path
+) -> str:
+    """Return what a newcomer should look at next, as commands to copy."""
+    bot = bots[0]
+    path = f"export PATH={kubectl_dir}:$PATH\n  " if kubectl_dir else ""
+    return f"""
+Every TraderBot is Ready: {", ".join(f"{namespace}/{b}" for b in bots)}
+
+Point kubectl at the demo cluster (this shell only):
+  {path}export KUBECONFIG={workdir / "kubeconfig"}
+
+Look around:
+  kubectl get tb -n {namespace} -o wide                  # phase, ready replicas, version
+  kubectl get all,pvc,secrets,cronjobs -n {namespace} -l app.kubernetes.io/part-of={PART_OF}
+  kubectl describe tb -n {namespace} {bot}               # conditions and the operator's events
+  kubectl scale tb/{bot} -n {namespace} --replicas=2     # then: kubectl get tb -n {namespace} -w
+  kubectl delete deployment -n {namespace} {bot}-api     # the operator restores it in seconds
+  kubectl get pv                                         # bound by the host-path provisioner
+
+The operator's log:  tail -f {log}
+Stop everything (cluster, operator, volumes):  make demo-down
+
+NB: kwok plays the nodes: pods turn Ready but no container runs (no logs, no exec).
+"""
+
+
+def _require_storage(workdir: Path) -> None:
+    if not detached_has_storage(workdir):
+        raise DemoError(
+            f"the cluster in {workdir} runs without the storage provisioner, so the bots' "
+            "volumes would never bind; stop it (make demo-down) and run the demo again"
+        )
+
+
+def run(args: argparse.Namespace, *, say: Say) -> int:
+    """Run the demo on the detached cluster in ``args.dir`` (already up)."""
+    workdir: Path = args.dir
+    examples: list[Path] = args.example or list(DEFAULT_EXAMPLES)
+    try:
+        _require_storage(workdir)
+        access = ClusterAccess.load(workdir)
+        client = admin_client(access)
+        crds = install_crds(client, args.crds)
+        say(f"CRDs installed: {', '.join(crds)}")
+        kubeconfig = install_operator_rbac(client, access)
+        _ensure_namespace(client, args.namespace)
+        operator = ensure_operator(workdir, kubeconfig=kubeconfig, namespace=args.namespace)
+        verb = "started" if operator.started else "already running"
+        say(f"operator {verb} (pid {operator.pid}), watching namespace {args.namespace}")
+        bots = apply_examples(client, examples, namespace=args.namespace)
+        say(f"applied {', '.join(str(e) for e in examples)}; waiting for Ready ...")
+        seconds = wait_ready(
+            client,
+            bots,
+            namespace=args.namespace,
+            workdir=workdir,
+            operator=operator,
+            timeout=args.timeout,
+        )
+    except (DemoError, ApiError, OSError) as error:
+        say(f"demo failed: {error}")
+        return 1
+    say(f"Ready in {seconds:.1f}s after apply")
+    try:
+        kubectl_dir: Path | None = None
+        kubectl = Binaries.find(args.bin_dir).kubectl
+        kubectl_dir = kubectl.parent if kubectl else None
+    except BinariesMissingError:
+        kubectl_dir = None
+    print(  # noqa: T201 - the demo's result, on stdout
+        guide(
+            workdir=workdir,
+            kubectl_dir=kubectl_dir,
+            namespace=args.namespace,
+            bots=bots,
+            log=operator.log_path,
+        )
+    )
+    return 0
