@@ -19,7 +19,8 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-trixie
 # checkov:skip=CKV_DOCKER_7: the tag is pinned in ARG PYTHON_IMAGE above, which checkov does not expand
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
@@ -35,7 +36,8 @@ ARG APP_UID=10001
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
 LABEL org.opencontainers.image.source="https://github.com/traderbot-dev/traderbot-operator" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
