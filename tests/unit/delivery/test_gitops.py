@@ -16,17 +16,18 @@ from unit.delivery.delivery_tools import REPO_ROOT
 GITOPS_PAGE = REPO_ROOT / "docs" / "gitops.md"
 
 
-def health_check_source() -> str:
+def health_check_source(kind: str) -> str:
+    """Return the Lua block of docs/gitops.md whose first line names ``kind``."""
     blocks: list[str] = re.findall(r"```lua\n(.*?)```", GITOPS_PAGE.read_text(), flags=re.DOTALL)
-    (block,) = blocks
+    (block,) = [b for b in blocks if b.startswith(f"-- health of traderbot.dev/{kind}\n")]
     return block
 
 
-def argo_health(bot: dict[str, Any]) -> tuple[str, str]:
-    """Run the health check the way Argo CD does: ``obj`` global, script body as a function."""
+def argo_health(body: dict[str, Any], kind: str = "TraderBot") -> tuple[str, str]:
+    """Run a health check the way Argo CD does: ``obj`` global, script body as a function."""
     lua = LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(bot, recursive=True)
-    result = lua.execute(health_check_source())
+    lua.globals().obj = lua.table_from(body, recursive=True)
+    result = lua.execute(health_check_source(kind))
     return str(result.status), str(result.message)
 
 
@@ -112,3 +113,47 @@ def test_the_lua_handles_every_phase_the_crd_allows() -> None:
     for phase in (p.strip() for p in phases.split(",")):
         status, _ = argo_health(bot(phase=phase, conditions=[READY]))
         assert status != "Unknown", phase
+
+
+def backup(status: dict[str, Any] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBotBackup",
+        "metadata": {"name": "alpha-pre-sync", "namespace": "trading", "generation": 1},
+        "spec": {"botName": "alpha"},
+    }
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (None, ("Progressing", "Waiting for the operator to start the backup")),
+        ({"phase": "Pending"}, ("Progressing", "Backup Pending")),
+        ({"phase": "Running"}, ("Progressing", "Backup Running")),
+        (
+            {"phase": "Completed", "location": "/backups/alpha/20250128T030000Z"},
+            ("Healthy", "Backup written to /backups/alpha/20250128T030000Z"),
+        ),
+        (
+            {"phase": "Failed", "error": "pg_dump: connection refused"},
+            ("Degraded", "pg_dump: connection refused"),
+        ),
+        ({"phase": "Failed"}, ("Degraded", "Backup failed")),
+    ],
+)
+def test_backup_health_follows_its_phase(
+    status: dict[str, Any] | None, expected: tuple[str, str]
+) -> None:
+    assert argo_health(backup(status), kind="TraderBotBackup") == expected
+
+
+def test_the_backup_lua_handles_every_phase_the_crd_allows() -> None:
+    crd_text = (REPO_ROOT / "crds" / "traderbot.dev_traderbotbackups.yaml").read_text()
+    (phases,) = re.findall(r"enum: \[(Pending[^\]]*)\]", crd_text)
+    for phase in (p.strip() for p in phases.split(",")):
+        status, message = argo_health(backup({"phase": phase}), kind="TraderBotBackup")
+        assert status in {"Progressing", "Healthy", "Degraded"}, phase
+        assert message
