@@ -57,6 +57,32 @@ async def fixed_rate(
     return latencies
 
 
+async def closed_loop(
+    call: Callable[[int], Awaitable[None]], *, workers: int, seconds: float
+) -> float:
+    """Run ``workers`` clients back to back for ``seconds``; return completed calls per second."""
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(offset: int) -> None:
+        nonlocal done
+        i = offset
+        while time.perf_counter() < deadline:
+            await call(i)
+            done += 1
+            i += workers
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(workers)))
+    return done / (time.perf_counter() - started)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def describe(name: str, latencies: list[float]) -> str:
     return (
         f"{name:>28}: p50 {percentile(latencies, 0.5):6.2f} ms  "
@@ -96,6 +122,10 @@ async def measure(*, api: TraderApiProcess, database_url: str, rate: float, coun
         await fixed_rate(lambda i: bare_insert(i + 2_000_000), count=50, rate=rate)
         baseline = await fixed_rate(bare_insert, count=count, rate=rate)
         ours = await fixed_rate(lambda i: submit(i + 1_000_000), count=count, rate=rate)
+        cpu_before, done_before = cpu_seconds(api.pid), time.perf_counter()
+        capacity = await closed_loop(lambda i: submit(i + 3_000_000), workers=32, seconds=3)
+        cpu_used = cpu_seconds(api.pid) - cpu_before
+        cpu_per_order_ms = cpu_used / (capacity * (time.perf_counter() - done_before)) * 1000
     await pool.close()
     await conn.close()
     print(f"{count} requests at {rate:g}/s on durable PostgreSQL (fsync on), open loop")
@@ -104,6 +134,10 @@ async def measure(*, api: TraderApiProcess, database_url: str, rate: float, coun
     p99 = percentile(ours, 0.99)
     ratio = p99 / percentile(baseline, 0.99)
     verdict = "meets" if p99 < P99_TARGET_MS else "MISSES"
+    print(
+        f"capacity (closed loop, 32 clients, 3 s): {capacity:.0f} orders/s; "
+        f"trader-api CPU {cpu_per_order_ms:.2f} ms per order (leader: API + execution)"
+    )
     print(
         f"p99 {p99:.2f} ms ({verdict} the {P99_TARGET_MS:g} ms target); "
         f"{ratio:.1f}x the bare INSERT p99"

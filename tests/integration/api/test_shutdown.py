@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import Callable
 
+import asyncpg
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -68,7 +69,7 @@ class Load:
 
 @pytest.mark.timeout(120)
 async def test_sigterm_under_load_loses_no_request_closes_sockets_with_1001_and_exits_0(
-    trader_api: Callable[..., TraderApiProcess],
+    trader_api: Callable[..., TraderApiProcess], postgres_url: str
 ) -> None:
     api = trader_api(
         name="drain",
@@ -86,9 +87,24 @@ async def test_sigterm_under_load_loses_no_request_closes_sockets_with_1001_and_
     workers = [asyncio.create_task(load.worker(i)) for i in range(WORKERS)]
     await eventually(_noop, until=lambda _: len(load.acknowledged) >= 100, timeout=30)
 
+    # Hold every order inside the service: lock the orders table until after SIGTERM,
+    # so requests are provably in flight when the signal arrives.
+    locker = await asyncpg.connect(postgres_url)
+    lock = locker.transaction()
+    await lock.start()
+    await locker.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+    blocked = await eventually(
+        lambda: _waiting_on_locks(locker), until=lambda waiting: waiting >= 1, timeout=15
+    )
     api.signal(signal.SIGTERM)
     load.sigterm_sent = True
     sent_at = time.monotonic()
+    await eventually(
+        _noop,
+        until=lambda _: any("refusing new requests" in line for line in api.log_lines()),
+    )
+    await lock.rollback()
+    await locker.close()
     await asyncio.wait_for(asyncio.gather(*workers), timeout=GRACE_SECONDS + 10)
 
     close_codes = [await _close_code(socket) for socket in sockets]
@@ -96,6 +112,7 @@ async def test_sigterm_under_load_loses_no_request_closes_sockets_with_1001_and_
     elapsed = time.monotonic() - sent_at
 
     assert load.failures == []
+    assert blocked >= 1
     assert load.acknowledged_after_sigterm >= 1  # requests in flight at SIGTERM finished
     assert load.refused_503 + load.refused_connect == WORKERS
     assert close_codes == [1001, 1001]
@@ -116,6 +133,15 @@ async def test_sigterm_under_load_loses_no_request_closes_sockets_with_1001_and_
 
 async def _noop() -> None:
     return None
+
+
+async def _waiting_on_locks(conn: asyncpg.Connection) -> int:
+    """Count the service's queries stuck behind our lock (they are requests in flight)."""
+    waiting: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    return waiting
 
 
 async def _close_code(socket: ClientConnection) -> int | None:

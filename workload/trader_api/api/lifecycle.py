@@ -19,6 +19,9 @@ logger = logging.getLogger(__name__)
 GOING_AWAY = 1001
 """WebSocket close code for "server going away" (RFC 6455, 7.4.1)."""
 
+QUIET_SECONDS = 0.5
+"""How long no new request must arrive before the listener closes on shutdown."""
+
 CloseSocket = Callable[[int, str], Awaitable[None]]
 
 
@@ -35,6 +38,7 @@ class Lifecycle:
         self._idle = asyncio.Event()
         self._idle.set()
         self._sockets: dict[int, CloseSocket] = {}
+        self._last_request_at = 0.0
         self._next_socket = 0
 
     @property
@@ -50,6 +54,7 @@ class Lifecycle:
         return len(self._sockets)
 
     def request_started(self) -> None:
+        self._last_request_at = time.monotonic()
         self._in_flight += 1
         self._idle.clear()
 
@@ -67,6 +72,30 @@ class Lifecycle:
     def websocket_closed(self, handle: int) -> None:
         self._sockets.pop(handle, None)
 
+    async def _settle(self, *, deadline: float, grace_seconds: float) -> bool:
+        """Wait until nothing is in flight and no request has arrived for a quiet spell.
+
+        NB: clients (and a Service's endpoints) keep sending for a moment after
+        SIGTERM; each gets a 503 while we wait. Closing the listener as soon as
+        the in-flight count first touches zero would instead reset requests
+        already sitting in accepted connections.
+        """
+        quiet = min(QUIET_SECONDS, grace_seconds / 4)
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout=max(remaining, 0))
+            except TimeoutError:
+                logger.warning(
+                    "Shutdown grace period over with requests still in flight",
+                    extra={"in_flight": self._in_flight, "grace_seconds": grace_seconds},
+                )
+                return False
+            calm_for = time.monotonic() - self._last_request_at
+            if calm_for >= quiet or time.monotonic() >= deadline:
+                return True
+            await asyncio.sleep(min(quiet - calm_for, max(deadline - time.monotonic(), 0)))
+
     async def drain(self, *, grace_seconds: float) -> bool:
         """Refuse new requests, wait for in-flight ones, close WebSockets with 1001.
 
@@ -83,15 +112,7 @@ class Lifecycle:
             "Shutting down: refusing new requests",
             extra={"in_flight": self._in_flight, "websockets": len(self._sockets)},
         )
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout=grace_seconds)
-            finished = True
-        except TimeoutError:
-            logger.warning(
-                "Shutdown grace period over with requests still in flight",
-                extra={"in_flight": self._in_flight, "grace_seconds": grace_seconds},
-            )
-            finished = False
+        finished = await self._settle(deadline=started + grace_seconds, grace_seconds=grace_seconds)
         sockets = list(self._sockets.values())
         self._sockets.clear()
         if sockets:

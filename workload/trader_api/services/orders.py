@@ -205,6 +205,7 @@ class OrderService:
         self._clock = clock
         self._cancel_timeout = cancel_timeout_seconds
         self.window = DecisionWindow()
+        self._announcing: set[asyncio.Task[None]] = set()
 
     async def portfolio(self) -> PortfolioSnapshot:
         """Read the portfolio the risk manager checks against."""
@@ -265,7 +266,7 @@ class OrderService:
         self._metrics.orders.labels(stored.side.value, stored.status.value).inc()
         if stored.status is OrderStatus.REJECTED:
             self._metrics.risk_rejections.labels(reject_code(stored)).inc()
-            await self._announce(order_event(stored))
+            self._announce(order_event(stored))
             logger.info(
                 "Order rejected by risk",
                 extra={"order_id": str(stored.id), "reason": stored.reject_reason},
@@ -273,23 +274,27 @@ class OrderService:
             raise OrderRejectedError(
                 stored, code=reject_code(stored), message=stored.reject_reason or "rejected"
             )
-        await self._announce(order_event(stored), execute_command(stored.id))
+        self._announce(order_event(stored), execute_command(stored.id))
         return stored, True
 
-    async def _announce(self, *events: dict[str, object]) -> None:
-        """Publish events about a committed order; a Redis outage must not fail the request.
+    def _announce(self, *events: dict[str, object]) -> None:
+        """Publish events about a committed order, in order, without holding up the answer.
 
-        NB: the order is already committed: the leader's sweep executes it
-        even if its command is lost, and the client's retry finds it.
+        NB: the order is already committed, so neither a slow nor a failed
+        publish may delay or fail the request: the leader's sweep executes a
+        committed order even if its command is lost, and a client's retry
+        finds it.
         """
-        results = await asyncio.gather(
-            *(self._bus.publish(event) for event in events), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, StorageError):
-                logger.warning("Order event not published: %s", result)
-            elif isinstance(result, BaseException):
-                raise result
+        task = asyncio.get_running_loop().create_task(self._publish_in_order(events))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    async def _publish_in_order(self, events: tuple[dict[str, object], ...]) -> None:
+        for event in events:
+            try:
+                await self._bus.publish(event)
+            except StorageError as exc:
+                logger.warning("Order event not published: %s", exc)
 
     def _new_order(self, ticket: OrderTicket) -> Order:
         now = self._clock()
