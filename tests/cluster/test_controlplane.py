@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,14 +25,23 @@ from lightkube.models.meta_v1 import ObjectMeta, OwnerReference
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment, ReplicaSet
 from lightkube.resources.batch_v1 import CronJob, Job
-from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret, ServiceAccount
+from lightkube.resources.core_v1 import (
+    ConfigMap,
+    Namespace,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    Pod,
+    Secret,
+    ServiceAccount,
+)
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
+from lightkube.resources.storage_v1 import StorageClass
 from lightkube.types import CascadeType
 
 from support.kube import ClusterUnderTest, client_for, eventually
 from traderbot_operator.testing import Binaries, ClusterStartError, LocalCluster
 from traderbot_operator.testing.binaries import KUBERNETES_VERSION, VERSION_TAG
-from traderbot_operator.testing.localcluster import STATE_FILE
+from traderbot_operator.testing.localcluster import HOSTPATH_ROOT, STATE_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 FAIL_LABEL = "traderbot.dev/kwok-fail"
@@ -434,6 +444,87 @@ def test_version_reports_the_pinned_release(cluster: ClusterUnderTest) -> None:
     assert status == 200
     assert body["gitVersion"] == KUBERNETES_VERSION
     assert (body["major"], body["minor"]) == ("1", KUBERNETES_VERSION.split(".")[1])
+
+
+# -- storage -----------------------------------------------------------------------------
+
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+
+
+def _claim(name: str) -> PersistentVolumeClaim:
+    return _load(
+        PersistentVolumeClaim,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+
+
+def _bound_volume(kube: Client, claim: str, namespace: str) -> PersistentVolume | None:
+    got = kube.get(PersistentVolumeClaim, claim, namespace=namespace)
+    if not (got.status and got.status.phase == "Bound" and got.spec and got.spec.volumeName):
+        return None
+    return kube.get(PersistentVolume, got.spec.volumeName)
+
+
+def _host_folder(volume: PersistentVolume) -> Path:
+    assert volume.spec is not None
+    assert volume.spec.hostPath is not None
+    return Path(volume.spec.hostPath.path)
+
+
+def test_the_test_cluster_has_no_default_storage_class(
+    kube: Client, cluster: ClusterUnderTest
+) -> None:
+    """Claims without a class stay unclassed, so tests' own PersistentVolumes bind them."""
+    _local(cluster)
+    defaults = [
+        sc.metadata.name
+        for sc in kube.list(StorageClass)
+        if sc.metadata and (sc.metadata.annotations or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+    ]
+    assert defaults == []
+
+
+def test_the_storage_provisioner_binds_claims_and_removes_their_folders(
+    cluster: ClusterUnderTest,
+) -> None:
+    _local(cluster)  # starts a second local cluster: meaningless against an existing one
+    with LocalCluster(storage_provisioner=True) as local:
+        kube = client_for(local.kubeconfig)
+        for name in ("kept", "released"):
+            kube.create(_claim(name), namespace="default")
+        volumes = {
+            name: eventually(
+                partial(_bound_volume, kube, name, "default"),
+                what=f"claim {name} Bound to a provisioned volume",
+            )
+            for name in ("kept", "released")
+        }
+        folders = {name: _host_folder(volume) for name, volume in volumes.items()}
+        for name, volume in volumes.items():
+            assert volume.spec is not None
+            assert volume.spec.storageClassName == "standard"
+            assert volume.spec.persistentVolumeReclaimPolicy == "Delete"
+            assert folders[name].parent == HOSTPATH_ROOT
+            assert folders[name].is_dir()
+
+        kube.delete(PersistentVolumeClaim, "released", namespace="default")
+        assert volumes["released"].metadata is not None
+        released = str(volumes["released"].metadata.name)
+        eventually(
+            lambda: not _exists(lambda: kube.get(PersistentVolume, released)),
+            what="the released claim's volume deleted (reclaim policy Delete)",
+        )
+        assert not folders["released"].exists()
+        assert folders["kept"].is_dir()
+    assert not folders["kept"].exists(), "stopping the cluster removes its volumes' folders"
 
 
 # -- the runner itself ----------------------------------------------------------------

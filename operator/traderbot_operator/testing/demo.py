@@ -272,6 +272,12 @@ def bot_summary(client: Client, name: str, *, namespace: str) -> str:
     return "\n".join(lines)
 
 
+def _phase(client: Client, name: str, *, namespace: str) -> str | None:
+    status = client.get(TraderBot, name, namespace=namespace).get("status") or {}
+    phase = status.get("phase")
+    return str(phase) if phase else None
+
+
 def wait_ready(
     client: Client,
     names: Sequence[str],
@@ -283,24 +289,25 @@ def wait_ready(
 ) -> float:
     """Wait until every bot's phase is Ready; return the seconds it took.
 
-    Fails at once if the operator process exits, and on the deadline; both with
-    the bots' conditions and the operator's log tail.
+    Fails at once if the operator process exits or refuses a spec (phase
+    Failed), and on the deadline; each time with the bots' conditions and the
+    operator's log tail.
     """
     started = time.monotonic()
     deadline = started + timeout
     pending = list(names)
     while pending:
-        pending = [
-            name
-            for name in pending
-            if (client.get(TraderBot, name, namespace=namespace).get("status") or {}).get("phase")
-            != "Ready"
-        ]
+        phases = {name: _phase(client, name, namespace=namespace) for name in pending}
+        pending = [name for name, phase in phases.items() if phase != "Ready"]
         if not pending:
             break
         problem = None
         if not operator.alive(workdir):
             problem = "the operator exited"
+        elif failed := [name for name in pending if phases[name] == "Failed"]:
+            # An invalid spec waits for a human; say so now rather than at the deadline.
+            problem = f"the operator refused the spec of {', '.join(failed)} (phase Failed)"
+            pending = failed
         elif time.monotonic() > deadline:
             problem = f"not Ready after {timeout:.0f}s"
         if problem is not None:
