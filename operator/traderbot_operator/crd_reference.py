@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CRD_PATHS = (
     ROOT / "crds" / "traderbot.dev_traderbots.yaml",
     ROOT / "crds" / "traderbot.dev_traderbotbackups.yaml",
+    ROOT / "crds" / "traderbot.dev_traderbotrestores.yaml",
 )
 DOC_PATH = ROOT / "docs" / "crd-reference.md"
 

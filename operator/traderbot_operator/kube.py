@@ -36,6 +36,8 @@ from traderbot_operator.models import (
     GROUP,
     KIND,
     PLURAL,
+    RESTORE_KIND,
+    RESTORE_PLURAL,
     VERSION,
 )
 from traderbot_operator.reconcile import Action, ObjectKey
@@ -47,6 +49,12 @@ READ_CONCURRENCY: Final = 8
 
 TraderBotResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 TraderBotBackupResource = create_namespaced_resource(GROUP, VERSION, BACKUP_KIND, BACKUP_PLURAL)
+TraderBotRestoreResource = create_namespaced_resource(GROUP, VERSION, RESTORE_KIND, RESTORE_PLURAL)
+_STATUS_RESOURCES: dict[str, Any] = {
+    KIND: TraderBotResource,
+    BACKUP_KIND: TraderBotBackupResource,
+    RESTORE_KIND: TraderBotRestoreResource,
+}
 ServiceMonitorResource = create_namespaced_resource(
     "monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"
 )
@@ -118,8 +126,8 @@ class KubeError(Exception):
 def _resource(api_version: str, kind: str) -> Any:
     if (api_version, kind) == (API_VERSION, KIND):
         return TraderBotResource
-    if (api_version, kind) == (API_VERSION, BACKUP_KIND):
-        return TraderBotBackupResource
+    if api_version == API_VERSION and kind in _STATUS_RESOURCES:
+        return _STATUS_RESOURCES[kind]
     if kind == "ServiceMonitor":
         return ServiceMonitorResource
     return resource_registry.load(api_version, kind)
@@ -270,16 +278,30 @@ class Kube:
         return result
 
     async def patch_status(
-        self, *, namespace: str, name: str, status: Mapping[str, Any], kind: str = KIND
+        self,
+        *,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        kind: str = KIND,
+        resource_version: str | None = None,
     ) -> None:
-        """Merge ``status`` into the status subresource of a TraderBot (or TraderBotBackup)."""
-        resource = TraderBotBackupResource if kind == BACKUP_KIND else TraderBotResource
+        """Merge ``status`` into the status subresource of one of our custom resources.
+
+        With ``resource_version`` the write only lands on the object as it was read
+        (409 otherwise, raised as ConflictError): a record that someone else moved on
+        meanwhile is never overwritten with an older view.
+        """
+        resource = _STATUS_RESOURCES[kind]
         self._count("patch_status", kind)
+        patch: dict[str, Any] = {"status": dict(status)}
+        if resource_version is not None:
+            patch["metadata"] = {"resourceVersion": resource_version}
         try:
             await self._client.patch(
                 resource.Status,
                 name,
-                {"status": dict(status)},
+                patch,
                 namespace=namespace,
                 patch_type=PatchType.MERGE,
                 field_manager=self._field_manager,
@@ -287,8 +309,41 @@ class Kube:
         except ApiError as error:
             if error.status.code == NOT_FOUND:
                 return  # deleted meanwhile: nothing left to report on
+            message = _describe(error, verb="patch status of", what=f"{kind} {namespace}/{name}")
+            if error.status.code == CONFLICT:
+                raise ConflictError(message) from error
+            raise KubeError(message) from error
+
+    async def count_pods(self, *, namespace: str, labels: Mapping[str, str]) -> int:
+        """Return how many pods (in any state) match ``labels``."""
+        self._count("list", "Pod")
+        try:
+            return len(
+                [
+                    pod
+                    async for pod in self._client.list(
+                        Pod, namespace=namespace, labels=dict(labels)
+                    )
+                ]
+            )
+        except ApiError as error:
+            raise KubeError(_describe(error, verb="list", what=f"pods in {namespace}")) from error
+
+    async def annotate_bot(self, *, namespace: str, name: str, key: str, value: str | None) -> None:
+        """Set (or with None remove) one annotation of a TraderBot."""
+        self._count("patch", KIND)
+        try:
+            await self._client.patch(
+                TraderBotResource,
+                name,
+                {"metadata": {"annotations": {key: value}}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+                field_manager=self._field_manager,
+            )
+        except ApiError as error:
             raise KubeError(
-                _describe(error, verb="patch status of", what=f"{kind} {namespace}/{name}")
+                _describe(error, verb="annotate", what=f"{KIND} {namespace}/{name}")
             ) from error
 
     async def termination_message(self, *, namespace: str, job: str) -> str | None:

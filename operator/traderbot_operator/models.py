@@ -303,3 +303,53 @@ class BackupRun(BaseModel):
             spec=BackupRunSpec.model_validate(body.get("spec") or {}),
             status=BackupRunStatus.model_validate(body.get("status") or {}),
         )
+
+
+RESTORE_KIND = "TraderBotRestore"
+RESTORE_PLURAL = "traderbotrestores"
+RestorePhase = Literal["Pending", "StoppingApi", "Restoring", "Completed", "Failed"]
+
+
+class RestoreRunSpec(_Model):
+    """What one TraderBotRestore restores (mirrors crds/traderbot.dev_traderbotrestores.yaml)."""
+
+    bot_name: str
+    backup_name: str
+    what: Literal["database", "redis", "both"] = "database"
+
+
+class RestoreRunStatus(_Model):
+    """One restore as observed."""
+
+    phase: RestorePhase | None = None
+    message: str | None = None
+    job_name: str | None = None
+    api_stopped_at: str | None = None
+    restored_at: str | None = None
+    completion_time: str | None = None
+
+
+class RestoreRun(BaseModel):
+    """A TraderBotRestore as the operator sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    namespace: str
+    uid: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    spec: RestoreRunSpec
+    status: RestoreRunStatus = RestoreRunStatus()
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> RestoreRun:
+        """Build from a resource body as the API server (or kopf) returns it."""
+        metadata = body.get("metadata") or {}
+        return cls(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            uid=metadata["uid"],
+            labels=metadata.get("labels") or {},
+            spec=RestoreRunSpec.model_validate(body.get("spec") or {}),
+            status=RestoreRunStatus.model_validate(body.get("status") or {}),
+        )

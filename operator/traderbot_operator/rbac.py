@@ -24,6 +24,12 @@ RULES: Final[tuple[dict[str, Any], ...]] = (
         "resources": ["traderbotbackups/status"],
         "verbs": ["get", "patch"],
     },
+    {"apiGroups": ["traderbot.dev"], "resources": ["traderbotrestores"], "verbs": [*READ, "patch"]},
+    {
+        "apiGroups": ["traderbot.dev"],
+        "resources": ["traderbotrestores/status"],
+        "verbs": ["get", "patch"],
+    },
     {
         "apiGroups": [""],
         "resources": ["secrets", "services", "persistentvolumeclaims"],

@@ -26,7 +26,13 @@ from traderbot_operator.desired.common import (
     content_hash,
     selector_labels,
 )
-from traderbot_operator.models import BackupRun, Phase, ResourceRequirements, TraderBot
+from traderbot_operator.models import (
+    BackupRun,
+    Phase,
+    ResourceRequirements,
+    RestoreRun,
+    TraderBot,
+)
 
 ObjectKey = tuple[str, str, str]
 """(apiVersion, kind, name) of a child in the bot's namespace."""
@@ -406,6 +412,7 @@ class Outcome:
     invalid_spec: tuple[str, ...] = ()
     forbidden_changes: tuple[str, ...] = ()
     errors: tuple[str, ...] = field(default_factory=tuple)
+    held_by: tuple[str, str] | None = None  # (TraderBotRestore name, its phase)
 
 
 def _generation_seen(obj: Mapping[str, Any]) -> bool:
@@ -529,6 +536,11 @@ def _phase(  # noqa: PLR0911 - one return per phase reads as the decision table 
     if outcome.forbidden_changes:
         message = "; ".join(outcome.forbidden_changes)
         return "Degraded", ComponentState(False, "ForbiddenChange", message)
+    if outcome.held_by is not None:
+        restore, restore_phase = outcome.held_by
+        message = f"the API is stopped for TraderBotRestore {restore} ({restore_phase})"
+        phase: Phase = "Degraded" if restore_phase == "Failed" else "Progressing"
+        return phase, ComponentState(False, "ApiHeldForRestore", message)
     if not failing and not rolling:
         return "Ready", ComponentState(
             True, "AllComponentsReady", "API, database and cache are ready"
@@ -760,3 +772,130 @@ def backup_run_problem(run: BackupRun, bot: TraderBot | None) -> str | None:
             "volume; enable backups first"
         )
     return None
+
+
+# --- restores (TraderBotRestore) ----------------------------------------------------------
+
+HOLD_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/api-held-by"
+_TERMINAL_RESTORE_PHASES: Final = frozenset({"Completed", "Failed"})
+
+
+@dataclass(frozen=True)
+class RestoreDecision:
+    """What to do next for a TraderBotRestore, and the status that says so.
+
+    ``hold_api`` asks for the bot's API to be kept at zero replicas; ``start_job``
+    asks for the restore Job (only once no API pod is left).
+    """
+
+    status: dict[str, Any]
+    hold_api: bool
+    start_job: bool = False
+    event: tuple[str, str, str] | None = None  # (type, reason, message) on a transition
+
+
+def restore_refusal(
+    restore: RestoreRun, *, bot: TraderBot | None, backup: BackupRun | None
+) -> str | None:
+    """Return why a restore must not start, before anything is touched; None when it may."""
+    spec = restore.spec
+    if bot is None:
+        return f"TraderBot {restore.namespace}/{spec.bot_name} does not exist"
+    if backup is None:
+        return f"TraderBotBackup {restore.namespace}/{spec.backup_name} does not exist"
+    checks = (
+        (
+            backup.spec.bot_name != bot.name,
+            f"TraderBotBackup {backup.name} is a backup of {backup.spec.bot_name}, "
+            f"not of {bot.name}",
+        ),
+        (
+            backup.status.phase != "Completed",
+            f"TraderBotBackup {backup.name} is {backup.status.phase or 'not started'}; "
+            "only a Completed backup can be restored",
+        ),
+        (
+            not backup.status.location,
+            f"TraderBotBackup {backup.name} has no recorded location to restore from",
+        ),
+        (
+            spec.what in {"database", "both"} and not backup.spec.database,
+            f"TraderBotBackup {backup.name} holds no database dump",
+        ),
+        (
+            spec.what in {"redis", "both"} and not backup.spec.redis,
+            f"TraderBotBackup {backup.name} holds no Redis snapshot",
+        ),
+    )
+    return next((message for failed, message in checks if failed), None)
+
+
+def restore_decision(  # noqa: PLR0911 - one return per step of the restore
+    restore: RestoreRun,
+    *,
+    refusal: str | None,
+    api_pods: int,
+    job: Mapping[str, Any] | None,
+    result: Mapping[str, Any] | None,
+    now: datetime,
+) -> RestoreDecision:
+    """Return the next step of a restore: stop the API, restore, release the API.
+
+    NB: the order is the seed's ("stop trader-api first, for integrity"): the Job is
+    started only when no API pod is left. A failed restore keeps the API held, so
+    nothing writes into a half-restored database; deleting the TraderBotRestore
+    releases it.
+    """
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    current = restore.status.model_dump(by_alias=True, exclude_none=True)
+    if restore.status.phase in _TERMINAL_RESTORE_PHASES:
+        return RestoreDecision(status=current, hold_api=restore.status.phase == "Failed")
+    if refusal is not None:
+        status = {"phase": "Failed", "message": f"refused: {refusal}", "completionTime": stamp}
+        return RestoreDecision(
+            status=status, hold_api=False, event=("Warning", "RestoreRefused", refusal)
+        )
+    if job is None:
+        if api_pods > 0:
+            message = f"waiting for {api_pods} API pod(s) to stop before restoring"
+            return RestoreDecision(
+                status={**current, "phase": "StoppingApi", "message": message}, hold_api=True
+            )
+        status = {
+            **current,
+            "phase": "Restoring",
+            "message": "API stopped; restore Job started",
+            "apiStoppedAt": current.get("apiStoppedAt", stamp),
+            "jobName": restore.name,
+        }
+        return RestoreDecision(status=status, hold_api=True, start_job=True)
+    complete = _job_condition(job, "Complete")
+    failed = _job_condition(job, "Failed")
+    if complete is not None and (result is None or result.get("ok") is not False):
+        status = {
+            **current,
+            "phase": "Completed",
+            "message": "restored and verified; the API is starting again",
+            "restoredAt": complete.get("lastTransitionTime") or stamp,
+            "completionTime": stamp,
+        }
+        message = f"restored {restore.spec.what} from {restore.spec.backup_name}"
+        return RestoreDecision(
+            status=status, hold_api=False, event=("Normal", "RestoreCompleted", message)
+        )
+    if failed is not None or complete is not None:
+        ended = failed or complete or {}
+        reason = (result or {}).get("error") or ": ".join(
+            part for part in (ended.get("reason"), ended.get("message")) if part
+        )
+        message = (
+            f"restore failed: {reason or 'the Job failed without a reason'}; the API stays "
+            "stopped; fix the cause and delete this TraderBotRestore to start the API again"
+        )
+        status = {**current, "phase": "Failed", "message": message, "completionTime": stamp}
+        return RestoreDecision(
+            status=status, hold_api=True, event=("Warning", "RestoreFailed", message)
+        )
+    return RestoreDecision(
+        status={**current, "phase": "Restoring", "message": "restore Job running"}, hold_api=True
+    )

@@ -24,7 +24,14 @@ from traderbot_operator.desired.credentials import (
     DATABASE_USER_KEY,
     REDIS_PASSWORD_KEY,
 )
-from traderbot_operator.models import API_VERSION, BACKUP_KIND, BackupRun, TraderBot
+from traderbot_operator.models import (
+    API_VERSION,
+    BACKUP_KIND,
+    RESTORE_KIND,
+    BackupRun,
+    RestoreRun,
+    TraderBot,
+)
 
 BACKUP_MOUNT = "/backups"
 STARTING_DEADLINE_SECONDS = 3600
@@ -81,16 +88,26 @@ BACKUP_RUN_LABEL = "traderbot.dev/backup"
 JOB_HISTORY_SECONDS = 7 * 24 * 3600
 
 
+def _own_labels(labels_: dict[str, str]) -> dict[str, str]:
+    """Return a resource's labels that may be copied to its pod (not app.kubernetes.io/*)."""
+    return {k: v for k, v in labels_.items() if not k.startswith("app.kubernetes.io/")}
+
+
 def _backup_job_spec(
-    bot: TraderBot, *, env: list[dict[str, Any]], pod_labels: dict[str, str]
+    bot: TraderBot,
+    *,
+    env: list[dict[str, Any]],
+    pod_labels: dict[str, str],
+    args: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Return the Job spec that runs ``trader-backup`` once (CronJob and on demand)."""
+    """Return the Job spec that runs ``trader-backup`` once (CronJob, on demand, restore)."""
     names = Names(bot.name)
     container: dict[str, Any] = {
         "name": "backup",
         "image": image(bot),
         "imagePullPolicy": "IfNotPresent",
         "command": ["trader-backup"],
+        "args": args or [],
         "env": env,
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
@@ -155,10 +172,7 @@ def build_backup_job(bot: TraderBot, *, run: BackupRun) -> Manifest:
     so a TraderBotBackup can carry scheduling or cost-allocation labels to it.
     """
     job_labels = {**labels(bot, COMPONENT_BACKUP), BACKUP_RUN_LABEL: run.name}
-    pod_labels = {
-        **{k: v for k, v in run.labels.items() if not k.startswith("app.kubernetes.io/")},
-        **job_labels,
-    }
+    pod_labels = {**_own_labels(run.labels), **job_labels}
     extra_env: list[dict[str, Any]] = [
         {"name": "BACKUP_INCLUDE_REDIS", "value": "true" if run.spec.redis else "false"},
         {"name": "BACKUP_INCLUDE_DATABASE", "value": "true" if run.spec.database else "false"},
@@ -182,6 +196,48 @@ def build_backup_job(bot: TraderBot, *, run: BackupRun) -> Manifest:
                     "kind": BACKUP_KIND,
                     "name": run.name,
                     "uid": run.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+RESTORE_RUN_LABEL = "traderbot.dev/restore"
+
+
+def build_restore_job(bot: TraderBot, *, restore: RestoreRun, location: str) -> Manifest:
+    """Build the Job that runs ``trader-backup restore``, owned by its TraderBotRestore.
+
+    NB: the pod is labelled as a backup pod, so the NetworkPolicies let it reach the
+    database and Redis; it is never retried (``backoffLimit: 0``): a restore that
+    failed half-way must be looked at, not repeated.
+    """
+    job_labels = {**labels(bot, COMPONENT_BACKUP), RESTORE_RUN_LABEL: restore.name}
+    pod_labels = {**_own_labels(restore.labels), **job_labels}
+    spec = _backup_job_spec(
+        bot,
+        env=backup_env(bot),
+        pod_labels=pod_labels,
+        args=["restore", location, "--what", restore.spec.what],
+    )
+    spec["backoffLimit"] = 0
+    spec["ttlSecondsAfterFinished"] = JOB_HISTORY_SECONDS
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": restore.name,
+            "namespace": restore.namespace,
+            "labels": job_labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": RESTORE_KIND,
+                    "name": restore.name,
+                    "uid": restore.uid,
                     "controller": True,
                     "blockOwnerDeletion": True,
                 }

@@ -3,6 +3,6 @@
 Importing this package registers the handlers with kopf's default registry.
 """
 
-from traderbot_operator.handlers import backups, traderbot
+from traderbot_operator.handlers import backups, restores, traderbot
 
-__all__ = ["backups", "traderbot"]
+__all__ = ["backups", "restores", "traderbot"]

@@ -81,11 +81,36 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
     )
     current = body.get("status") or {}
     if differences(status, current):
-        await kube.patch_status(namespace=namespace, name=name, status=status, kind=BACKUP_KIND)
+        await kube.patch_status(
+            namespace=namespace,
+            name=name,
+            status=status,
+            kind=BACKUP_KIND,
+            resource_version=body["metadata"]["resourceVersion"],
+        )
         if status["phase"] != current.get("phase") and status["phase"] in _TERMINAL:
             await _record(state, body=body, status=status)
     phase: str = status["phase"]
     return phase
+
+
+CONFLICT_ATTEMPTS = 3
+
+
+async def converge_backup_retrying(state: OperatorState, *, namespace: str, name: str) -> None:
+    """Run ``converge_backup``, re-reading after a conflict (another writer got there first).
+
+    NB: Job events are the only trigger after a backup starts; a lost update would
+    leave the record Running, so conflicts are retried here rather than dropped.
+    """
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            await converge_backup(state, namespace=namespace, name=name)
+        except ConflictError:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+        else:
+            return
 
 
 async def _record(state: OperatorState, *, body: dict[str, Any], status: dict[str, Any]) -> None:
@@ -147,7 +172,7 @@ async def _guarded(memo: Any, *, namespace: str, name: str) -> None:
     if state.closing:
         return
     try:
-        await converge_backup(state, namespace=namespace, name=name)
+        await converge_backup_retrying(state, namespace=namespace, name=name)
     except ConflictError as error:
         raise kopf.TemporaryError(f"{error}; retrying", delay=CONFLICT_RETRY_SECONDS) from error
     except KubeError as error:
@@ -194,6 +219,6 @@ async def backup_job_changed(
             )
             run_name = meta["name"]
         if run_name is not None:
-            await converge_backup(operator_state(memo), namespace=namespace, name=run_name)
+            await converge_backup_retrying(operator_state(memo), namespace=namespace, name=run_name)
     except (ConflictError, KubeError) as error:
         logger.warning("backup Job %s/%s: %s", namespace, meta.get("name"), error)

@@ -22,8 +22,9 @@ from traderbot_operator.desired import build_children
 from traderbot_operator.desired.common import Names
 from traderbot_operator.desired.monitoring import SERVICE_MONITOR_API_VERSION
 from traderbot_operator.kube import ConflictError, Kube, KubeError
-from traderbot_operator.models import API_VERSION, KIND, TraderBot
+from traderbot_operator.models import API_VERSION, KIND, RESTORE_KIND, TraderBot
 from traderbot_operator.reconcile import (
+    HOLD_ANNOTATION,
     Action,
     ObjectKey,
     Outcome,
@@ -143,6 +144,27 @@ async def _event(
         logger.exception("could not record event %s for %s", reason, body["metadata"]["name"])
 
 
+async def _restore_holding(
+    state: OperatorState, *, body: Mapping[str, Any]
+) -> tuple[str, str] | None:
+    """Return the (name, phase) of the TraderBotRestore holding this bot's API, if any.
+
+    NB: the hold is an annotation naming the restore; it only counts while that
+    restore exists and has not completed, so a deleted restore releases the API.
+    """
+    annotations = body["metadata"].get("annotations") or {}
+    holder = annotations.get(HOLD_ANNOTATION)
+    if not holder:
+        return None
+    restore = await state.kube.get(
+        namespace=body["metadata"]["namespace"], key=(API_VERSION, RESTORE_KIND, holder)
+    )
+    phase = ((restore or {}).get("status") or {}).get("phase") or "Pending"
+    if restore is None or phase == "Completed":
+        return None
+    return holder, phase
+
+
 async def converge(state: OperatorState, *, namespace: str, name: str) -> Result:
     """Bring one TraderBot's children to its spec and write its status.
 
@@ -180,6 +202,10 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         writes = await _report(state, body=body, bot=bot, status=status)
         return Result(phase=status["phase"], writes=writes)
 
+    held_by = await _restore_holding(state, body=body)
+    if held_by is not None:
+        # NB: the API is built with zero replicas while a restore needs it stopped.
+        bot = bot.model_copy(update={"spec": bot.spec.model_copy(update={"replicas": 0})})
     referenced = await kube.secrets(namespace=namespace, names=referenced_secret_names(bot))
     problems = tuple(spec_problems(bot, secrets=referenced))
     monitor = bot.spec.monitoring.enabled and await kube.service_monitor_available()
@@ -217,6 +243,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         invalid_spec=problems,
         forbidden_changes=tuple(forbidden),
         errors=() if failure is None else (str(failure),),
+        held_by=held_by,
     )
     status = compute_status(bot, observed=observed, outcome=outcome, now=datetime.now(UTC))
     writes += await _report(state, body=body, bot=bot, status=status)

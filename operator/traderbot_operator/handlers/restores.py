@@ -1,0 +1,211 @@
+"""TraderBotRestore: stop the API, restore from a backup, start the API again.
+
+Each pass reads the restore, its bot, its backup, the API pods and the restore
+Job, asks ``reconcile.restore_decision`` what comes next, and does only that. The
+API is held at zero replicas through an annotation on the TraderBot that the
+bot's own reconcile honours, so there is one writer of the Deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from traderbot_operator.desired.backup import RESTORE_RUN_LABEL, build_restore_job
+from traderbot_operator.desired.common import COMPONENT_API, selector_labels
+from traderbot_operator.handlers.converge import OperatorState, run_serialized
+from traderbot_operator.handlers.traderbot import (
+    CONFLICT_RETRY_SECONDS,
+    ERROR_RETRY_SECONDS,
+    namespaced,
+    operator_state,
+)
+from traderbot_operator.kube import ConflictError, KubeError
+from traderbot_operator.models import (
+    API_VERSION,
+    BACKUP_KIND,
+    GROUP,
+    RESTORE_KIND,
+    RESTORE_PLURAL,
+    VERSION,
+    BackupRun,
+    RestoreRun,
+    TraderBot,
+)
+from traderbot_operator.reconcile import (
+    HOLD_ANNOTATION,
+    Action,
+    differences,
+    parse_backup_result,
+    restore_decision,
+    restore_refusal,
+)
+
+logger = logging.getLogger(__name__)
+
+RESTORE_POLL_SECONDS = 2.0
+_TERMINAL = frozenset({"Completed", "Failed"})
+
+
+async def _set_hold(
+    state: OperatorState, *, bot: TraderBot, annotations: dict[str, str], holder: str | None
+) -> None:
+    """Hold (or release) the bot's API for this restore, then let the bot converge."""
+    current = annotations.get(HOLD_ANNOTATION)
+    if holder is None and current is None:
+        return
+    if holder is not None and current == holder:
+        return
+    await state.kube.annotate_bot(
+        namespace=bot.namespace, name=bot.name, key=HOLD_ANNOTATION, value=holder
+    )
+    await run_serialized(
+        state, namespace=bot.namespace, name=bot.name, trigger="restore", coalesce=True
+    )
+
+
+async def converge_restore(state: OperatorState, *, namespace: str, name: str) -> str | None:
+    """Take the next step of one TraderBotRestore; return its phase."""
+    kube = state.kube
+    body = await kube.get(namespace=namespace, key=(API_VERSION, RESTORE_KIND, name))
+    if body is None:
+        return None
+    restore = RestoreRun.from_body(body)
+    bot_body = await kube.get_bot(namespace=namespace, name=restore.spec.bot_name)
+    bot = None if bot_body is None else TraderBot.from_body(bot_body)
+    annotations: dict[str, str] = ((bot_body or {}).get("metadata") or {}).get("annotations") or {}
+    if restore.status.phase in _TERMINAL:
+        completed = restore.status.phase == "Completed"
+        if bot is not None and completed and annotations.get(HOLD_ANNOTATION) == name:
+            await _set_hold(state, bot=bot, annotations=annotations, holder=None)
+        return restore.status.phase
+
+    backup_body = await kube.get(
+        namespace=namespace, key=(API_VERSION, BACKUP_KIND, restore.spec.backup_name)
+    )
+    backup = None if backup_body is None else BackupRun.from_body(backup_body)
+    # NB: refused only before anything was touched; later steps follow through.
+    refusal = (
+        restore_refusal(restore, bot=bot, backup=backup)
+        if restore.status.phase in {None, "Pending"}
+        else None
+    )
+
+    api_pods = 0
+    if bot is not None and refusal is None:
+        await _set_hold(state, bot=bot, annotations=annotations, holder=name)
+        api_pods = await kube.count_pods(
+            namespace=namespace, labels=selector_labels(bot, COMPONENT_API)
+        )
+    job_key = ("batch/v1", "Job", name)
+    job = await kube.get(namespace=namespace, key=job_key)
+    finished = job is not None and any(
+        c.get("type") in {"Complete", "Failed"} and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or []
+    )
+    message = await kube.termination_message(namespace=namespace, job=name) if finished else None
+    decision = restore_decision(
+        restore,
+        refusal=refusal,
+        api_pods=api_pods,
+        job=job,
+        result=parse_backup_result(message),
+        now=datetime.now(UTC),
+    )
+    if decision.start_job and job is None and bot is not None and backup is not None:
+        location = backup.status.location or ""
+        await kube.execute(
+            namespace=namespace,
+            action=Action(
+                verb="create",
+                key=job_key,
+                body=build_restore_job(bot, restore=restore, location=location),
+            ),
+        )
+    if differences(decision.status, body.get("status") or {}):
+        await kube.patch_status(
+            namespace=namespace,
+            name=name,
+            status=decision.status,
+            kind=RESTORE_KIND,
+            resource_version=body["metadata"]["resourceVersion"],
+        )
+    if decision.event is not None:
+        type_, reason, text = decision.event
+        try:
+            await kube.event(
+                bot=body,
+                type_="Warning" if type_ == "Warning" else "Normal",
+                reason=reason,
+                message=text,
+            )
+        except KubeError:
+            logger.exception("could not record %s for %s", reason, name)
+    if bot is not None and not decision.hold_api:
+        await _set_hold(state, bot=bot, annotations=annotations, holder=None)
+    phase: str = decision.status["phase"]
+    return phase
+
+
+async def _serialized(state: OperatorState, *, namespace: str, name: str) -> None:
+    """Run one restore pass at a time per restore (timer and Job events race otherwise)."""
+    lock = state.locks.setdefault((namespace, f"{RESTORE_PLURAL}/{name}"), asyncio.Lock())
+    async with lock:
+        await converge_restore(state, namespace=namespace, name=name)
+
+
+async def _guarded(memo: Any, *, namespace: str, name: str) -> None:
+    state = operator_state(memo)
+    if state.closing:
+        return
+    try:
+        await _serialized(state, namespace=namespace, name=name)
+    except ConflictError as error:
+        raise kopf.TemporaryError(f"{error}; retrying", delay=CONFLICT_RETRY_SECONDS) from error
+    except KubeError as error:
+        raise kopf.TemporaryError(
+            f"{error}; check the operator's RBAC and the API server, retrying",
+            delay=ERROR_RETRY_SECONDS,
+        ) from error
+
+
+def _in_progress(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") not in _TERMINAL
+
+
+@kopf.on.resume(GROUP, VERSION, RESTORE_PLURAL)
+@kopf.on.create(GROUP, VERSION, RESTORE_PLURAL)
+async def start_restore(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Validate the restore and take its first step."""
+    await _guarded(memo, namespace=namespaced(namespace), name=name)
+
+
+@kopf.timer(GROUP, VERSION, RESTORE_PLURAL, interval=RESTORE_POLL_SECONDS, when=_in_progress)
+async def advance_restore(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Advance a restore in progress: API pods gone -> Job -> result -> release."""
+    await _guarded(memo, namespace=namespaced(namespace), name=name)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={RESTORE_RUN_LABEL: kopf.PRESENT})
+async def restore_job_changed(
+    *,
+    body: kopf.Body,
+    namespace: str | None,
+    memo: Any,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    **_: Any,
+) -> None:
+    """React to the restore Job at once instead of at the next timer tick."""
+    if namespace is None or "state" not in memo or operator_state(memo).closing:
+        return
+    name = (body.get("metadata", {}).get("labels") or {}).get(RESTORE_RUN_LABEL)
+    if name is None:
+        return
+    try:
+        await _serialized(operator_state(memo), namespace=namespace, name=name)
+    except (ConflictError, KubeError) as error:
+        logger.warning("restore Job %s/%s: %s", namespace, name, error)

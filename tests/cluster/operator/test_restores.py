@@ -1,0 +1,126 @@
+"""TraderBotRestore on a real API server: the API is stopped first, then restored, then back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Pod
+from lightkube.types import PatchType
+
+from cluster.operator.runner import OperatorRunner
+from cluster.operator.test_operator import _bot, _create_bot, _events_of, _get, _wait_phase
+from support.kube import eventually
+from traderbot_operator.kube import TraderBotBackupResource, TraderBotRestoreResource
+
+LOCATION = "/backups/alpha/alpha-20260128T030000Z"
+HOLD = "traderbot.dev/api-held-by"
+API_PODS: dict[str, Any] = {
+    "app.kubernetes.io/instance": "alpha",
+    "app.kubernetes.io/component": "api",
+}
+
+
+def _completed_backup(kube: Client, namespace: str, *, phase: str = "Completed") -> None:
+    """Record a backup of alpha as trader-backup would have reported it."""
+    body = {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBotBackup",
+        "metadata": {"name": "nightly", "labels": {"traderbot.dev/scheduled": "true"}},
+        "spec": {"botName": "alpha"},
+    }
+    kube.create(TraderBotBackupResource.from_dict(body), namespace=namespace)
+    kube.patch(
+        TraderBotBackupResource.Status,
+        "nightly",
+        {"status": {"phase": phase, "location": LOCATION, "scheduled": True}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+
+
+def _create_restore(
+    kube: Client, namespace: str, name: str, *, labels: dict[str, str] | None = None
+) -> None:
+    body = {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBotRestore",
+        "metadata": {"name": name, "labels": labels or {}},
+        "spec": {"botName": "alpha", "backupName": "nightly"},
+    }
+    kube.create(TraderBotRestoreResource.from_dict(body), namespace=namespace)
+
+
+def _restore_phase(kube: Client, namespace: str, name: str, phase: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        body = _get(kube, TraderBotRestoreResource, name, namespace)
+        return body if (body.get("status") or {}).get("phase") == phase else None
+
+    found: dict[str, Any] = eventually(probe, what=f"TraderBotRestore {name} {phase}", timeout=90)
+    return found
+
+
+def _api_pods(kube: Client, namespace: str) -> int:
+    return len(list(kube.list(Pod, namespace=namespace, labels=API_PODS)))
+
+
+def test_a_restore_stops_the_api_restores_then_starts_it_again(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "alpha")
+    _wait_phase(kube, namespace, "alpha", "Ready")
+    _completed_backup(kube, namespace)
+    _create_restore(kube, namespace, "undo")
+    done = _restore_phase(kube, namespace, "undo", "Completed")
+    job = _get(kube, Job, "undo", namespace)
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "restore", LOCATION, "--what", "database",
+    ]  # fmt: skip
+    # The seed's order: the Job exists only once no API pod was left.
+    assert done["status"]["apiStoppedAt"] <= job["metadata"]["creationTimestamp"]
+    assert done["status"]["restoredAt"]
+    eventually(
+        lambda: _get(kube, Deployment, "alpha-api", namespace)["spec"]["replicas"] == 1,
+        what="the API scaled back up",
+    )
+    _wait_phase(kube, namespace, "alpha", "Ready")
+    assert HOLD not in (_bot(kube, namespace, "alpha")["metadata"].get("annotations") or {})
+    assert "RestoreCompleted" in {e.get("reason") for e in _events_of(kube, namespace, "undo")}
+
+
+def test_a_failed_restore_keeps_the_api_stopped_until_it_is_deleted(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "alpha")
+    _wait_phase(kube, namespace, "alpha", "Ready")
+    _completed_backup(kube, namespace)
+    _create_restore(kube, namespace, "broken", labels={"traderbot.dev/kwok-fail": "true"})
+    failed = _restore_phase(kube, namespace, "broken", "Failed")
+    assert "the API stays stopped" in failed["status"]["message"]
+    bot = _wait_phase(kube, namespace, "alpha", "Degraded")
+    ready = next(c for c in bot["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "ApiHeldForRestore"
+    assert _get(kube, Deployment, "alpha-api", namespace)["spec"]["replicas"] == 0
+    assert _api_pods(kube, namespace) == 0
+    events = _events_of(kube, namespace, "broken")
+    assert any(e.get("reason") == "RestoreFailed" and e.get("type") == "Warning" for e in events)
+
+    kube.delete(TraderBotRestoreResource, "broken", namespace=namespace)
+    _wait_phase(kube, namespace, "alpha", "Ready")
+    assert _get(kube, Deployment, "alpha-api", namespace)["spec"]["replicas"] == 1
+
+
+def test_a_restore_from_an_unfinished_backup_is_refused_and_touches_nothing(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "alpha")
+    _wait_phase(kube, namespace, "alpha", "Ready")
+    _completed_backup(kube, namespace, phase="Running")
+    _create_restore(kube, namespace, "early")
+    refused = _restore_phase(kube, namespace, "early", "Failed")
+    assert "only a Completed backup can be restored" in refused["status"]["message"]
+    assert _get(kube, Deployment, "alpha-api", namespace)["spec"]["replicas"] == 1
+    assert HOLD not in (_bot(kube, namespace, "alpha")["metadata"].get("annotations") or {})
+    assert _bot(kube, namespace, "alpha")["status"]["phase"] == "Ready"

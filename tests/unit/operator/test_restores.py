@@ -1,0 +1,175 @@
+"""TraderBotRestore decides each step from data: refuse early, stop the API first, never loop."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from traderbot_operator.desired.backup import build_restore_job
+from traderbot_operator.models import (
+    BackupRun,
+    BackupRunSpec,
+    BackupRunStatus,
+    RestoreRun,
+    RestoreRunSpec,
+    RestoreRunStatus,
+)
+from traderbot_operator.reconcile import (
+    Outcome,
+    compute_status,
+    restore_decision,
+    restore_refusal,
+)
+from unit.operator.bots import bot
+from unit.operator.crd_schema import ROOT, model_mismatches
+
+CRD = yaml.safe_load((ROOT / "crds" / "traderbot.dev_traderbotrestores.yaml").read_text())
+SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+NOW = datetime(2026, 1, 28, 12, 0, tzinfo=UTC)
+LOCATION = "/backups/alpha/alpha-20260128T030000Z"
+
+
+def _restore(*, phase: str | None = None, what: str = "database") -> RestoreRun:
+    return RestoreRun(
+        name="undo",
+        namespace="trading",
+        uid="restore-uid",
+        labels={"ticket": "ops-42"},
+        spec=RestoreRunSpec.model_validate(
+            {"botName": "alpha", "backupName": "nightly", "what": what}
+        ),
+        status=RestoreRunStatus.model_validate({"phase": phase} if phase else {}),
+    )
+
+
+def _backup(**status: Any) -> BackupRun:
+    return BackupRun(
+        name="nightly",
+        namespace="trading",
+        uid="backup-uid",
+        spec=BackupRunSpec(bot_name="alpha", redis=False),
+        status=BackupRunStatus.model_validate(
+            {"phase": "Completed", "location": LOCATION, **status}
+        ),
+    )
+
+
+def _job(condition: str | None, **fields: Any) -> dict[str, Any]:
+    conditions = [{"type": condition, "status": "True", **fields}] if condition else []
+    return {
+        "metadata": {"name": "undo"},
+        "status": {"active": 0 if condition else 1, "conditions": conditions},
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "path"), [(RestoreRunSpec, "spec"), (RestoreRunStatus, "status")]
+)
+def test_models_have_the_crd_fields(model: Any, path: str) -> None:
+    assert model_mismatches(model, SCHEMA["properties"][path], path) == []
+
+
+@pytest.mark.parametrize(
+    ("backup", "what", "reason"),
+    [
+        (None, "database", "TraderBotBackup trading/nightly does not exist"),
+        (_backup(phase="Failed"), "database", "only a Completed backup can be restored"),
+        (_backup(location=None), "database", "has no recorded location"),
+        (_backup(), "redis", "holds no Redis snapshot"),
+    ],
+)
+def test_a_restore_that_cannot_work_is_refused_before_anything_is_touched(
+    backup: BackupRun | None, what: str, reason: str
+) -> None:
+    refusal = restore_refusal(_restore(what=what), bot=bot(), backup=backup)
+    assert refusal is not None
+    assert reason in refusal
+    decision = restore_decision(
+        _restore(what=what), refusal=refusal, api_pods=1, job=None, result=None, now=NOW
+    )
+    assert decision.status["phase"] == "Failed"
+    assert decision.hold_api is False
+    assert decision.start_job is False
+
+
+def test_a_backup_of_another_bot_is_refused() -> None:
+    other = _backup().model_copy(update={"spec": BackupRunSpec(bot_name="bravo")})
+    assert "is a backup of bravo, not of alpha" in (
+        restore_refusal(_restore(), bot=bot(), backup=other) or ""
+    )
+
+
+def test_the_api_is_stopped_before_the_restore_job_starts() -> None:
+    waiting = restore_decision(_restore(), refusal=None, api_pods=2, job=None, result=None, now=NOW)
+    assert (waiting.status["phase"], waiting.hold_api, waiting.start_job) == (
+        "StoppingApi",
+        True,
+        False,
+    )
+    ready = restore_decision(
+        _restore(phase="StoppingApi"), refusal=None, api_pods=0, job=None, result=None, now=NOW
+    )
+    assert (ready.status["phase"], ready.hold_api, ready.start_job) == ("Restoring", True, True)
+    assert ready.status["apiStoppedAt"] == "2026-01-28T12:00:00Z"
+
+
+def test_a_completed_restore_releases_the_api_and_says_so() -> None:
+    done = restore_decision(
+        _restore(phase="Restoring"),
+        refusal=None,
+        api_pods=0,
+        job=_job("Complete", lastTransitionTime="2026-01-28T12:03:00Z"),
+        result={"ok": True, "action": "restore"},
+        now=NOW,
+    )
+    assert (done.status["phase"], done.hold_api) == ("Completed", False)
+    assert done.status["restoredAt"] == "2026-01-28T12:03:00Z"
+    assert done.event is not None
+    assert done.event[1] == "RestoreCompleted"
+
+
+def test_a_failed_restore_keeps_the_api_stopped_and_is_not_retried() -> None:
+    failed = restore_decision(
+        _restore(phase="Restoring"),
+        refusal=None,
+        api_pods=0,
+        job=_job("Failed", reason="BackoffLimitExceeded"),
+        result={"ok": False, "error": "checksum mismatch in database.dump"},
+        now=NOW,
+    )
+    assert (failed.status["phase"], failed.hold_api) == ("Failed", True)
+    assert "checksum mismatch in database.dump" in failed.status["message"]
+    assert "delete this TraderBotRestore" in failed.status["message"]
+    again = restore_decision(
+        _restore(phase="Failed"), refusal=None, api_pods=0, job=None, result=None, now=NOW
+    )
+    assert (again.start_job, again.hold_api, again.event) == (False, True, None)
+
+
+def test_the_restore_job_runs_trader_backup_restore_once_with_the_backup_location() -> None:
+    job = build_restore_job(bot(), restore=_restore(what="both"), location=LOCATION)
+    kubernetes_validate.validate(job, "1.34.0", strict=True)
+    assert job["spec"]["backoffLimit"] == 0
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["trader-backup"]
+    assert container["args"] == ["restore", LOCATION, "--what", "both"]
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "backup"  # NetworkPolicies admit it
+    assert labels["ticket"] == "ops-42"
+
+
+def test_a_held_bot_reports_why_its_api_is_stopped() -> None:
+    status = compute_status(
+        bot(), observed={}, outcome=Outcome(held_by=("undo", "Restoring")), now=NOW
+    )
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == ("Progressing", "ApiHeldForRestore")
+    assert "TraderBotRestore undo" in ready["message"]
+    failed = compute_status(
+        bot(), observed={}, outcome=Outcome(held_by=("undo", "Failed")), now=NOW
+    )
+    assert failed["phase"] == "Degraded"
