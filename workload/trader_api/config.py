@@ -139,8 +139,12 @@ class Settings(BaseSettings):
         if len(names) != len(set(names)):
             raise ValueError(f"STRATEGIES has duplicate names: {sorted(names)}")
         unknown = sorted({s.symbol for s in self.strategies} - set(self.symbols))
-        if unknown:
+        if unknown and "symbols" in self.model_fields_set:
             raise ValueError(f"STRATEGIES trade symbols not in SYMBOLS: {unknown}")
+        if unknown:
+            # NB: with SYMBOLS unset, the market simulates every symbol a strategy
+            # trades, so a TraderBot naming a new symbol needs no second setting.
+            self.symbols = (*self.symbols, *unknown)
         return self
 
     @property

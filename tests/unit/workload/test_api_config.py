@@ -111,7 +111,6 @@ _SMA = (
     [
         ("not json", "STRATEGIES is not valid JSON"),
         ('[{"name": "x", "kind": "martingale", "symbol": "BTCUSDT"}]', "kind"),
-        (f"[{_SMA.replace('BTCUSDT', 'DOGEUSDT')}]", "DOGEUSDT"),
         (f"[{_SMA}, {_SMA}]", "duplicate names"),
         (
             '[{"name": "x", "kind": "sma_crossover", "symbol": "BTCUSDT", "interval": "1m",'
@@ -133,4 +132,18 @@ def test_live_trading_is_refused_until_a_live_adapter_exists(
 ) -> None:
     monkeypatch.setenv("TRADING_MODE", "live")
     with pytest.raises(ValidationError, match="live exchange adapter"):
+        Settings()
+
+
+def test_without_symbols_the_market_covers_every_strategy_symbol(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STRATEGIES", f"[{_SMA.replace('BTCUSDT', 'SOLUSDT')}]")
+    assert Settings().symbols == ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+
+
+def test_explicit_symbols_must_cover_the_strategies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATEGIES", f"[{_SMA.replace('BTCUSDT', 'SOLUSDT')}]")
+    monkeypatch.setenv("SYMBOLS", "BTCUSDT")
+    with pytest.raises(ValidationError, match=r"not in SYMBOLS: \['SOLUSDT'\]"):
         Settings()
