@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -46,6 +47,8 @@ VOLUMES_PER_BOT = 3  # database, Redis, backups
 # NB: each bot has 3 ClusterIP Services (API, database, Redis); the local control
 # plane's default /24 service range holds 254, so the benchmark widens it.
 BENCH_SERVICE_CIDR = "10.96.0.0/20"
+# Each bot requests 0.4 CPU and runs 3 pods; a fake node offers 32 CPUs and 250 pods.
+BOTS_PER_NODE = 50
 SAMPLE = re.compile(r'^traderbot_operator_api_requests_total\{kind="[^"]*",verb="([^"]*)"\} (\S+)$')
 
 
@@ -232,7 +235,8 @@ def main() -> None:
         )
     else:
         localcluster.SERVICE_CIDR = BENCH_SERVICE_CIDR
-        with LocalCluster() as cluster:
+        nodes = tuple(f"kwok-node-{i}" for i in range(math.ceil((args.bots + 1) / BOTS_PER_NODE)))
+        with LocalCluster(nodes=nodes) as cluster:
             figures = measure(
                 cluster.kubeconfig,
                 bots=args.bots,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,9 @@ FIELD_MANAGER: Final = "traderbot-operator"
 SERVICE_MONITOR_CRD: Final = "servicemonitors.monitoring.coreos.com"
 CAPABILITY_TTL_SECONDS: Final = 300.0
 READ_CONCURRENCY: Final = 8
+# NB: below httpx's pool of 100 connections; past the pool, requests wait for a
+# connection and fail with PoolTimeout instead of queueing here.
+MAX_IN_FLIGHT: Final = 48
 
 TraderBotResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 TraderBotBackupResource = create_namespaced_resource(GROUP, VERSION, BACKUP_KIND, BACKUP_PLURAL)
@@ -138,11 +141,43 @@ def _describe(error: ApiError, *, verb: str, what: str) -> str:
     return f"{verb} {what} failed: HTTP {status.code} {status.reason}: {status.message}"
 
 
+class _BoundedClient:
+    """The lightkube client with at most ``limit`` requests in flight, the rest queued."""
+
+    def __init__(self, client: AsyncClient, *, limit: int) -> None:
+        self._client = client
+        self._slots = asyncio.Semaphore(limit)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._slots:
+            return await self._client.get(*args, **kwargs)
+
+    async def patch(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._slots:
+            return await self._client.patch(*args, **kwargs)
+
+    async def delete(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._slots:
+            return await self._client.delete(*args, **kwargs)
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._slots:
+            return await self._client.create(*args, **kwargs)
+
+    async def list(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async with self._slots:
+            async for item in self._client.list(*args, **kwargs):
+                yield item
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
 class Kube:
     """Typed, counted access to the Kubernetes API for one operator process."""
 
     def __init__(self, client: AsyncClient, *, field_manager: str = FIELD_MANAGER) -> None:
-        self._client = client
+        self._client = _BoundedClient(client, limit=MAX_IN_FLIGHT)
         self._field_manager = field_manager
         self._service_monitor: tuple[float, bool] | None = None
         self.calls: Counter[str] = Counter()
