@@ -1,11 +1,16 @@
-"""What only PostgreSQL can show: rows not rewritten, bulk and small paths alike."""
+"""What only PostgreSQL can show: rows not rewritten, bulk and small paths storing the same."""
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta, timezone
+
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from support.trading_data import make_klines, with_close
+from support.trading_data import T0, make_klines, with_close
+from trader_api.domain import Interval, Kline
 from trader_api.storage.postgres import COPY_THRESHOLD, PostgresStore
 
 
@@ -36,3 +41,74 @@ async def test_resending_identical_klines_rewrites_no_row(postgres_url: str, cou
         await store.close()
     rewritten = {t for t in after if after[t] != before[t]}
     assert len(rewritten) == 1
+
+
+_decimals = st.decimals(
+    allow_nan=False, allow_infinity=False, min_value=-(10**12), max_value=10**12
+)
+_zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))]
+)
+
+
+@st.composite
+def _odd_klines(draw: st.DrawFn) -> list[Kline]:
+    """Klines with values that stress a text encoding: exponents, long digits, offsets, micros."""
+    count = draw(st.integers(min_value=1, max_value=12))
+    minutes = draw(st.lists(st.integers(0, 10**6), min_size=count, max_size=count, unique=True))
+    rows: list[Kline] = []
+    for minute in minutes:
+        low, high = sorted([draw(_decimals), draw(_decimals)])
+        at = T0 + timedelta(minutes=minute, microseconds=draw(st.integers(0, 999_999)))
+        rows.append(
+            Kline(
+                symbol=draw(st.sampled_from(["BTCUSDT", "ODD\\N\tX", "ÉTH\r\n"])),
+                interval=draw(st.sampled_from(list(Interval))),
+                open_time=at.astimezone(draw(_zones)),
+                open=draw(_decimals),
+                high=high,
+                low=low,
+                close=draw(_decimals),
+                volume=abs(draw(_decimals)),
+            )
+        )
+    return rows
+
+
+async def _stored(url: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetch(
+            "SELECT symbol, interval, open_time, open::text, high::text, low::text,"
+            " close::text, volume::text FROM klines WHERE symbol <> 'PAD'"
+            " ORDER BY symbol, interval, open_time"
+        )
+    finally:
+        await conn.close()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(odd=_odd_klines())
+async def test_bulk_copy_stores_exactly_what_the_parameter_path_stores(
+    postgres_url: str, odd: list[Kline]
+) -> None:
+    """The text COPY encoding is indistinguishable from asyncpg's typed parameters."""
+    padding = make_klines(COPY_THRESHOLD, symbol="PAD")
+    store = await PostgresStore.connect(postgres_url, max_size=2)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute("TRUNCATE klines")
+        await store.insert_klines([*odd, *padding])  # bulk: COPY
+        via_copy = await _stored(postgres_url)
+        await conn.execute("TRUNCATE klines")
+        await store.insert_klines(odd)  # small: unnest with typed parameters
+        via_parameters = await _stored(postgres_url)
+    finally:
+        await conn.close()
+        await store.close()
+    assert via_copy == via_parameters
+    assert len(via_copy) == len(odd)
