@@ -575,6 +575,15 @@ def test_cli_up_shows_a_ready_node_and_down_leaves_no_process(
         )
         fields = nodes.stdout.split()
         assert fields[:2] == ["kwok-node-0", "Ready"], nodes.stdout
+        classes = subprocess.run(
+            [str(binaries.kubectl), "get", "storageclass", "-o", "name"],
+            env={**os.environ, "KUBECONFIG": str(workdir / "kubeconfig")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert classes.stdout.split() == ["storageclass.storage.k8s.io/standard"]
 
         minted = _cli(
             "kubeconfig", "--serviceaccount", "default/default", "--dir", str(workdir), cwd=tmp_path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import PersistentVolume, PersistentVolumeClaim
 
-from support.kube import client_for
+from support.kube import client_for, eventually
 from traderbot_operator.testing.localcluster import HOSTPATH_ROOT, STATE_FILE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +107,16 @@ def test_demo_brings_the_minimal_bot_to_ready_and_down_leaves_nothing(tmp_path: 
         assert "phase Failed" in refused.stderr
         assert "bravo-api-key-custom does not exist" in refused.stderr, "the operator's reason"
         assert "last lines of the operator's log" in refused.stderr
+
+        os.kill(pids["traderbot-operator"], signal.SIGKILL)
+        eventually(lambda: not _alive(pids["traderbot-operator"]), what="the operator to die")
+        revived = _cli("demo", "--dir", str(workdir))
+        assert revived.returncode == 0, revived.stderr
+        assert "operator started" in revived.stderr, "a dead operator is started again"
+        restarted = _pids(workdir)
+        assert restarted["traderbot-operator"] != pids["traderbot-operator"]
+        assert _alive(restarted["traderbot-operator"])
+        pids = restarted
     finally:
         down = _cli("down", "--dir", str(workdir))
     assert down.returncode == 0, down.stderr

@@ -384,6 +384,9 @@ def run(args: argparse.Namespace, *, say: Say) -> int:
     except (DemoError, ApiError, OSError) as error:
         say(f"demo failed: {error}")
         return 1
+    except KeyboardInterrupt:
+        say("interrupted: the cluster and the operator keep running; `make demo-down` stops them")
+        return 130
     say(f"Ready in {seconds:.1f}s after apply")
     try:
         kubectl_dir: Path | None = None
