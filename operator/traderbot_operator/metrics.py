@@ -46,6 +46,12 @@ API_REQUESTS: Final = Counter(
     ["verb", "kind"],
     registry=REGISTRY,
 )
+BACKUP_HEALTHY: Final = Gauge(
+    "traderbot_operator_backup_healthy",
+    "1 when the bot's last scheduled backup succeeded (or none ran yet), 0 when it failed.",
+    ["namespace", "bot"],
+    registry=REGISTRY,
+)
 WRITES: Final = Counter(
     "traderbot_operator_child_writes_total",
     "Child objects created, patched or deleted.",

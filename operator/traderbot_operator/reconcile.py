@@ -391,6 +391,7 @@ CONDITION_TYPES: Final = (
     "DatabaseReady",
     "CacheReady",
     "BackupScheduled",
+    "BackupHealthy",
     "Reconciled",
 )
 
@@ -476,6 +477,34 @@ def backup_state(bot: TraderBot, cronjob: Mapping[str, Any] | None) -> Component
         return ComponentState(False, "Suspended", "spec.backup.suspend is true")
     return ComponentState(
         True, "Scheduled", f"schedule {bot.spec.backup.schedule!r} ({bot.spec.backup.time_zone})"
+    )
+
+
+def backup_health(bot: TraderBot, cronjob: Mapping[str, Any] | None) -> ComponentState | None:
+    """Return whether scheduled backups succeed; None when backups are off.
+
+    NB: read from the CronJob's own bookkeeping: a run that was scheduled after the
+    last success, with nothing running any more, did not succeed. A failed scheduled
+    backup therefore never goes unnoticed, and the next success clears it.
+    """
+    if not bot.spec.backup.enabled or cronjob is None:
+        return None
+    status = cronjob.get("status") or {}
+    scheduled, succeeded = status.get("lastScheduleTime"), status.get("lastSuccessfulTime")
+    if scheduled is None:
+        return ComponentState(True, "NoRunYet", "no scheduled backup has run yet")
+    if status.get("active"):
+        return ComponentState(True, "Running", f"the scheduled backup of {scheduled} is running")
+    if succeeded is None or succeeded < scheduled:
+        last = succeeded or "never"
+        return ComponentState(
+            False,
+            "LastRunFailed",
+            f"the scheduled backup of {scheduled} did not succeed (last success: {last}); "
+            "see kubectl get tbb and the Job's logs",
+        )
+    return ComponentState(
+        True, "LastRunSucceeded", f"last scheduled backup succeeded at {succeeded}"
     )
 
 
@@ -627,6 +656,13 @@ def compute_status(
             ("BackupScheduled", backup),
         )
     ]
+    health = backup_health(bot, observed.get(("batch/v1", "CronJob", names.backup)))
+    if health is not None:
+        conditions.append(
+            condition(
+                "BackupHealthy", ready=health.ready, reason=health.reason, message=health.message
+            )
+        )
     conditions.append(
         condition(
             "Reconciled",

@@ -111,6 +111,24 @@ async def _report(
             message=reconciled["message"],
         )
         writes += 1
+    health = next((c for c in status["conditions"] if c["type"] == "BackupHealthy"), None)
+    before_health = next(
+        (c for c in (current or {}).get("conditions") or [] if c.get("type") == "BackupHealthy"),
+        None,
+    )
+    if (
+        health is not None
+        and health["status"] == "False"
+        and health["message"] != (before_health or {}).get("message")
+    ):
+        await _event(
+            state, body=body, type_="Warning", reason="BackupFailed", message=health["message"]
+        )
+        writes += 1
+    if health is not None:
+        metrics.BACKUP_HEALTHY.labels(namespace=bot.namespace, bot=bot.name).set(
+            1 if health["status"] == "True" else 0
+        )
     if status_changed(current, status):
         await state.kube.patch_status(namespace=bot.namespace, name=bot.name, status=status)
         writes += 1

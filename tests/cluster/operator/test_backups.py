@@ -8,11 +8,12 @@ import pytest
 from lightkube import Client
 from lightkube.codecs import from_dict
 from lightkube.resources.batch_v1 import CronJob, Job
+from lightkube.types import PatchType
 
 from cluster.operator.runner import OperatorRunner
 from cluster.operator.test_operator import _create_bot, _events_of, _get, _wait_phase
 from support.kube import eventually
-from traderbot_operator.kube import TraderBotBackupResource
+from traderbot_operator.kube import TraderBotBackupResource, TraderBotResource
 
 KWOK_FAIL_LABEL = "traderbot.dev/kwok-fail"
 
@@ -114,3 +115,28 @@ def test_a_scheduled_run_is_recorded_as_a_traderbotbackup(
     assert recorded["spec"]["botName"] == "alpha"
     [owner] = recorded["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("TraderBot", "alpha", False)
+
+
+def test_a_failed_scheduled_backup_turns_backup_healthy_false_with_a_warning(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "alpha")
+    _wait_phase(kube, namespace, "alpha", "Ready")
+    # What the CronJob controller records when a 03:00 run ends without success.
+    kube.patch(
+        CronJob.Status,
+        "alpha-backup",
+        {"status": {"lastScheduleTime": "2026-01-28T03:00:00Z"}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+
+    def unhealthy() -> dict[str, Any] | None:
+        conditions = _get(kube, TraderBotResource, "alpha", namespace)["status"]["conditions"]
+        found = next((c for c in conditions if c["type"] == "BackupHealthy"), None)
+        return found if found and found["status"] == "False" else None
+
+    condition = eventually(unhealthy, what="BackupHealthy False", timeout=60)
+    assert condition["reason"] == "LastRunFailed"
+    events = _events_of(kube, namespace, "alpha")
+    assert any(e.get("reason") == "BackupFailed" and e.get("type") == "Warning" for e in events)

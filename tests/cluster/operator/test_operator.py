@@ -234,7 +234,15 @@ def test_a_traderbot_converges_to_ready_with_owned_children(
     assert status["observedGeneration"] == bot["metadata"]["generation"]
     assert status["endpoints"]["api"] == f"http://alpha-api.{namespace}.svc:3000"
     assert {t: c["status"] for t, c in _conditions(bot).items()} == dict.fromkeys(
-        ["Ready", "ApiReady", "DatabaseReady", "CacheReady", "BackupScheduled", "Reconciled"],
+        [
+            "Ready",
+            "ApiReady",
+            "DatabaseReady",
+            "CacheReady",
+            "BackupScheduled",
+            "BackupHealthy",
+            "Reconciled",
+        ],
         "True",
     )
     children = _children(kube, namespace, "alpha")

@@ -262,8 +262,10 @@ def test_status_is_ready_when_api_database_and_cache_are_ready() -> None:
         "DatabaseReady": "True",
         "CacheReady": "True",
         "BackupScheduled": "True",
+        "BackupHealthy": "True",
         "Reconciled": "True",
     }
+    assert conditions["BackupHealthy"]["reason"] == "NoRunYet"
 
 
 def test_a_component_lost_after_ready_is_degraded_and_named() -> None:
@@ -368,3 +370,50 @@ def test_an_api_error_is_shown_in_status_without_hiding_the_components() -> None
     assert (reconciled["status"], reconciled["reason"]) == ("False", "ApplyFailed")
     assert reconciled["message"].startswith(error)
     assert _conditions(status)["ApiReady"]["status"] == "True"
+
+
+@pytest.mark.parametrize(
+    ("cronjob_status", "healthy", "reason"),
+    [
+        ({}, "True", "NoRunYet"),
+        (
+            {"lastScheduleTime": "2026-01-28T03:00:00Z", "active": [{"name": "j"}]},
+            "True",
+            "Running",
+        ),
+        (
+            {
+                "lastScheduleTime": "2026-01-28T03:00:00Z",
+                "lastSuccessfulTime": "2026-01-28T03:01:40Z",
+            },
+            "True",
+            "LastRunSucceeded",
+        ),
+        (
+            {
+                "lastScheduleTime": "2026-01-28T03:00:00Z",
+                "lastSuccessfulTime": "2026-01-27T03:01:40Z",
+            },
+            "False",
+            "LastRunFailed",
+        ),
+        ({"lastScheduleTime": "2026-01-28T03:00:00Z"}, "False", "LastRunFailed"),
+    ],
+    ids=["no-run-yet", "running", "succeeded", "failed-after-a-success", "never-succeeded"],
+)
+def test_backup_health_follows_the_last_scheduled_run(
+    cronjob_status: dict[str, Any], healthy: str, reason: str
+) -> None:
+    model = bot()
+    observed = _converged(model)
+    cronjob = observed[("batch/v1", "CronJob", "alpha-backup")]
+    assert cronjob is not None
+    cronjob["status"] = cronjob_status
+    status = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
+    condition = _conditions(status)["BackupHealthy"]
+    assert (condition["status"], condition["reason"]) == (healthy, reason)
+
+
+def test_no_backup_health_when_backups_are_off() -> None:
+    status = compute_status(bot(backup={"enabled": False}), observed={}, outcome=Outcome(), now=NOW)
+    assert "BackupHealthy" not in _conditions(status)
