@@ -144,8 +144,7 @@ class TradingEngine:
                 group.create_task(self._listen_for_commands(), name="commands")
                 group.create_task(self._sweep_forever(), name="sweeper")
                 group.create_task(self._consume_market(), name="market")
-                if self._engine_does_retention:
-                    group.create_task(self._retention_forever(), name="retention")
+                group.create_task(self._retention_forever(), name="retention")
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -154,10 +153,6 @@ class TradingEngine:
             raise
         finally:
             self.running = False
-
-    @property
-    def _engine_does_retention(self) -> bool:
-        return True
 
     async def _warm_up(self) -> None:
         """Refill strategy windows from stored klines, so a new leader trades at once."""
@@ -205,6 +200,10 @@ class TradingEngine:
                 await self._on_tick(event)
                 closed: Iterable[Kline] = builder.on_tick(event)
             else:
+                # NB: a kline feed (CSV replay) has no trades: its close is the
+                # price that marks positions, fills resting orders and values
+                # market orders, so it is applied before strategies see the kline.
+                await self._on_tick(Tick(event.symbol, event.close, Decimal(0), event.close_time))
                 closed = (event,)
             klines = list(closed)
             if klines:
@@ -288,6 +287,7 @@ class TradingEngine:
             await asyncio.sleep(SWEEP_SECONDS)
 
     async def _retention_forever(self) -> None:
+        """Drop old klines daily, unless TimescaleDB's retention policy does it already."""
         while True:
             try:
                 status = await self._store.retention_status()

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
@@ -55,7 +54,7 @@ from trader_api.storage import (
     connect_redis,
     ping_redis,
 )
-from trader_api.strategy import StrategyEngine, UnknownStrategyError
+from trader_api.strategy import StrategyConfig, StrategyEngine, UnknownStrategyError
 
 logger = logging.getLogger(__name__)
 
@@ -412,7 +411,7 @@ class Runtime:
             await asyncio.gather(*self._publishing, return_exceptions=True)
         return self.risk.halt_state
 
-    async def set_strategy_enabled(self, name: str, *, enabled: bool) -> Any:
+    async def set_strategy_enabled(self, name: str, *, enabled: bool) -> StrategyConfig:
         """Enable or disable a strategy on every replica; raise ``UnknownStrategyError``."""
         config = self.strategies.enable(name) if enabled else self.strategies.disable(name)
         try:
