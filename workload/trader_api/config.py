@@ -15,6 +15,7 @@ from urllib.parse import quote
 from pydantic import (
     AliasChoices,
     Field,
+    FilePath,
     SecretStr,
     field_validator,
     model_validator,
@@ -86,7 +87,8 @@ class Settings(BaseSettings):
     symbols: Annotated[tuple[str, ...], NoDecode] = ("BTCUSDT", "ETHUSDT")
     market_seed: int = 42
     market_tick_seconds: float = Field(default=1.0, gt=0, le=60)
-    market_speed: float = Field(default=1.0, gt=0, le=3600)
+    market_speed: float = Field(default=1.0, gt=0, le=1_000_000)
+    market_replay_csv: FilePath | None = None
 
     risk_max_order_notional: Decimal = Field(default=Decimal(10000), gt=0)
     risk_max_position_notional: Decimal = Field(default=Decimal(50000), gt=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from pydantic import SecretStr
 from trader_api.api.app import create_app
 from trader_api.config import Settings
 from trader_api.domain import Interval, Kline
+from trader_api.marketdata import KLINE_CSV_COLUMNS
 from trader_api.services.runtime import Runtime
 from trader_api.strategy import StrategyConfig
 from unit.workload.api_support import API_KEY, eventually, scripted_market
@@ -38,17 +40,19 @@ def replayed_klines() -> list[Kline]:
     ]
 
 
+SMA = StrategyConfig(
+    name="t-sma",
+    kind="sma_crossover",
+    symbol="BTCUSDT",
+    interval=Interval.M1,
+    params={"fast": 2, "slow": 3, "quantity": "0.5"},
+)
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    strategy = StrategyConfig(
-        name="t-sma",
-        kind="sma_crossover",
-        symbol="BTCUSDT",
-        interval=Interval.M1,
-        params={"fast": 2, "slow": 3, "quantity": "0.5"},
-    )
     settings = Settings(
-        api_key=SecretStr(API_KEY), strategies=(strategy,), symbols=("BTCUSDT",), pod_name="engine"
+        api_key=SecretStr(API_KEY), strategies=(SMA,), symbols=("BTCUSDT",), pod_name="engine"
     )
     runtime = await Runtime.from_settings(settings, market=scripted_market(replayed_klines()))
     app = create_app(runtime)
@@ -94,3 +98,33 @@ async def test_the_engine_drops_klines_older_than_the_retention() -> None:
             until=lambda klines: len(klines) == 1,
         )
     assert remaining == [recent]
+
+
+async def test_a_kline_csv_replays_through_the_real_feed(tmp_path: Path) -> None:
+    csv_path = tmp_path / "klines.csv"
+    rows = [",".join(KLINE_CSV_COLUMNS)] + [
+        f"BTCUSDT,1m,{k.open_time.isoformat()},{k.open},{k.high},{k.low},{k.close},{k.volume}"
+        for k in replayed_klines()
+    ]
+    csv_path.write_text("\n".join(rows) + "\n")
+    settings = Settings(
+        api_key=SecretStr(API_KEY),
+        strategies=(SMA,),
+        symbols=("BTCUSDT",),
+        market_replay_csv=csv_path,
+        market_speed=60_000,  # a minute of klines per millisecond
+        pod_name="replay",
+    )
+    runtime = await Runtime.from_settings(settings)
+    app = create_app(runtime)
+    async with app.router.lifespan_context(app):
+        klines = await eventually(
+            lambda: runtime.store.query_klines(symbol="BTCUSDT", interval=Interval.M1),
+            until=lambda found: len(found) == len(ZIGZAG),
+        )
+        orders = await eventually(
+            runtime.store.list_orders,
+            until=lambda found: len(found) >= 2 and all(o.status.is_terminal for o in found),
+        )
+    assert [k.close for k in klines] == [Decimal(c) for c in ZIGZAG]
+    assert {o.strategy for o in orders} == {"t-sma"}

@@ -76,8 +76,18 @@ DEFAULT_START_PRICES: dict[str, Decimal] = {
 def default_market(
     settings: Settings,
 ) -> tuple[Callable[[], MarketFeed[Tick | Kline]], Callable[[], KlineBuilder]]:
-    """The seeded simulated market of ``SYMBOLS``, aggregated into the strategies' intervals."""
-    from trader_api.marketdata import KlineAggregator, SimulatedFeed, SimulatedMarket
+    """Return the engine's market: replayed klines, or the seeded simulated market.
+
+    With ``MARKET_REPLAY_CSV`` its klines are replayed at ``MARKET_SPEED``;
+    otherwise ``SYMBOLS`` trade in a random walk aggregated into the intervals
+    the strategies need.
+    """
+    from trader_api.marketdata import (
+        CsvReplayFeed,
+        KlineAggregator,
+        SimulatedFeed,
+        SimulatedMarket,
+    )
 
     intervals = {Interval.M1, *(strategy.interval for strategy in settings.strategies)}
     start_prices = {
@@ -85,6 +95,8 @@ def default_market(
     }
 
     def feed() -> MarketFeed[Tick | Kline]:
+        if settings.market_replay_csv is not None:
+            return CsvReplayFeed(settings.market_replay_csv, speed=settings.market_speed)
         now = datetime.now(UTC).replace(microsecond=0)
         market = SimulatedMarket(
             seed=settings.market_seed,
