@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from trader_api import __version__
 from trader_api.api.app import create_app
 from trader_api.api.lifecycle import Lifecycle
+from trader_api.api.middleware import LivenessFastPath
 from trader_api.config import Settings
 from trader_api.logging import configure_logging
 from trader_api.services.runtime import Runtime
@@ -111,7 +112,7 @@ async def serve(settings: Settings) -> None:
     lifecycle = Lifecycle()
     app = create_app(runtime, lifecycle=lifecycle)
     config = uvicorn.Config(
-        app,
+        LivenessFastPath(app, metrics=runtime.metrics),
         host=settings.host,
         port=settings.port,
         log_config=None,

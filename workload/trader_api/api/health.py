@@ -8,18 +8,16 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from trader_api import __version__
 from trader_api.api.deps import LifecycleDep, RuntimeDep
+from trader_api.api.middleware import LIVENESS_PAYLOAD
 
 router = APIRouter(tags=["health"])
-
-_LIVENESS_BODY = json.dumps({"status": "healthy", "version": __version__}).encode()
 
 
 @router.get("/health", summary="Liveness: 200 while the process can serve")
 async def health() -> Response:
-    """Answer from a prebuilt body: the kubelet calls this every few seconds, for ever."""
-    return Response(content=_LIVENESS_BODY, media_type="application/json")
+    """Answer from a prebuilt body (the served process answers before routing, same body)."""
+    return Response(content=LIVENESS_PAYLOAD, media_type="application/json")
 
 
 @router.get(

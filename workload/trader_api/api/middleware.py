@@ -30,16 +30,16 @@ PROBE_PATHS: Final = frozenset({"/health", "/health/ready", "/metrics"})
 """Never throttled: a kubelet or Prometheus must not be rate limited out of its job."""
 
 LIVENESS_PATH: Final = "/health"
-_LIVENESS_PAYLOAD: Final = json.dumps({"status": "healthy", "version": __version__}).encode()
+LIVENESS_PAYLOAD: Final = json.dumps({"status": "healthy", "version": __version__}).encode()
 _LIVENESS_START: Final[Message] = {
     "type": "http.response.start",
     "status": 200,
     "headers": [
         (b"content-type", b"application/json"),
-        (b"content-length", str(len(_LIVENESS_PAYLOAD)).encode()),
+        (b"content-length", str(len(LIVENESS_PAYLOAD)).encode()),
     ],
 }
-_LIVENESS_BODY: Final[Message] = {"type": "http.response.body", "body": _LIVENESS_PAYLOAD}
+_LIVENESS_BODY: Final[Message] = {"type": "http.response.body", "body": LIVENESS_PAYLOAD}
 
 RateLimit = Callable[[str], Awaitable[float]]
 """Take one token for a client key; return 0 when allowed, else seconds until allowed."""
@@ -59,8 +59,6 @@ class ServiceMiddleware:
     ) -> None:
         self.app = app
         self.routes = routes
-        self._liveness_count = metrics.http_requests.labels("GET", LIVENESS_PATH, "200")
-        self._liveness_duration = metrics.http_duration.labels("GET", LIVENESS_PATH)
         self.lifecycle = lifecycle
         self.metrics = metrics
         self.rate_limit = rate_limit
@@ -71,14 +69,6 @@ class ServiceMiddleware:
             return
         started = time.perf_counter()
         path: str = scope["path"]
-        if path == LIVENESS_PATH and scope["method"] == "GET":
-            # NB: the kubelet's liveness probe, answered here rather than by the
-            # router: it is the hottest path and must stay cheap under load.
-            await send(_LIVENESS_START)
-            await send(_LIVENESS_BODY)
-            self._liveness_count.inc()
-            self._liveness_duration.observe(time.perf_counter() - started)
-            return
         status = 500
         lifecycle = self.lifecycle
 
@@ -136,6 +126,30 @@ class ServiceMiddleware:
             if match is Match.FULL:
                 return str(getattr(candidate, "path", UNMATCHED))
         return UNMATCHED
+
+
+class LivenessFastPath:
+    """Answer ``GET /health`` before the framework; hand everything else to ``app``.
+
+    NB: the kubelet calls the liveness probe for ever, and the ``/health``
+    benchmark holds it to 0.7x of a bare uvicorn app; routing it through
+    FastAPI's stack costs a third of that. It is counted in
+    ``http_requests_total`` like any request, but not timed: its latency is
+    that of the server itself. The FastAPI route serves the same body (tests,
+    OpenAPI).
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self._count = metrics.http_requests.labels("GET", LIVENESS_PATH, "200")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == LIVENESS_PATH and scope["method"] == "GET":
+            await send(_LIVENESS_START)
+            await send(_LIVENESS_BODY)
+            self._count.inc()
+            return
+        await self.app(scope, receive, send)
 
 
 def _client_ip(scope: Scope) -> str:
