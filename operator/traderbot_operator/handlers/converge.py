@@ -226,7 +226,9 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         bot = bot.model_copy(update={"spec": bot.spec.model_copy(update={"replicas": 0})})
     referenced = await kube.secrets(namespace=namespace, names=referenced_secret_names(bot))
     problems = tuple(spec_problems(bot, secrets=referenced))
-    monitor = bot.spec.monitoring.enabled and await kube.service_monitor_available()
+    # NB: looked up even with monitoring off, so that a ServiceMonitor left from when
+    # it was on is observed, and pruned.
+    monitor = await kube.service_monitor_available()
     desired = build_children(bot, service_monitor_available=monitor)
     observed = await kube.observe(
         namespace=namespace, keys=_candidate_keys(bot, desired, monitor=monitor)

@@ -116,6 +116,16 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
         result=parse_backup_result(message),
         now=datetime.now(UTC),
     )
+    # NB: the status (with apiStoppedAt) is written before the Job is created, so a
+    # lost status write can never leave a Job without the record of why it started.
+    if differences(decision.status, body.get("status") or {}):
+        await kube.patch_status(
+            namespace=namespace,
+            name=name,
+            status=decision.status,
+            kind=RESTORE_KIND,
+            resource_version=body["metadata"]["resourceVersion"],
+        )
     if decision.start_job and job is None and bot is not None and backup is not None:
         location = backup.status.location or ""
         await kube.execute(
@@ -125,14 +135,6 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
                 key=job_key,
                 body=build_restore_job(bot, restore=restore, location=location),
             ),
-        )
-    if differences(decision.status, body.get("status") or {}):
-        await kube.patch_status(
-            namespace=namespace,
-            name=name,
-            status=decision.status,
-            kind=RESTORE_KIND,
-            resource_version=body["metadata"]["resourceVersion"],
         )
     if decision.event is not None:
         type_, reason, text = decision.event
