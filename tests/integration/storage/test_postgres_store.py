@@ -55,16 +55,21 @@ _zones = st.sampled_from(
 def _odd_klines(draw: st.DrawFn) -> list[Kline]:
     """Klines with values that stress a text encoding: exponents, long digits, offsets, micros."""
     count = draw(st.integers(min_value=1, max_value=12))
-    minutes = draw(st.lists(st.integers(0, 10**6), min_size=count, max_size=count, unique=True))
+    seconds = st.integers(-(10**9), 10**9)
+    offsets = draw(st.lists(seconds, min_size=count, max_size=count, unique=True))
+    # Whole UTC seconds (the encoder's cached path) or anything (its fallback).
+    whole_utc_seconds = draw(st.booleans())
     rows: list[Kline] = []
-    for minute in minutes:
+    for offset in offsets:
         low, high = sorted([draw(_decimals), draw(_decimals)])
-        at = T0 + timedelta(minutes=minute, microseconds=draw(st.integers(0, 999_999)))
+        at = T0 + timedelta(seconds=offset)
+        if not whole_utc_seconds:
+            at = at.replace(microsecond=draw(st.integers(0, 999_999))).astimezone(draw(_zones))
         rows.append(
             Kline(
                 symbol=draw(st.sampled_from(["BTCUSDT", "ODD\\N\tX", "ÉTH\r\n"])),
                 interval=draw(st.sampled_from(list(Interval))),
-                open_time=at.astimezone(draw(_zones)),
+                open_time=at,
                 open=draw(_decimals),
                 high=high,
                 low=low,
