@@ -69,7 +69,10 @@ case "${1:-}" in
     ;;
 esac
 
-command -v go >/dev/null || { log "go is not installed"; exit 1; }
+command -v go >/dev/null || {
+  log "go is not installed: install Go 1.21 or newer (it fetches the pinned toolchain itself)"
+  exit 1
+}
 
 mkdir -p "${bin_dir}"
 # One build at a time per folder: a second caller waits, then finds the work done.
@@ -79,7 +82,10 @@ if ! flock -n 9; then
   flock 9
 fi
 
-export GOTOOLCHAIN=local
+# NB: `auto` lets a Go older than a wrapper module's `go` line (1.21+) fetch the
+# matching toolchain from the Go module proxy (golang.org/toolchain); a new
+# enough local Go is used as it is. Set GOTOOLCHAIN=local to forbid the fetch.
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 export GOFLAGS="-buildvcs=false -mod=readonly"
 jobs="${TRADERBOT_GO_BUILD_JOBS:-2}"
 times_file="${bin_dir}/build-times.txt"
