@@ -81,7 +81,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.watching.server_timeout = 300
-    settings.batching.error_delays = (1, 2, 5, 10, 30, 60)
+    settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
     memo.state = OperatorState(kube=Kube.connect(kubeconfig=memo.get("kubeconfig")))
     port = memo.get("metrics_port")
     address = memo.get("metrics_address") or "0.0.0.0"  # noqa: S104 - a pod's own IP
