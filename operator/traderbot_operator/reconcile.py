@@ -372,6 +372,29 @@ def spec_problems(bot: TraderBot, *, secrets: Mapping[str, Manifest | None]) -> 
     return problems
 
 
+def database_claim_key(bot: TraderBot) -> ObjectKey:
+    """Return the key of the database's data volume claim (made by the StatefulSet)."""
+    return ("v1", "PersistentVolumeClaim", f"data-{Names(bot.name).database}-0")
+
+
+def lost_credentials(bot: TraderBot, *, observed: Mapping[ObjectKey, Manifest | None]) -> list[str]:
+    """Return a problem when the database password is gone but its data is not.
+
+    NB: generating a new password then would lock the API out of its own database
+    (PostgreSQL keeps the one it was initialised with); an SRE must bring the Secret
+    back, or drop the volume, and the operator says so instead of guessing.
+    """
+    secret_key = ("v1", "Secret", Names(bot.name).database_secret)
+    if observed.get(secret_key) is not None or observed.get(database_claim_key(bot)) is None:
+        return []
+    return [
+        f"Secret {bot.namespace}/{Names(bot.name).database_secret} is missing but the database "
+        f"volume {database_claim_key(bot)[2]} exists, initialised with that password; "
+        "restore the Secret (username, password), or delete the volume to start with an "
+        "empty database"
+    ]
+
+
 def referenced_secret_names(bot: TraderBot) -> list[str]:
     """Return the names of the user-provided Secrets the spec references."""
     names = []

@@ -130,8 +130,9 @@ def metadata(bot: TraderBot, *, name: str, component: str, owned: bool = True) -
         "labels": labels(bot, component),
         "annotations": {f"{ANNOTATION_PREFIX}/operator-version": __version__},
     }
-    if owned:
-        meta["ownerReferences"] = [owner_reference(bot)]
+    # NB: an explicit empty list (not a missing key), so that switching a kept object
+    # from Delete to Retain also takes the owner reference away.
+    meta["ownerReferences"] = [owner_reference(bot)] if owned else []
     return meta
 
 

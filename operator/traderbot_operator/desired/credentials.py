@@ -30,11 +30,13 @@ REDIS_PASSWORD_KEY = "password"  # noqa: S105 - the key's name, not a password
 API_KEY_KEY = "api-key"
 
 
-def _secret(bot: TraderBot, *, name: str, component: str, data: dict[str, str]) -> Manifest:
+def _secret(
+    bot: TraderBot, *, name: str, component: str, data: dict[str, str], owned: bool = True
+) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": metadata(bot, name=name, component=component),
+        "metadata": metadata(bot, name=name, component=component, owned=owned),
         "type": "Opaque",
         "stringData": data,
     }
@@ -43,12 +45,18 @@ def _secret(bot: TraderBot, *, name: str, component: str, data: dict[str, str]) 
 def build_database_secret(
     bot: TraderBot, *, token: TokenFactory = secrets.token_urlsafe
 ) -> Manifest:
-    """Build the database credentials Secret with a freshly generated password."""
+    """Build the database credentials Secret with a freshly generated password.
+
+    NB: it follows ``deletionPolicy`` like the database volume: the database keeps
+    the password it was initialised with, so a volume kept without its password
+    could never be opened by a re-created bot.
+    """
     return _secret(
         bot,
         name=Names(bot.name).database_secret,
         component=COMPONENT_DATABASE,
         data={DATABASE_USER_KEY: DATABASE_USER, DATABASE_PASSWORD_KEY: token(PASSWORD_BYTES)},
+        owned=bot.spec.deletion_policy == "Delete",
     )
 
 

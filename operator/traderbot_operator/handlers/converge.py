@@ -29,7 +29,9 @@ from traderbot_operator.reconcile import (
     ObjectKey,
     Outcome,
     compute_status,
+    database_claim_key,
     key_of,
+    lost_credentials,
     plan,
     referenced_secret_names,
     spec_problems,
@@ -231,8 +233,10 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     monitor = await kube.service_monitor_available()
     desired = build_children(bot, service_monitor_available=monitor)
     observed = await kube.observe(
-        namespace=namespace, keys=_candidate_keys(bot, desired, monitor=monitor)
+        namespace=namespace,
+        keys=[*_candidate_keys(bot, desired, monitor=monitor), database_claim_key(bot)],
     )
+    problems += tuple(lost_credentials(bot, observed=observed))
 
     writes = 0
     forbidden: list[str] = []

@@ -249,6 +249,10 @@ def test_a_traderbot_converges_to_ready_with_owned_children(
     assert {kind: len(objs) for kind, objs in children.items()} == EXPECTED_CHILDREN
     for objs in children.values():
         for obj in objs:
+            if obj["metadata"]["name"] == "alpha-db-credentials":
+                # deletionPolicy Retain: the password stays with the database volume
+                assert not obj["metadata"].get("ownerReferences")
+                continue
             [owner] = obj["metadata"]["ownerReferences"]
             assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
                 "TraderBot",
@@ -434,21 +438,44 @@ def test_an_operator_restart_mid_reconcile_converges_without_duplicates(
     assert after == password, "a restart must never regenerate credentials"
 
 
-def test_deleting_the_bot_removes_children_and_keeps_volumes(
+def test_deleting_the_bot_keeps_its_data_and_a_new_bot_of_that_name_opens_it(
     kube: Client, namespace: str, operator: OperatorRunner
 ) -> None:
     _create_bot(kube, namespace, "goner")
     _wait_phase(kube, namespace, "goner", "Ready")
     claims_before = _claim_names(kube, namespace)
     assert {"goner-backup", "data-goner-db-0", "data-goner-redis-0"} <= claims_before
+    password = _get(kube, Secret, "goner-db-credentials", namespace)["data"]["password"]
     kube.delete(TraderBotResource, "goner", namespace=namespace)
-    eventually(
-        lambda: not any(_children(kube, namespace, "goner").values()),
-        what="garbage collection of every child",
-        timeout=READY_TIMEOUT,
-    )
-    claims_after = _claim_names(kube, namespace)
-    assert claims_before <= claims_after
+
+    def only_kept_objects_left() -> bool:
+        left = [
+            f"{kind}/{obj['metadata']['name']}"
+            for kind, objs in _children(kube, namespace, "goner").items()
+            for obj in objs
+        ]
+        return left == ["Secret/goner-db-credentials"]
+
+    eventually(only_kept_objects_left, what="garbage collection", timeout=READY_TIMEOUT)
+    assert claims_before <= _claim_names(kube, namespace)
+
+    # Deleted by mistake: applying it again finds the data and the password it needs.
+    _create_bot(kube, namespace, "goner")
+    _wait_phase(kube, namespace, "goner", "Ready")
+    assert _get(kube, Secret, "goner-db-credentials", namespace)["data"]["password"] == password
+
+
+def test_a_lost_database_password_is_reported_instead_of_regenerated(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "amnesia")
+    _wait_phase(kube, namespace, "amnesia", "Ready")
+    kube.delete(Secret, "amnesia-db-credentials", namespace=namespace)
+    failed = _wait_phase(kube, namespace, "amnesia", "Failed")
+    reconciled = _conditions(failed)["Reconciled"]
+    assert "amnesia-db-credentials is missing but the database volume" in reconciled["message"]
+    with pytest.raises(ApiError):
+        kube.get(Secret, "amnesia-db-credentials", namespace=namespace)
 
 
 def test_operator_metrics_count_reconciles(

@@ -85,7 +85,10 @@ def test_children_carry_standard_labels_and_the_controller_owner(case: str) -> N
         assert meta["labels"]["app.kubernetes.io/part-of"] == "traderbot"
         assert meta["labels"]["app.kubernetes.io/version"] == model.spec.version
         assert {"app.kubernetes.io/name", "app.kubernetes.io/component"} <= meta["labels"].keys()
-        if child["kind"] == "PersistentVolumeClaim":
+        if model.spec.deletion_policy == "Retain" and (
+            child["kind"] == "PersistentVolumeClaim" or meta["name"].endswith("-db-credentials")
+        ):
+            assert meta["ownerReferences"] == []  # kept with the data, see below
             continue
         [owner] = meta["ownerReferences"]
         assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
@@ -218,8 +221,11 @@ def test_redis_requires_a_password_and_persists_per_spec() -> None:
 
 def test_data_volumes_are_kept_unless_deletion_policy_is_delete() -> None:
     kept, deleted = bot(), bot(deletionPolicy="Delete")
-    assert "ownerReferences" not in build_backup_pvc(kept)["metadata"]
+    assert build_backup_pvc(kept)["metadata"]["ownerReferences"] == []
     assert build_backup_pvc(deleted)["metadata"]["ownerReferences"][0]["uid"] == UID
+    # The database password goes (or stays) with the database's volume.
+    assert build_database_secret(kept)["metadata"]["ownerReferences"] == []
+    assert build_database_secret(deleted)["metadata"]["ownerReferences"][0]["uid"] == UID
     for model, policy in ((kept, "Retain"), (deleted, "Delete")):
         statefulsets = [c for c in _children(model) if c["kind"] == "StatefulSet"]
         assert {

@@ -16,8 +16,10 @@ from traderbot_operator.reconcile import (
     ObjectKey,
     Outcome,
     compute_status,
+    database_claim_key,
     differences,
     key_of,
+    lost_credentials,
     parse_quantity,
     plan,
     spec_problems,
@@ -417,3 +419,25 @@ def test_backup_health_follows_the_last_scheduled_run(
 def test_no_backup_health_when_backups_are_off() -> None:
     status = compute_status(bot(backup={"enabled": False}), observed={}, outcome=Outcome(), now=NOW)
     assert "BackupHealthy" not in _conditions(status)
+
+
+def test_a_lost_database_password_is_reported_not_regenerated() -> None:
+    model = bot()
+    observed = _converged(model)
+    observed[("v1", "Secret", "alpha-db-credentials")] = None
+    assert lost_credentials(model, observed=observed) == []  # no data yet: safe to generate
+    observed[database_claim_key(model)] = {"metadata": {"name": "data-alpha-db-0"}}
+    [problem] = lost_credentials(model, observed=observed)
+    assert "Secret trading/alpha-db-credentials is missing" in problem
+    assert "restore the Secret" in problem
+
+
+def test_switching_to_retain_takes_the_owner_reference_off_kept_objects() -> None:
+    deleted = bot(deletionPolicy="Delete")
+    observed = _converged(deleted)
+    actions = plan(build_children(bot()), observed)
+    changed = {(a.kind, a.name) for a in actions}
+    assert ("PersistentVolumeClaim", "alpha-backup") in changed
+    assert ("Secret", "alpha-db-credentials") in changed
+    [secret] = [a for a in actions if a.name == "alpha-db-credentials"]
+    assert secret.body["metadata"]["ownerReferences"] == []
