@@ -15,7 +15,7 @@ from uuid import UUID
 
 from trader_api.domain import Fill, Interval, Kline, Order, OrderStatus, Position
 from trader_api.storage.errors import ConflictError, NotFoundError, StorageUnavailableError
-from trader_api.storage.protocols import RetentionStatus
+from trader_api.storage.protocols import PortfolioState, RetentionStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +185,13 @@ class MemoryStore:
         return sum(
             (row.realized_pnl for row in self._fills.values() if row.fill.ts >= since),
             Decimal(0),
+        )
+
+    async def portfolio_state(self, *, realized_since: datetime) -> PortfolioState:
+        return PortfolioState(
+            positions=tuple(await self.list_positions()),
+            open_orders=await self.count_open_orders(),
+            realized_pnl=await self.realized_pnl_since(realized_since),
         )
 
     async def retention_status(self) -> RetentionStatus:

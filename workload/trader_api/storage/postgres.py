@@ -27,12 +27,22 @@ from trader_api.storage.errors import (
     StorageUnavailableError,
 )
 from trader_api.storage.migrate import migrate, migration_lock
-from trader_api.storage.protocols import RetentionStatus
+from trader_api.storage.protocols import PortfolioState, RetentionStatus
 from trader_api.storage.timescale import KlinesPolicy, apply_timescale, policy_jobs
 
 logger = logging.getLogger(__name__)
 
 _OPEN_STATUSES: Final = tuple(s.value for s in OrderStatus if s.is_open)
+_PORTFOLIO_STATE: Final = """
+    WITH totals AS (
+        SELECT (SELECT count(*) FROM orders WHERE status = ANY($1::text[])) AS open_orders,
+               (SELECT COALESCE(sum(realized_pnl), 0) FROM fills WHERE ts >= $2) AS realized
+    )
+    SELECT totals.open_orders, totals.realized, positions.symbol, positions.quantity,
+           positions.average_price, positions.realized_pnl, positions.updated_at
+    FROM totals LEFT JOIN positions ON true
+    ORDER BY positions.symbol
+"""
 _KLINE_COLUMNS: Final = (
     "symbol",
     "interval",
@@ -638,6 +648,21 @@ class PostgresStore:
                 "SELECT COALESCE(sum(realized_pnl), 0) FROM fills WHERE ts >= $1", since
             )
         return total
+
+    async def portfolio_state(self, *, realized_since: datetime) -> PortfolioState:
+        """Read the risk inputs in one statement: one snapshot, one round trip.
+
+        NB: every position row carries the two aggregates; with no position
+        the LEFT JOIN still yields one row, its position columns NULL.
+        """
+        async with self._conn() as conn:
+            rows = await conn.fetch(_PORTFOLIO_STATE, list(_OPEN_STATUSES), realized_since)
+        first = rows[0]
+        return PortfolioState(
+            positions=tuple(_position(row) for row in rows if row["symbol"] is not None),
+            open_orders=first["open_orders"],
+            realized_pnl=first["realized"],
+        )
 
     async def retention_status(self) -> RetentionStatus:
         if self._retention.backend != "timescaledb":

@@ -58,6 +58,19 @@ class RetentionStatus:
         return f"timescaledb: unavailable, engine retention active ({self.detail or self.backend})"
 
 
+@dataclass(frozen=True, slots=True)
+class PortfolioState:
+    """What a risk decision reads from the store, as of one moment.
+
+    NB: one value from one statement, so the positions, the open-order count
+    and the realized PnL are mutually consistent (three reads were not).
+    """
+
+    positions: tuple[Position, ...]
+    open_orders: int
+    realized_pnl: Decimal
+
+
 class Store(Protocol):
     """Durable state of the engine: klines, orders, fills and positions.
 
@@ -150,6 +163,14 @@ class Store(Protocol):
 
     async def realized_pnl_since(self, since: datetime) -> Decimal:
         """Sum the realized PnL (net of fees) of fills at or after ``since`` (risk: daily loss)."""
+        ...
+
+    async def portfolio_state(self, *, realized_since: datetime) -> PortfolioState:
+        """Read positions, open orders and realized PnL since ``realized_since`` at once.
+
+        Risk checks every order against all three: one round trip and one
+        connection checkout instead of three on the order path.
+        """
         ...
 
     async def retention_status(self) -> RetentionStatus:
