@@ -225,6 +225,21 @@ async def test_every_subscriber_on_every_replica_sees_every_event(backend: Backe
             assert await _next_event(events) == {"type": "fill", "n": 2}
 
 
+async def test_events_published_together_arrive_in_order_on_every_replica(
+    backend: Backend,
+) -> None:
+    publisher, replica_1, replica_2 = backend.bus(), backend.bus(), backend.bus()
+    batch = [{"type": "order", "n": n} for n in range(5)]
+    async with replica_1.subscribe() as first, replica_2.subscribe() as second:
+        await publisher.publish_many(batch)
+        await publisher.publish({"type": "fill", "n": 5})
+        for events in (first, second):
+            assert [await _next_event(events) for _ in range(6)] == [
+                *batch,
+                {"type": "fill", "n": 5},
+            ]
+
+
 async def test_a_subscriber_sees_only_what_was_published_after_it_joined(
     backend: Backend,
 ) -> None:

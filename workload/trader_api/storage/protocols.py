@@ -10,7 +10,7 @@ never rename silently.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -237,6 +237,14 @@ class EventBus(Protocol):
 
     async def publish(self, event: Mapping[str, Any]) -> None:
         """Send a JSON-serializable event to every current subscriber, on every replica."""
+        ...
+
+    async def publish_many(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Send several events, in order, in one round trip.
+
+        An order announces itself and commands its execution at once: two
+        publishes, one write to Redis.
+        """
         ...
 
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]:
