@@ -208,17 +208,13 @@ class OrderService:
         self._announcing: set[asyncio.Task[None]] = set()
 
     async def portfolio(self) -> PortfolioSnapshot:
-        """Read the portfolio the risk manager checks against."""
-        positions, open_orders, realized_today = await asyncio.gather(
-            self._store.list_positions(),
-            self._store.count_open_orders(),
-            self._store.realized_pnl_since(utc_day(self._clock())),
-        )
+        """Read the portfolio the risk manager checks against, in one store round trip."""
+        state = await self._store.portfolio_state(realized_since=utc_day(self._clock()))
         return PortfolioSnapshot(
-            positions={position.symbol: position for position in positions},
-            open_orders=open_orders,
+            positions={position.symbol: position for position in state.positions},
+            open_orders=state.open_orders,
             marks=dict(self._marks),
-            realized_pnl_today=realized_today,
+            realized_pnl_today=state.realized_pnl,
         )
 
     async def submit(self, ticket: OrderTicket) -> tuple[Order, bool]:
@@ -290,11 +286,10 @@ class OrderService:
         task.add_done_callback(self._announcing.discard)
 
     async def _publish_in_order(self, events: tuple[dict[str, object], ...]) -> None:
-        for event in events:
-            try:
-                await self._bus.publish(event)
-            except StorageError as exc:
-                logger.warning("Order event not published: %s", exc)
+        try:
+            await self._bus.publish_many(events)
+        except StorageError as exc:
+            logger.warning("Order event not published: %s", exc)
 
     def _new_order(self, ticket: OrderTicket) -> Order:
         now = self._clock()
