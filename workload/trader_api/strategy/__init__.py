@@ -8,6 +8,9 @@ Public API (stable names, used by ``services`` and the REST API):
 - ``StrategyConfig(name, kind, symbol, interval, params, enabled)``: pydantic,
   validated against the registry ``STRATEGY_KINDS`` (unknown kind or bad
   params raise ``pydantic.ValidationError`` naming the field).
+- ``SmaCrossoverEvaluator``, ``RsiMeanReversionEvaluator``: the same
+  strategies fed one kline at a time, O(1) each (``step(kline)``), giving
+  the functions' signals; ``StrategyEngine`` runs these.
 - ``StrategyEngine(configs)``: ``on_kline(kline) -> list[Signal]``,
   ``enable(name)``, ``disable(name)``, ``list()``, ``get(name)``,
   ``add(config)``, ``remove(name)``, ``window(symbol, interval)``; unknown
@@ -17,6 +20,12 @@ Public API (stable names, used by ``services`` and the REST API):
 from trader_api.strategy.config import StrategyConfig
 from trader_api.strategy.engine import DuplicateStrategyError, StrategyEngine, UnknownStrategyError
 from trader_api.strategy.functions import rsi_mean_reversion, sma_crossover
+from trader_api.strategy.incremental import (
+    IncrementalStrategy,
+    RsiMeanReversionEvaluator,
+    SmaCrossoverEvaluator,
+    WindowedEvaluator,
+)
 from trader_api.strategy.indicators import sma, sma_spread_signs, wilder_rsi
 from trader_api.strategy.registry import (
     MAX_WINDOW,
@@ -35,12 +44,16 @@ __all__ = [
     "SMA_CROSSOVER",
     "STRATEGY_KINDS",
     "DuplicateStrategyError",
+    "IncrementalStrategy",
+    "RsiMeanReversionEvaluator",
     "RsiMeanReversionParams",
+    "SmaCrossoverEvaluator",
     "SmaCrossoverParams",
     "StrategyConfig",
     "StrategyEngine",
     "StrategyKind",
     "UnknownStrategyError",
+    "WindowedEvaluator",
     "get_kind",
     "rsi_mean_reversion",
     "sma",

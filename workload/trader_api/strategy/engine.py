@@ -6,12 +6,14 @@ import builtins
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from pydantic import BaseModel
 
 from trader_api.domain import Interval, Kline, Signal
 from trader_api.strategy.config import StrategyConfig
+from trader_api.strategy.incremental import IncrementalStrategy
 from trader_api.strategy.registry import MAX_WINDOW, StrategyKind, get_kind
 
 
@@ -29,6 +31,7 @@ class _Entry:
     kind: StrategyKind[Any]
     params: BaseModel
     window: int
+    evaluator: IncrementalStrategy
 
 
 WindowKey = tuple[str, Interval]
@@ -37,10 +40,14 @@ WindowKey = tuple[str, Interval]
 class StrategyEngine:
     """Feed closed klines in, get signals out.
 
-    The engine keeps one window of the latest closed klines per (symbol,
-    interval) that some strategy trades, as long as the longest window a
-    strategy there needs (bounded by ``MAX_WINDOW``). Disabled strategies keep
-    their window filling, so enabling one acts on full history at once.
+    Each strategy has an incremental evaluator (``StrategyKind.evaluator``)
+    that takes every closed kline of its (symbol, interval) in O(1) and gives
+    the signals its pure function would give over the same klines. Disabled
+    strategies keep evaluating and drop their signals, so enabling one acts on
+    full history at once. The engine also keeps one window of the latest
+    closed klines per (symbol, interval), as long as the longest window a
+    strategy there needs (bounded by ``MAX_WINDOW``): a strategy added later
+    starts its evaluator from it.
 
     NB: a kline that is not newer than the last one in its window (a replay
     or a late duplicate) is ignored: strategies signal on the cross bar only,
@@ -55,7 +62,11 @@ class StrategyEngine:
             self.add(config)
 
     def add(self, config: StrategyConfig) -> None:
-        """Add a strategy; its window starts from what the engine already holds."""
+        """Add a strategy; its evaluator starts from the klines the engine already holds.
+
+        NB: it is given the last ``window`` of them, as many as its pure
+        function would have been shown.
+        """
         if config.name in self._entries:
             raise DuplicateStrategyError(f"strategy {config.name!r} exists already")
         kind = get_kind(config.kind)
@@ -65,8 +76,13 @@ class StrategyEngine:
             raise ValueError(
                 f"strategy {config.name!r} needs {window} klines, more than the {MAX_WINDOW} kept"
             )
-        self._entries[config.name] = _Entry(config, kind, params, window)
-        self._resize((config.symbol, config.interval))
+        key = (config.symbol, config.interval)
+        evaluator = kind.evaluator(params, config.name)
+        held = self._windows.get(key, ())
+        for kline in islice(held, max(0, len(held) - window), None):
+            evaluator.step(kline)
+        self._entries[config.name] = _Entry(config, kind, params, window, evaluator)
+        self._resize(key)
 
     def remove(self, name: str) -> StrategyConfig:
         """Remove a strategy; windows nobody reads any more are dropped."""
@@ -99,19 +115,17 @@ class StrategyEngine:
         Signals come in strategy-name order, so a replay yields them in the
         same order.
         """
-        window = self._windows.get((kline.symbol, kline.interval))
+        key = (kline.symbol, kline.interval)
+        window = self._windows.get(key)
         if window is None:
             return []
         if window and kline.open_time <= window[-1].open_time:
             return []
         window.append(kline)
-        klines = builtins.list(window)
         signals: builtins.list[Signal] = []
-        for entry in self._readers[(kline.symbol, kline.interval)]:
-            if not entry.config.enabled:
-                continue
-            signal = entry.kind.evaluate(klines[-entry.window :], entry.params, entry.config.name)
-            if signal is not None:
+        for entry in self._readers[key]:
+            signal = entry.evaluator.step(kline)
+            if signal is not None and entry.config.enabled:
                 signals.append(signal)
         return signals
 

@@ -13,10 +13,7 @@ from trader_api.domain import Kline, Side, Signal
 from trader_api.strategy.indicators import sma_spread_signs_backward, wilder_rsi
 
 
-def _signal(
-    klines: Sequence[Kline], *, name: str, side: Side, quantity: Decimal, reason: str
-) -> Signal:
-    last = klines[-1]
+def _signal(last: Kline, *, name: str, side: Side, quantity: Decimal, reason: str) -> Signal:
     return Signal(
         strategy=name,
         symbol=last.symbol,
@@ -27,6 +24,63 @@ def _signal(
         ts=last.close_time,
         reason=reason,
     )
+
+
+def sma_cross_signal(
+    last: Kline, *, now: int, before: int, fast: int, slow: int, quantity: Decimal, name: str
+) -> Signal | None:
+    """Return the signal of the bar ``last`` whose spread sign is ``now``, if it crosses.
+
+    ``before`` is the sign of the latest earlier bar where the averages
+    differed (0 for none in sight). Shared by ``sma_crossover`` and its
+    incremental evaluator, so both decide and word a cross the same way.
+    """
+    if now in (0, before):
+        return None
+    side = Side.BUY if now > 0 else Side.SELL
+    direction = "above" if now > 0 else "below"
+    return _signal(
+        last,
+        name=name,
+        side=side,
+        quantity=quantity,
+        reason=f"sma {fast} crossed {direction} sma {slow}",
+    )
+
+
+def rsi_cross_signal(
+    last: Kline,
+    *,
+    before: Decimal,
+    now: Decimal,
+    period: int,
+    oversold: Decimal,
+    overbought: Decimal,
+    quantity: Decimal,
+    name: str,
+) -> Signal | None:
+    """Return the signal of the bar ``last`` whose RSI went from ``before`` to ``now``, if any.
+
+    Shared by ``rsi_mean_reversion`` and its incremental evaluator, so both
+    decide and word a cross the same way.
+    """
+    if before < oversold <= now:
+        return _signal(
+            last,
+            name=name,
+            side=Side.BUY,
+            quantity=quantity,
+            reason=f"rsi {period} crossed up through {oversold} ({now:.2f})",
+        )
+    if before > overbought >= now:
+        return _signal(
+            last,
+            name=name,
+            side=Side.SELL,
+            quantity=quantity,
+            reason=f"rsi {period} crossed down through {overbought} ({now:.2f})",
+        )
+    return None
 
 
 def sma_crossover(
@@ -56,16 +110,8 @@ def sma_crossover(
     signs = sma_spread_signs_backward([kline.close for kline in recent], fast=fast, slow=slow)
     now = next(signs)
     before = next((sign for sign in signs if sign != 0), 0)
-    if now in (0, before):
-        return None
-    side = Side.BUY if now > 0 else Side.SELL
-    direction = "above" if now > 0 else "below"
-    return _signal(
-        klines,
-        name=name,
-        side=side,
-        quantity=quantity,
-        reason=f"sma {fast} crossed {direction} sma {slow}",
+    return sma_cross_signal(
+        klines[-1], now=now, before=before, fast=fast, slow=slow, quantity=quantity, name=name
     )
 
 
@@ -96,20 +142,13 @@ def rsi_mean_reversion(
     if len(klines) < period + 2:
         return None
     before, now = wilder_rsi([kline.close for kline in klines], period, last=2)
-    if before < oversold <= now:
-        return _signal(
-            klines,
-            name=name,
-            side=Side.BUY,
-            quantity=quantity,
-            reason=f"rsi {period} crossed up through {oversold} ({now:.2f})",
-        )
-    if before > overbought >= now:
-        return _signal(
-            klines,
-            name=name,
-            side=Side.SELL,
-            quantity=quantity,
-            reason=f"rsi {period} crossed down through {overbought} ({now:.2f})",
-        )
-    return None
+    return rsi_cross_signal(
+        klines[-1],
+        before=before,
+        now=now,
+        period=period,
+        oversold=oversold,
+        overbought=overbought,
+        quantity=quantity,
+        name=name,
+    )

@@ -11,7 +11,9 @@ from decimal import Context, Decimal, localcontext
 from itertools import pairwise
 
 DECIMAL_CONTEXT = Context(prec=28)
-_WIDE_CONTEXT = Context(prec=60)
+SMA_SPREAD_PRECISION = 60
+"""Digits for SMA sums and spreads: enough that any exchange price sums exactly."""
+_WIDE_CONTEXT = Context(prec=SMA_SPREAD_PRECISION)
 _HUNDRED = Decimal(100)
 _FIFTY = Decimal(50)
 _ZERO = Decimal(0)

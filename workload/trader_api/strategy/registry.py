@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trader_api.domain import Kline, Signal
 from trader_api.strategy.functions import rsi_mean_reversion, sma_crossover
+from trader_api.strategy.incremental import (
+    IncrementalStrategy,
+    RsiMeanReversionEvaluator,
+    SmaCrossoverEvaluator,
+    WindowedEvaluator,
+)
 
 MAX_WINDOW = 5000
 """The most klines any strategy may ask the engine to keep per (symbol, interval)."""
@@ -65,8 +71,12 @@ ParamsT = TypeVar("ParamsT", bound=BaseModel)
 class StrategyKind(Generic[ParamsT]):
     """A registered kind of strategy.
 
-    ``window`` says how many closed klines ``evaluate`` needs to see; the
-    engine keeps that many per (symbol, interval).
+    ``evaluate`` is the pure function that defines the strategy (the
+    reference). ``window`` says how many closed klines it needs to see; the
+    engine keeps that many per (symbol, interval), to start the evaluator of
+    a strategy added later from history. ``incremental`` makes the evaluator
+    the engine feeds each kline; a kind without one is evaluated by
+    ``evaluate`` over a rolling window (O(window) per kline).
     """
 
     name: str
@@ -74,6 +84,16 @@ class StrategyKind(Generic[ParamsT]):
     evaluate: Callable[[Sequence[Kline], ParamsT, str], Signal | None]
     window: Callable[[ParamsT], int]
     description: str
+    incremental: Callable[[ParamsT, str], IncrementalStrategy] | None = None
+
+    def evaluator(self, params: ParamsT, name: str) -> IncrementalStrategy:
+        """Return a fresh evaluator of this kind for ``params``, signalling as ``name``."""
+        if self.incremental is not None:
+            return self.incremental(params, name)
+        evaluate = self.evaluate
+        return WindowedEvaluator(
+            lambda klines: evaluate(klines, params, name), window=self.window(params)
+        )
 
 
 def _evaluate_sma(klines: Sequence[Kline], params: SmaCrossoverParams, name: str) -> Signal | None:
@@ -95,12 +115,29 @@ def _evaluate_rsi(
     )
 
 
+def _incremental_sma(params: SmaCrossoverParams, name: str) -> SmaCrossoverEvaluator:
+    return SmaCrossoverEvaluator(
+        fast=params.fast, slow=params.slow, quantity=params.quantity, name=name
+    )
+
+
+def _incremental_rsi(params: RsiMeanReversionParams, name: str) -> RsiMeanReversionEvaluator:
+    return RsiMeanReversionEvaluator(
+        period=params.period,
+        oversold=params.oversold,
+        overbought=params.overbought,
+        quantity=params.quantity,
+        name=name,
+    )
+
+
 SMA_CROSSOVER: StrategyKind[SmaCrossoverParams] = StrategyKind(
     name="sma_crossover",
     params_model=SmaCrossoverParams,
     evaluate=_evaluate_sma,
     window=lambda params: 2 * params.slow + 1,
     description="buy when the fast SMA crosses above the slow SMA, sell when below",
+    incremental=_incremental_sma,
 )
 
 RSI_MEAN_REVERSION: StrategyKind[RsiMeanReversionParams] = StrategyKind(
@@ -109,6 +146,7 @@ RSI_MEAN_REVERSION: StrategyKind[RsiMeanReversionParams] = StrategyKind(
     evaluate=_evaluate_rsi,
     window=lambda params: RSI_HISTORY_PERIODS * params.period + 1,
     description="buy when RSI crosses up through oversold, sell when down through overbought",
+    incremental=_incremental_rsi,
 )
 
 STRATEGY_KINDS: dict[str, StrategyKind[Any]] = {
