@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Context, Decimal, Inexact, getcontext, localcontext
 
 import pytest
 from hypothesis import given, settings
@@ -360,3 +360,14 @@ def test_the_property_tests_reach_crosses() -> None:
         if signal is not None
     }
     assert sides == {Side.BUY, Side.SELL}
+
+
+def test_evaluators_ignore_and_restore_the_callers_decimal_context() -> None:
+    klines = klines_from_closes(["100.123456", "99.5", "98.25", "99", "101.75", "103", "99"] * 3)
+    expected = {case.config.name: reference_signals(klines, case.reference) for case in CASES}
+    with localcontext(Context(prec=3, rounding=ROUND_DOWN, traps=[Inexact])) as caller:
+        for case in CASES:
+            evaluator = _evaluator(case.config)
+            got = [evaluator.step(kline) for kline in klines]
+            assert getcontext() is caller
+            assert got == expected[case.config.name], case.config.name

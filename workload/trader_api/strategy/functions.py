@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from trader_api.domain import Kline, Side, Signal
-from trader_api.strategy.indicators import sma_spread_signs_backward, wilder_rsi
+from trader_api.strategy.indicators import (
+    DECIMAL_CONTEXT,
+    sma_spread_signs_backward,
+    wilder_rsi,
+)
+
+_CENT = Decimal("0.01")
 
 
 def _signal(last: Kline, *, name: str, side: Side, quantity: Decimal, reason: str) -> Signal:
@@ -24,6 +30,12 @@ def _signal(last: Kline, *, name: str, side: Side, quantity: Decimal, reason: st
         ts=last.close_time,
         reason=reason,
     )
+
+
+def _cents(value: Decimal) -> Decimal:
+    """Round to cents half-even in our own context: a reason's text must not depend on
+    the caller's decimal context (``f"{value:.2f}"`` rounds with the caller's)."""
+    return DECIMAL_CONTEXT.quantize(value, _CENT)
 
 
 def sma_cross_signal(
@@ -70,7 +82,7 @@ def rsi_cross_signal(
             name=name,
             side=Side.BUY,
             quantity=quantity,
-            reason=f"rsi {period} crossed up through {oversold} ({now:.2f})",
+            reason=f"rsi {period} crossed up through {oversold} ({_cents(now)})",
         )
     if before > overbought >= now:
         return _signal(
@@ -78,7 +90,7 @@ def rsi_cross_signal(
             name=name,
             side=Side.SELL,
             quantity=quantity,
-            reason=f"rsi {period} crossed down through {overbought} ({now:.2f})",
+            reason=f"rsi {period} crossed down through {overbought} ({_cents(now)})",
         )
     return None
 

@@ -16,7 +16,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow
+from decimal import (
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
+from decimal import getcontext as _getcontext
+from decimal import setcontext as _setcontext
 from typing import Protocol
 
 from trader_api.domain import Kline, Signal
@@ -121,35 +130,35 @@ class SmaCrossoverEvaluator:
         self._recent.append(kline)
         if not self._exact:
             return self._reference()
-        try:
-            return self._step(kline)
-        except Inexact:
-            self._exact = False
-            return self._reference()
-
-    def _step(self, kline: Kline) -> Signal | None:
-        ctx = _EXACT_SPREAD_CONTEXT
         close = kline.close
         fast_closes = self._fast_closes
         slow_closes = self._slow_closes
-        if len(fast_closes) == self._fast:
-            self._fast_sum = ctx.add(ctx.subtract(self._fast_sum, fast_closes[0]), close)
-        else:
-            self._fast_sum = ctx.add(self._fast_sum, close)
-        if len(slow_closes) == self._slow:
-            self._slow_sum = ctx.add(ctx.subtract(self._slow_sum, slow_closes[0]), close)
-        else:
-            self._slow_sum = ctx.add(self._slow_sum, close)
+        # NB: operators in a context set for the step, not ``ctx.add`` and
+        # friends: those cost about four times as much per operation.
+        saved = _getcontext()
+        _setcontext(_EXACT_SPREAD_CONTEXT)
+        try:
+            if len(fast_closes) == self._fast:
+                self._fast_sum = self._fast_sum - fast_closes[0] + close
+            else:
+                self._fast_sum += close
+            if len(slow_closes) == self._slow:
+                self._slow_sum = self._slow_sum - slow_closes[0] + close
+            else:
+                self._slow_sum += close
+            spread = self._fast_sum * self._slow - self._slow_sum * self._fast
+        except Inexact:
+            self._exact = False
+            return self._reference()
+        finally:
+            _setcontext(saved)
         fast_closes.append(close)
         slow_closes.append(close)
         self._bar += 1
         bar = self._bar
         if bar < self._slow - 1:
             return None
-        spread = ctx.subtract(
-            ctx.multiply(self._fast_sum, self._slow), ctx.multiply(self._slow_sum, self._fast)
-        )
-        now = (spread > 0) - (spread < 0)
+        now = (spread > _ZERO) - (spread < _ZERO)
         if now == 0:
             return None
         before = self._last_sign if self._last_sign_bar >= bar - self._slow - 1 else 0
@@ -241,7 +250,6 @@ class RsiMeanReversionEvaluator:
         return self._previous_rsi
 
     def step(self, kline: Kline) -> Signal | None:
-        ctx = DECIMAL_CONTEXT
         close = kline.close
         self._changes += 1
         changes = self._changes
@@ -249,34 +257,35 @@ class RsiMeanReversionEvaluator:
         self._previous_close = close
         if changes == 0:
             return None
-        change = ctx.subtract(close, previous_close)
-        if changes <= self._period:
-            if change > 0:
-                self._average_gain = ctx.add(self._average_gain, change)
+        divisor = self._divisor
+        keep = self._keep
+        # NB: operators in the reference's context, set for the step (cheaper
+        # than ``ctx.divide`` and friends); restored before a signal is
+        # formatted, as the reference formats it outside its context.
+        saved = _getcontext()
+        _setcontext(DECIMAL_CONTEXT)
+        try:
+            change = close - previous_close
+            if changes <= self._period:
+                if change > _ZERO:
+                    self._average_gain += change
+                else:
+                    self._average_loss -= change
+                if changes < self._period:
+                    return None
+                self._average_gain = self._average_gain / divisor
+                self._average_loss = self._average_loss / divisor
+            elif change > _ZERO:
+                self._average_gain = (self._average_gain * keep + change) / divisor
+                self._average_loss = self._average_loss * keep / divisor
             else:
-                self._average_loss = ctx.subtract(self._average_loss, change)
-            if changes < self._period:
-                return None
-            self._average_gain = ctx.divide(self._average_gain, self._divisor)
-            self._average_loss = ctx.divide(self._average_loss, self._divisor)
-        elif change > 0:
-            self._average_gain = ctx.divide(
-                ctx.add(ctx.multiply(self._average_gain, self._keep), change), self._divisor
-            )
-            self._average_loss = ctx.divide(
-                ctx.multiply(self._average_loss, self._keep), self._divisor
-            )
-        else:
-            self._average_gain = ctx.divide(
-                ctx.multiply(self._average_gain, self._keep), self._divisor
-            )
-            self._average_loss = ctx.divide(
-                ctx.subtract(ctx.multiply(self._average_loss, self._keep), change), self._divisor
-            )
-        total = ctx.add(self._average_gain, self._average_loss)
-        now = (
-            _FIFTY if total == 0 else ctx.divide(ctx.multiply(_HUNDRED, self._average_gain), total)
-        )
+                self._average_gain = self._average_gain * keep / divisor
+                self._average_loss = (self._average_loss * keep - change) / divisor
+            gain = self._average_gain
+            total = gain + self._average_loss
+            now = _FIFTY if total == _ZERO else _HUNDRED * gain / total
+        finally:
+            _setcontext(saved)
         before = self._previous_rsi
         self._previous_rsi = now
         if before is None:
