@@ -441,3 +441,55 @@ def test_switching_to_retain_takes_the_owner_reference_off_kept_objects() -> Non
     assert ("Secret", "alpha-db-credentials") in changed
     [secret] = [a for a in actions if a.name == "alpha-db-credentials"]
     assert secret.body["metadata"]["ownerReferences"] == []
+
+
+def test_live_mode_is_refused_until_trader_api_supports_it() -> None:
+    problems = spec_problems(bot(mode="live", version="0.1.0"), secrets={})
+    assert problems == [
+        "spec.mode: live trading is not supported by trader-api 0.1.0 yet; use mode: paper"
+    ]
+    status = compute_status(
+        bot(mode="live"), observed={}, outcome=Outcome(invalid_spec=tuple(problems)), now=NOW
+    )
+    assert status["phase"] == "Failed"
+    assert "live trading is not supported" in _conditions(status)["Ready"]["message"]
+
+
+def test_a_rollout_past_its_deadline_is_degraded_with_the_reason() -> None:
+    model = bot()
+    observed = _converged(model)
+    _ready(observed)
+    deployment = observed[("apps/v1", "Deployment", "alpha-api")]
+    assert deployment is not None
+    deployment["status"].update(
+        readyReplicas=0,
+        availableReplicas=0,
+        conditions=[
+            {
+                "type": "Progressing",
+                "status": "False",
+                "reason": "ProgressDeadlineExceeded",
+                "message": 'ReplicaSet "alpha-api-5d9" has timed out progressing.',
+            }
+        ],
+    )
+    status = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
+    conditions = _conditions(status)
+    assert status["phase"] == "Degraded"
+    assert conditions["Ready"]["reason"] == "ProgressDeadlineExceeded"
+    assert "timed out progressing" in conditions["Ready"]["message"]
+    assert conditions["ApiReady"]["reason"] == "ProgressDeadlineExceeded"
+
+
+def test_a_bot_scaled_to_zero_never_says_ready() -> None:
+    model = bot(replicas=0)
+    observed = _converged(model)
+    _ready(observed, replicas=0)
+    status = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
+    conditions = _conditions(status)
+    assert status["phase"] == "Degraded"
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == "ScaledToZero"
+    assert conditions["ApiReady"]["status"] == "False"
+    assert conditions["ApiReady"]["reason"] == "ScaledToZero"
+    assert "nothing trades" in conditions["ApiReady"]["message"]
