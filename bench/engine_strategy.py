@@ -1,30 +1,40 @@
-"""Measure strategy evaluation speed: closed klines per second through StrategyEngine.
+"""Measure strategy evaluation speed: closed klines per second, reference vs. incremental.
 
     .venv/bin/python bench/engine_strategy.py [--klines 5000] [--repeat 5]
 
 Each figure is a ratio to a baseline measured in the same run on the same
 klines: a plain-Python rolling mean (a deque and a running ``Decimal`` sum,
-O(1) per kline), the least work any moving-average strategy must do. The
-klines come from the seeded simulated market through the kline aggregator,
-so every run sees the same data. Each of ``--repeat`` rounds times the
-baseline and the strategy back to back; the ratio reported is the median of
-the per-round ratios, and the rates the best seen.
+O(1) per kline), the least work any moving-average strategy must do. Two
+ways of evaluating each strategy are timed:
+
+- reference: the pure function over the strategy's rolling window on every
+  kline (what ``StrategyEngine`` did before the incremental evaluators,
+  O(window) per kline);
+- engine: ``StrategyEngine.on_kline``, which runs the incremental evaluator
+  (O(1) per kline) and does the engine's own bookkeeping.
+
+The klines come from the seeded simulated market through the kline
+aggregator, so every run sees the same data. Each of ``--repeat`` rounds
+times the baseline, the reference and the engine back to back; the ratios
+reported are the medians of the per-round ratios, and the rates the best seen.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import islice
 
 from trader_api.domain import Interval, Kline
 from trader_api.marketdata import KlineAggregator, SimulatedMarket
-from trader_api.strategy import StrategyConfig, StrategyEngine
+from trader_api.strategy import StrategyConfig, StrategyEngine, get_kind
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 SLOW = 20
@@ -64,9 +74,28 @@ def baseline_rolling_mean(klines: Sequence[Kline]) -> int:
 
 
 def engine_run(config: StrategyConfig) -> Callable[[Sequence[Kline]], int]:
+    """Return a run of the klines through a fresh ``StrategyEngine``; it counts signals."""
+
     def run(klines: Sequence[Kline]) -> int:
         engine = StrategyEngine([config])
         return sum(len(engine.on_kline(kline)) for kline in klines)
+
+    return run
+
+
+def reference_run(config: StrategyConfig) -> Callable[[Sequence[Kline]], int]:
+    """Return a run of the pure function over a rolling window of the klines; it counts signals."""
+    kind = get_kind(config.kind)
+    params = config.parsed_params()
+    size = kind.window(params)
+
+    def run(klines: Sequence[Kline]) -> int:
+        window: deque[Kline] = deque(maxlen=size)
+        signals = 0
+        for kline in klines:
+            window.append(kline)
+            signals += kind.evaluate(tuple(window), params, config.name) is not None
+        return signals
 
     return run
 
@@ -77,21 +106,43 @@ def rate(run: Callable[[Sequence[Kline]], int], klines: Sequence[Kline]) -> floa
     return len(klines) / (time.perf_counter() - began)
 
 
-def paired_rates(
-    run: Callable[[Sequence[Kline]], int], klines: Sequence[Kline], repeat: int
-) -> tuple[float, float, float]:
-    """Return (best baseline rate, best rate of ``run``, median of the per-round ratios).
+@dataclass(frozen=True)
+class Figures:
+    baseline: float
+    reference: float
+    engine: float
+    reference_ratio: float
+    engine_ratio: float
 
-    NB: each round times the baseline and ``run`` back to back, and the ratio
-    is taken per round: on a machine shared with builds, load changes between
-    rounds much more than within one, so the median ratio is the steady figure.
+
+def paired_rates(
+    *,
+    reference: Callable[[Sequence[Kline]], int],
+    engine: Callable[[Sequence[Kline]], int],
+    klines: Sequence[Kline],
+    repeat: int,
+) -> Figures:
+    """Return the best rates and the medians of the per-round ratios to the baseline.
+
+    NB: each round times the baseline, the reference and the engine back to
+    back, and the ratios are taken per round: on a machine shared with
+    builds, load changes between rounds much more than within one, so the
+    median ratio is the steady figure.
     """
-    baselines, rates, ratios = [], [], []
+    baselines, references, engines = [], [], []
     for _ in range(repeat):
         baselines.append(rate(baseline_rolling_mean, klines))
-        rates.append(rate(run, klines))
-        ratios.append(rates[-1] / baselines[-1])
-    return max(baselines), max(rates), statistics.median(ratios)
+        references.append(rate(reference, klines))
+        engines.append(rate(engine, klines))
+    return Figures(
+        baseline=max(baselines),
+        reference=max(references),
+        engine=max(engines),
+        reference_ratio=statistics.median(
+            r / b for r, b in zip(references, baselines, strict=True)
+        ),
+        engine_ratio=statistics.median(e / b for e, b in zip(engines, baselines, strict=True)),
+    )
 
 
 def main() -> None:
@@ -102,29 +153,49 @@ def main() -> None:
 
     klines = make_klines(args.klines)
     strategies = {
-        "sma_crossover 5/20": StrategyConfig(
-            name="sma",
-            kind="sma_crossover",
-            symbol="BTCUSDT",
-            interval=Interval.M1,
-            params={"fast": 5, "slow": SLOW, "quantity": "0.01"},
-        ),
-        "rsi_mean_reversion 14": StrategyConfig(
-            name="rsi",
-            kind="rsi_mean_reversion",
-            symbol="BTCUSDT",
-            interval=Interval.M1,
-            params={"period": 14, "quantity": "0.01"},
+        "sma_crossover 5/20": ("sma_crossover", {"fast": 5, "slow": SLOW}),
+        "sma_crossover 50/200": ("sma_crossover", {"fast": 50, "slow": 200}),
+        "rsi_mean_reversion 14": ("rsi_mean_reversion", {"period": 14}),
+        "rsi_mean_reversion 50 (45/55)": (
+            "rsi_mean_reversion",
+            {"period": 50, "oversold": 45, "overbought": 55},
         ),
     }
-    signals = {label: engine_run(config)(klines) for label, config in strategies.items()}
-    print(f"{len(klines)} closed 1m klines, {args.repeat} rounds (baseline and strategy paired)")
-    print(f"{'what':<24}{'klines/s':>12}{'baseline/s':>13}{'ratio (median)':>16}{'signals':>9}")
-    for label, config in strategies.items():
-        baseline, best, ratio = paired_rates(engine_run(config), klines, args.repeat)
-        print(f"{label:<24}{best:>12,.0f}{baseline:>13,.0f}{ratio:>15.4f}x{signals[label]:>9}")
+    print(
+        f"{len(klines)} closed 1m klines, {args.repeat} rounds "
+        f"(baseline, reference and engine back to back), load average {_load()}"
+    )
+    print(
+        f"{'what':<30}{'reference/s':>13}{'engine/s':>12}{'baseline/s':>13}"
+        f"{'reference':>11}{'engine':>10}{'engine/ref':>12}{'signals ref/engine':>20}"
+    )
+    for label, (kind, params) in strategies.items():
+        config = StrategyConfig(
+            name=kind.split("_")[0],
+            kind=kind,
+            symbol="BTCUSDT",
+            interval=Interval.M1,
+            params={**params, "quantity": "0.01"},
+        )
+        reference, engine = reference_run(config), engine_run(config)
+        signals = f"{reference(klines)}/{engine(klines)}"
+        figures = paired_rates(
+            reference=reference, engine=engine, klines=klines, repeat=args.repeat
+        )
+        print(
+            f"{label:<30}{figures.reference:>13,.0f}{figures.engine:>12,.0f}"
+            f"{figures.baseline:>13,.0f}{figures.reference_ratio:>10.4f}x"
+            f"{figures.engine_ratio:>9.3f}x"
+            f"{figures.engine_ratio / figures.reference_ratio:>11.0f}x{signals:>20}"
+        )
     first = list(islice((k.close for k in klines), 3))
     print(f"first closes (same every run): {', '.join(str(c) for c in first)}")
+    print(f"load average after: {_load()}")
+
+
+def _load() -> str:
+    one, five, _fifteen = os.getloadavg()
+    return f"{one:.1f} (5 min {five:.1f})"
 
 
 if __name__ == "__main__":
