@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
@@ -823,7 +823,9 @@ def backup_run_status(
         status["startTime"] = job_status["startTime"]
     complete = _job_condition(job, "Complete")
     failed = _job_condition(job, "Failed")
-    if complete is not None and (result is None or result.get("ok") is not False):
+    # NB: only trader-backup's own "ok": true counts; a Job that completed without a
+    # readable result proves nothing about the backup.
+    if complete is not None and result is not None and result.get("ok") is True:
         status["phase"] = "Completed"
         status["completionTime"] = job_status.get("completionTime") or complete.get(
             "lastTransitionTime"
@@ -843,6 +845,8 @@ def backup_run_status(
         reason = (result or {}).get("error") or ": ".join(
             part for part in (ended.get("reason"), ended.get("message")) if part
         )
+        if failed is None and result is None:
+            reason = "the Job completed without reporting a result; not counted as a backup"
         status["error"] = reason or "the backup Job failed without a reason"
     elif job_status.get("active") or job_status.get("startTime"):
         status["phase"] = "Running"
@@ -886,15 +890,57 @@ class RestoreDecision:
     event: tuple[str, str, str] | None = None  # (type, reason, message) on a transition
 
 
-def restore_refusal(
-    restore: RestoreRun, *, bot: TraderBot | None, backup: BackupRun | None
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
+    restore: RestoreRun,
+    *,
+    bot: TraderBot | None,
+    backup: BackupRun | None,
+    holder: str | None = None,
+    now: datetime,
 ) -> str | None:
-    """Return why a restore must not start, before anything is touched; None when it may."""
+    """Return why a restore must not start, before anything is touched; None when it may.
+
+    ``holder`` names the TraderBotRestore that holds the bot's API now, if any.
+    NB: everything here is known before the API is stopped; a restore refused later
+    would leave a trading bot stopped for nothing.
+    """
     spec = restore.spec
+    if spec.what != "database":
+        return (
+            f"restoring Redis (what: {spec.what}) is not supported yet: Redis keeps running "
+            "during a restore and trader-backup refuses to overwrite a running Redis; "
+            "restore the database only (what: database)"
+        )
     if bot is None:
         return f"TraderBot {restore.namespace}/{spec.bot_name} does not exist"
+    if holder is not None and holder != restore.name:
+        return (
+            f"TraderBotRestore {holder} holds TraderBot {bot.name} already; wait until it "
+            "completes (or delete it if it failed), then create this restore again"
+        )
+    if bot.spec.paused:
+        return (
+            f"TraderBot {bot.name} is paused (spec.paused), so its API cannot be stopped "
+            "for the restore; unpause it first"
+        )
+    if bot.status.phase == "Failed":
+        return (
+            f"TraderBot {bot.name} is Failed (its spec cannot be applied), so its API cannot "
+            "be stopped for the restore; fix the spec first (kubectl describe tb)"
+        )
     if backup is None:
         return f"TraderBotBackup {restore.namespace}/{spec.backup_name} does not exist"
+    completed = _parse_time(backup.status.completion_time)
+    retention = bot.spec.backup.retention_days
     checks = (
         (
             backup.spec.bot_name != bot.name,
@@ -911,15 +957,30 @@ def restore_refusal(
             f"TraderBotBackup {backup.name} has no recorded location to restore from",
         ),
         (
-            spec.what in {"database", "both"} and not backup.spec.database,
-            f"TraderBotBackup {backup.name} holds no database dump",
+            completed is not None and now - completed > timedelta(days=retention),
+            f"TraderBotBackup {backup.name} completed at {backup.status.completion_time}, "
+            f"more than spec.backup.retentionDays ({retention}) days ago: retention deletes "
+            "such backups, so its files are most likely gone; pick a newer backup",
         ),
         (
-            spec.what in {"redis", "both"} and not backup.spec.redis,
-            f"TraderBotBackup {backup.name} holds no Redis snapshot",
+            not backup.spec.database,
+            f"TraderBotBackup {backup.name} holds no database dump",
         ),
     )
     return next((message for failed, message in checks if failed), None)
+
+
+def hold_change(current: str | None, *, restore: str, hold: bool) -> tuple[bool, str | None]:
+    """Return (whether to write, the value) for the bot's hold annotation after a step.
+
+    NB: a restore releases only its own hold: releasing another restore's would
+    start the API onto the database that restore is writing.
+    """
+    if hold:
+        return current != restore, restore
+    if current == restore:
+        return True, None
+    return False, current
 
 
 def restore_decision(  # noqa: PLR0911 - one return per step of the restore
@@ -934,9 +995,10 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
     """Return the next step of a restore: stop the API, restore, release the API.
 
     NB: the order is the seed's ("stop trader-api first, for integrity"): the Job is
-    started only when no API pod is left. A failed restore keeps the API held, so
-    nothing writes into a half-restored database; deleting the TraderBotRestore
-    releases it.
+    started only when no API pod is left. A restore that failed without trader-backup
+    reporting why (killed, no result) keeps the API held, so nothing writes into a
+    half-restored database; deleting the TraderBotRestore releases it. Success needs
+    trader-backup's ``"ok": true``.
     """
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     current = restore.status.model_dump(by_alias=True, exclude_none=True)
@@ -963,7 +1025,7 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
         return RestoreDecision(status=status, hold_api=True, start_job=True)
     complete = _job_condition(job, "Complete")
     failed = _job_condition(job, "Failed")
-    if complete is not None and (result is None or result.get("ok") is not False):
+    if complete is not None and result is not None and result.get("ok") is True:
         status = {
             **current,
             "phase": "Completed",
@@ -980,13 +1042,28 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
         reason = (result or {}).get("error") or ": ".join(
             part for part in (ended.get("reason"), ended.get("message")) if part
         )
-        message = (
-            f"restore failed: {reason or 'the Job failed without a reason'}; the API stays "
-            "stopped; fix the cause and delete this TraderBotRestore to start the API again"
-        )
+        if failed is None and result is None:
+            reason = "the Job completed without reporting a result, so nothing verifies it"
+        reason = reason or "the Job failed without a reason"
+        if result is not None and result.get("ok") is False:
+            # NB: trader-backup checks the manifest, every checksum and the target before
+            # writing, and never leaves a half-restored database: a reported failure
+            # means the database is as it was, so trading may resume.
+            message = (
+                f"restore failed before the database was changed: {reason}; "
+                "the API is started again"
+            )
+            held = False
+        else:
+            message = (
+                f"restore failed: {reason}; the database may be half-restored, so the API "
+                "stays stopped; fix the cause and delete this TraderBotRestore to start the "
+                "API again"
+            )
+            held = True
         status = {**current, "phase": "Failed", "message": message, "completionTime": stamp}
         return RestoreDecision(
-            status=status, hold_api=True, event=("Warning", "RestoreFailed", message)
+            status=status, hold_api=held, event=("Warning", "RestoreFailed", message)
         )
     return RestoreDecision(
         status={**current, "phase": "Restoring", "message": "restore Job running"}, hold_api=True

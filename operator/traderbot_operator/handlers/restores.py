@@ -14,10 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
 from traderbot_operator.desired.backup import RESTORE_RUN_LABEL, build_restore_job
 from traderbot_operator.desired.common import COMPONENT_API, selector_labels
-from traderbot_operator.handlers.converge import OperatorState, run_serialized
+from traderbot_operator.handlers.converge import (
+    OperatorState,
+    _restore_holding,  # NB: one definition of "held" for the bot and its restores
+    run_serialized,
+)
 from traderbot_operator.handlers.traderbot import (
     CONFLICT_RETRY_SECONDS,
     ERROR_RETRY_SECONDS,
@@ -40,6 +45,7 @@ from traderbot_operator.reconcile import (
     HOLD_ANNOTATION,
     Action,
     differences,
+    hold_change,
     parse_backup_result,
     restore_decision,
     restore_refusal,
@@ -52,16 +58,19 @@ _TERMINAL = frozenset({"Completed", "Failed"})
 
 
 async def _set_hold(
-    state: OperatorState, *, bot: TraderBot, annotations: dict[str, str], holder: str | None
+    state: OperatorState,
+    *,
+    bot: TraderBot,
+    annotations: dict[str, str],
+    restore: str,
+    hold: bool,
 ) -> None:
     """Hold (or release) the bot's API for this restore, then let the bot converge."""
-    current = annotations.get(HOLD_ANNOTATION)
-    if holder is None and current is None:
-        return
-    if holder is not None and current == holder:
+    write, value = hold_change(annotations.get(HOLD_ANNOTATION), restore=restore, hold=hold)
+    if not write:
         return
     await state.kube.annotate_bot(
-        namespace=bot.namespace, name=bot.name, key=HOLD_ANNOTATION, value=holder
+        namespace=bot.namespace, name=bot.name, key=HOLD_ANNOTATION, value=value
     )
     await run_serialized(
         state, namespace=bot.namespace, name=bot.name, trigger="restore", coalesce=True
@@ -76,12 +85,21 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
         return None
     restore = RestoreRun.from_body(body)
     bot_body = await kube.get_bot(namespace=namespace, name=restore.spec.bot_name)
-    bot = None if bot_body is None else TraderBot.from_body(bot_body)
+    bot: TraderBot | None = None
+    rejected: str | None = None
+    if bot_body is not None:
+        try:
+            bot = TraderBot.from_body(bot_body)
+        except ValidationError as error:
+            rejected = (
+                f"TraderBot {restore.spec.bot_name}'s spec is rejected by the operator "
+                f"({error.error_count()} problem(s), see kubectl describe tb), so its API "
+                "cannot be stopped for the restore; fix the spec first"
+            )
     annotations: dict[str, str] = ((bot_body or {}).get("metadata") or {}).get("annotations") or {}
     if restore.status.phase in _TERMINAL:
-        completed = restore.status.phase == "Completed"
-        if bot is not None and completed and annotations.get(HOLD_ANNOTATION) == name:
-            await _set_hold(state, bot=bot, annotations=annotations, holder=None)
+        if bot is not None and restore.status.phase == "Completed":
+            await _set_hold(state, bot=bot, annotations=annotations, restore=name, hold=False)
         return restore.status.phase
 
     backup_body = await kube.get(
@@ -89,15 +107,21 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
     )
     backup = None if backup_body is None else BackupRun.from_body(backup_body)
     # NB: refused only before anything was touched; later steps follow through.
-    refusal = (
-        restore_refusal(restore, bot=bot, backup=backup)
-        if restore.status.phase in {None, "Pending"}
-        else None
-    )
+    refusal: str | None = None
+    if restore.status.phase in {None, "Pending"}:
+        holding = None if bot_body is None else await _restore_holding(state, body=bot_body)
+        refusal = rejected or restore_refusal(
+            restore,
+            bot=bot,
+            backup=backup,
+            holder=None if holding is None else holding[0],
+            now=datetime.now(UTC),
+        )
 
     api_pods = 0
     if bot is not None and refusal is None:
-        await _set_hold(state, bot=bot, annotations=annotations, holder=name)
+        await _set_hold(state, bot=bot, annotations=annotations, restore=name, hold=True)
+        annotations = {**annotations, HOLD_ANNOTATION: name}
         api_pods = await kube.count_pods(
             namespace=namespace, labels=selector_labels(bot, COMPONENT_API)
         )
@@ -148,7 +172,7 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
         except KubeError:
             logger.exception("could not record %s for %s", reason, name)
     if bot is not None and not decision.hold_api:
-        await _set_hold(state, bot=bot, annotations=annotations, holder=None)
+        await _set_hold(state, bot=bot, annotations=annotations, restore=name, hold=False)
     phase: str = decision.status["phase"]
     return phase
 

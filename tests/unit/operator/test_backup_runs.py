@@ -164,3 +164,18 @@ def test_runs_that_cannot_start_are_refused_with_the_fix() -> None:
     assert backup_run_problem(run, bot()) is None
     status = backup_run_status(run, job=None, result=None, scheduled=False, problem="gone")
     assert (status["phase"], status["error"]) == ("Failed", "gone")
+
+
+def test_a_completed_job_without_a_result_is_not_a_backup() -> None:
+    silent = backup_run_status(
+        _run(),
+        job=_job(
+            startTime="2026-01-28T03:00:01Z",
+            conditions=[{"type": "Complete", "status": "True", "lastTransitionTime": "t"}],
+        ),
+        result=None,
+        scheduled=True,
+    )
+    assert silent["phase"] == "Failed"
+    assert "without reporting a result" in silent["error"]
+    assert "location" not in silent

@@ -17,10 +17,12 @@ from traderbot_operator.models import (
     RestoreRun,
     RestoreRunSpec,
     RestoreRunStatus,
+    TraderBotStatus,
 )
 from traderbot_operator.reconcile import (
     Outcome,
     compute_status,
+    hold_change,
     restore_decision,
     restore_refusal,
 )
@@ -79,13 +81,19 @@ def test_models_have_the_crd_fields(model: Any, path: str) -> None:
         (None, "database", "TraderBotBackup trading/nightly does not exist"),
         (_backup(phase="Failed"), "database", "only a Completed backup can be restored"),
         (_backup(location=None), "database", "has no recorded location"),
-        (_backup(), "redis", "holds no Redis snapshot"),
+        (_backup(), "redis", "restoring Redis (what: redis) is not supported yet"),
+        (_backup(), "both", "restoring Redis (what: both) is not supported yet"),
+        (
+            _backup(completionTime="2025-12-01T03:00:00Z"),
+            "database",
+            "more than spec.backup.retentionDays (30) days ago",
+        ),
     ],
 )
 def test_a_restore_that_cannot_work_is_refused_before_anything_is_touched(
     backup: BackupRun | None, what: str, reason: str
 ) -> None:
-    refusal = restore_refusal(_restore(what=what), bot=bot(), backup=backup)
+    refusal = restore_refusal(_restore(what=what), bot=bot(), backup=backup, now=NOW)
     assert refusal is not None
     assert reason in refusal
     decision = restore_decision(
@@ -99,7 +107,7 @@ def test_a_restore_that_cannot_work_is_refused_before_anything_is_touched(
 def test_a_backup_of_another_bot_is_refused() -> None:
     other = _backup().model_copy(update={"spec": BackupRunSpec(bot_name="bravo")})
     assert "is a backup of bravo, not of alpha" in (
-        restore_refusal(_restore(), bot=bot(), backup=other) or ""
+        restore_refusal(_restore(), bot=bot(), backup=other, now=NOW) or ""
     )
 
 
@@ -132,17 +140,46 @@ def test_a_completed_restore_releases_the_api_and_says_so() -> None:
     assert done.event[1] == "RestoreCompleted"
 
 
+def test_a_restore_refused_by_trader_backup_starts_the_api_again() -> None:
+    # trader-backup checks the manifest, checksums and target before writing, and a
+    # reported failure (a pruned folder, a bad checksum) leaves the database as it was.
+    failed = restore_decision(
+        _restore(phase="Restoring"),
+        refusal=None,
+        api_pods=0,
+        job=_job("Failed", reason="BackoffLimitExceeded"),
+        result={"ok": False, "error": "backup folder alpha-20260128T030000Z does not exist"},
+        now=NOW,
+    )
+    assert (failed.status["phase"], failed.hold_api) == ("Failed", False)
+    assert "before the database was changed" in failed.status["message"]
+    assert "does not exist" in failed.status["message"]
+
+
+def test_a_completed_job_without_a_result_is_not_a_verified_restore() -> None:
+    unverified = restore_decision(
+        _restore(phase="Restoring"),
+        refusal=None,
+        api_pods=0,
+        job=_job("Complete"),
+        result=None,
+        now=NOW,
+    )
+    assert (unverified.status["phase"], unverified.hold_api) == ("Failed", True)
+    assert "without reporting a result" in unverified.status["message"]
+
+
 def test_a_failed_restore_keeps_the_api_stopped_and_is_not_retried() -> None:
     failed = restore_decision(
         _restore(phase="Restoring"),
         refusal=None,
         api_pods=0,
         job=_job("Failed", reason="BackoffLimitExceeded"),
-        result={"ok": False, "error": "checksum mismatch in database.dump"},
+        result=None,
         now=NOW,
     )
     assert (failed.status["phase"], failed.hold_api) == ("Failed", True)
-    assert "checksum mismatch in database.dump" in failed.status["message"]
+    assert "BackoffLimitExceeded" in failed.status["message"]
     assert "delete this TraderBotRestore" in failed.status["message"]
     again = restore_decision(
         _restore(phase="Failed"), refusal=None, api_pods=0, job=None, result=None, now=NOW
@@ -173,3 +210,31 @@ def test_a_held_bot_reports_why_its_api_is_stopped() -> None:
         bot(), observed={}, outcome=Outcome(held_by=("undo", "Failed")), now=NOW
     )
     assert failed["phase"] == "Degraded"
+
+
+def test_a_second_restore_is_refused_while_another_holds_the_bot() -> None:
+    refusal = restore_refusal(_restore(), bot=bot(), backup=_backup(), holder="earlier", now=NOW)
+    assert refusal is not None
+    assert "TraderBotRestore earlier holds TraderBot alpha already" in refusal
+    assert restore_refusal(_restore(), bot=bot(), backup=_backup(), holder="undo", now=NOW) is None
+
+
+def test_a_restore_releases_only_its_own_hold() -> None:
+    assert hold_change("earlier", restore="undo", hold=False) == (False, "earlier")
+    assert hold_change("undo", restore="undo", hold=False) == (True, None)
+    assert hold_change(None, restore="undo", hold=False) == (False, None)
+    assert hold_change(None, restore="undo", hold=True) == (True, "undo")
+    assert hold_change("undo", restore="undo", hold=True) == (False, "undo")
+
+
+def test_a_restore_of_a_paused_or_failed_bot_is_refused_instead_of_waiting_forever() -> None:
+    paused = restore_refusal(_restore(), bot=bot(paused=True), backup=_backup(), now=NOW)
+    assert "is paused (spec.paused)" in (paused or "")
+    failed_bot = bot().model_copy(update={"status": TraderBotStatus(phase="Failed")})
+    failed = restore_refusal(_restore(), bot=failed_bot, backup=_backup(), now=NOW)
+    assert "is Failed" in (failed or "")
+
+
+def test_a_backup_within_retention_may_be_restored() -> None:
+    recent = _backup(completionTime="2026-01-20T03:00:00Z")
+    assert restore_refusal(_restore(), bot=bot(), backup=recent, now=NOW) is None
