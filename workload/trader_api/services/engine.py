@@ -54,6 +54,12 @@ SWEEP_SECONDS = 1.0
 
 RETENTION_SECONDS = 24 * 3600.0
 
+ANNOUNCE_WAIT_SECONDS = 1.0
+"""How long a handed-over order's execution waits for its ``new`` event to go out.
+
+NB: a bound, so a stalled Redis delays executions by at most this, never stops them.
+"""
+
 
 class KlineBuilder(Protocol):
     """Turns ticks into klines; returns the klines each tick closed."""
@@ -64,6 +70,10 @@ class KlineBuilder(Protocol):
 @dataclass(frozen=True, slots=True)
 class _Execute:
     order_id: uuid.UUID
+    committed: Order | None = None
+    """The order as this replica just committed it, when handed over in process."""
+    announced: asyncio.Task[None] | None = None
+    """Publishes the committed order's ``new`` event; its execution waits for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +131,7 @@ class TradingEngine:
         self._queue: asyncio.Queue[_Operation] = asyncio.Queue(maxsize=10_000)
         self._unsaved: list[OrderUpdate] = []
         self._queued_executions: set[uuid.UUID] = set()
+        self._untouched: set[uuid.UUID] = set()
         self.failure: str | None = None
         self.running = False
 
@@ -136,9 +147,11 @@ class TradingEngine:
         self.running = True
         self._queue = asyncio.Queue(maxsize=10_000)
         self._queued_executions = set()
+        self._untouched = set()
         try:
             await self._warm_up()
             await self._restore_resting_orders()
+            self._orders.local_executor = self._take_committed
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._execute_forever(), name="executor")
                 group.create_task(self._listen_for_commands(), name="commands")
@@ -152,6 +165,8 @@ class TradingEngine:
             logger.exception("Trading engine crashed")
             raise
         finally:
+            if self._orders.local_executor == self._take_committed:
+                self._orders.local_executor = None
             self.running = False
 
     async def _warm_up(self) -> None:
@@ -275,6 +290,23 @@ class TradingEngine:
         self._queued_executions.add(order_id)
         await self._queue.put(_Execute(order_id))
 
+    def _take_committed(self, order: Order, announced: asyncio.Task[None]) -> bool:
+        """Queue an order this replica just committed, with the order itself; False if full.
+
+        NB: the queued copy is used only if nothing saved the order since (a
+        cancel runs through the same queue and may come first): the executor
+        then reads the store as it does for any command.
+        """
+        if order.id in self._queued_executions:
+            return True
+        try:
+            self._queue.put_nowait(_Execute(order.id, committed=order, announced=announced))
+        except asyncio.QueueFull:
+            return False
+        self._queued_executions.add(order.id)
+        self._untouched.add(order.id)
+        return True
+
     async def _sweep_forever(self) -> None:
         while True:
             try:
@@ -283,7 +315,8 @@ class TradingEngine:
                 logger.warning("Sweep for new orders failed: %s", exc)
                 pending = []
             for order in reversed(pending):  # oldest first
-                await self._enqueue_execute(order.id)
+                if order.id not in self._orders.committing:  # its submitter hands it over
+                    await self._enqueue_execute(order.id)
             await asyncio.sleep(SWEEP_SECONDS)
 
     async def _retention_forever(self) -> None:
@@ -320,9 +353,15 @@ class TradingEngine:
                     await self._apply_updates(self._unsaved)
                     self._unsaved = []
                 match operation:
-                    case _Execute(order_id):
+                    case _Execute(order_id, committed, announced):
                         self._queued_executions.discard(order_id)
-                        await self._execute(order_id)
+                        if order_id in self._untouched:
+                            self._untouched.discard(order_id)
+                        else:
+                            committed = None
+                        if announced is not None:
+                            await asyncio.wait([announced], timeout=ANNOUNCE_WAIT_SECONDS)
+                        await self._execute(order_id, committed=committed)
                     case _Cancel(order_id):
                         await self._cancel(order_id)
                     case _Price(tick):
@@ -335,8 +374,8 @@ class TradingEngine:
             except Exception:  # one bad operation must not stop all trading
                 logger.exception("Executor operation %r failed", operation)
 
-    async def _execute(self, order_id: uuid.UUID) -> None:
-        order = await self._store.get_order(order_id)
+    async def _execute(self, order_id: uuid.UUID, *, committed: Order | None = None) -> None:
+        order = committed if committed is not None else await self._store.get_order(order_id)
         if order is None or order.status is not OrderStatus.NEW:
             return
         state = self._risk.halt_state
@@ -407,6 +446,7 @@ class TradingEngine:
                 await self._publish(order_event(final))
 
     async def _record_fill(self, order: Order, fill: Fill) -> Order:
+        self._untouched.discard(order.id)
         after = order.with_fill(fill)
         position = await self._store.get_position(fill.symbol) or Position.flat(
             fill.symbol, at=fill.ts
@@ -430,6 +470,7 @@ class TradingEngine:
         return after
 
     async def _save(self, order: Order) -> None:
+        self._untouched.discard(order.id)
         stored = await self._store.update_order(order)
         self._metrics.orders.labels(stored.side.value, stored.status.value).inc()
         await self._publish(order_event(stored))

@@ -206,6 +206,20 @@ class OrderService:
         self._cancel_timeout = cancel_timeout_seconds
         self.window = DecisionWindow()
         self._announcing: set[asyncio.Task[None]] = set()
+        self.committing: set[uuid.UUID] = set()
+        """Orders being committed here: their submitter, not the sweep, starts their execution.
+
+        NB: so no copy of an order handed to ``local_executor`` can be stale.
+        """
+        self.local_executor: Callable[[Order, asyncio.Task[None]], bool] | None = None
+        """Set by the engine while this replica leads: takes a committed order, or refuses it.
+
+        It gets the task publishing the order's ``new`` event too, and executes
+        the order after it, so clients see ``new`` before any later status.
+        NB: an order it takes is executed here without its command going out on
+        the bus (which would cost the leader a read of the order it already
+        has). If the engine stops first, the next leader's sweep finds it ``new``.
+        """
 
     async def portfolio(self) -> PortfolioSnapshot:
         """Read the portfolio the risk manager checks against, in one store round trip."""
@@ -248,6 +262,13 @@ class OrderService:
                 self.window.add(order)
         finally:
             self.window.end_read(reading)
+        self.committing.add(order.id)
+        try:
+            return await self._commit(ticket, order)
+        finally:
+            self.committing.discard(order.id)
+
+    async def _commit(self, ticket: OrderTicket, order: Order) -> tuple[Order, bool]:
         try:
             stored, created = await self._store.create_order(order)
         except BaseException:
@@ -270,10 +291,18 @@ class OrderService:
             raise OrderRejectedError(
                 stored, code=reject_code(stored), message=stored.reject_reason or "rejected"
             )
-        self._announce(order_event(stored), execute_command(stored.id))
+        executor = self.local_executor
+        if executor is None:
+            self._announce(order_event(stored), execute_command(stored.id))
+        else:
+            announced = self._announce(order_event(stored))
+            if not executor(stored, announced):
+                self._announce(execute_command(stored.id), after=announced)
         return stored, True
 
-    def _announce(self, *events: dict[str, object]) -> None:
+    def _announce(
+        self, *events: dict[str, object], after: asyncio.Task[None] | None = None
+    ) -> asyncio.Task[None]:
         """Publish events about a committed order, in order, without holding up the answer.
 
         NB: the order is already committed, so neither a slow nor a failed
@@ -281,11 +310,16 @@ class OrderService:
         committed order even if its command is lost, and a client's retry
         finds it.
         """
-        task = asyncio.get_running_loop().create_task(self._publish_in_order(events))
+        task = asyncio.get_running_loop().create_task(self._publish_in_order(events, after=after))
         self._announcing.add(task)
         task.add_done_callback(self._announcing.discard)
+        return task
 
-    async def _publish_in_order(self, events: tuple[dict[str, object], ...]) -> None:
+    async def _publish_in_order(
+        self, events: tuple[dict[str, object], ...], *, after: asyncio.Task[None] | None
+    ) -> None:
+        if after is not None:
+            await asyncio.wait([after])
         try:
             await self._bus.publish_many(events)
         except StorageError as exc:
