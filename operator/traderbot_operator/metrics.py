@@ -6,6 +6,7 @@ the operator twice in one process (tests) does not register them twice.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Final
@@ -67,6 +68,19 @@ def set_phases(phases: Mapping[tuple[str, str], str]) -> None:
         counts[phase] = counts.get(phase, 0) + 1
     for phase, count in counts.items():
         BOTS.labels(phase=phase).set(count)
+
+
+def set_backup_health(*, namespace: str, bot: str, healthy: bool | None) -> None:
+    """Set a bot's backup-health gauge, or drop its series when there is none to report.
+
+    NB: a bot deleted, or with backups turned off, must not leave a 0 series behind:
+    the BackupFailing alert would fire until the operator restarts.
+    """
+    if healthy is None:
+        with contextlib.suppress(KeyError):  # never set, or already dropped
+            BACKUP_HEALTHY.remove(namespace, bot)
+        return
+    BACKUP_HEALTHY.labels(namespace=namespace, bot=bot).set(1 if healthy else 0)
 
 
 def serve(*, port: int, address: str = "0.0.0.0") -> tuple[WSGIServer, threading.Thread]:  # noqa: S104 - a pod serves on its own IP

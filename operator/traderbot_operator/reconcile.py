@@ -755,6 +755,42 @@ def compute_status(
     return status
 
 
+def rejected_status(
+    body: Mapping[str, Any], *, problems: Sequence[str], now: datetime
+) -> dict[str, Any]:
+    """Return the status of a TraderBot whose body the models reject: Failed, with why.
+
+    NB: built from the raw body (there is no model to build from); the other
+    conditions are kept as they were, and an unchanged verdict yields an identical
+    status, so the drift timer writes nothing on the next pass.
+    """
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
+    current = body.get("status") or {}
+    previous = {c.get("type"): c for c in current.get("conditions") or []}
+    message = "; ".join(problems)
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    verdict = {
+        type_: _condition(
+            type_=type_,
+            ready=False,
+            reason="InvalidSpec",
+            message=message,
+            generation=generation,
+            previous=previous,
+            now=stamp,
+        )
+        for type_ in ("Ready", "Reconciled")
+    }
+    conditions = [verdict.pop(c.get("type"), c) for c in current.get("conditions") or []]
+    conditions += list(verdict.values())
+    return {
+        **current,
+        "phase": "Failed",
+        "observedGeneration": generation,
+        "conditions": conditions,
+    }
+
+
 def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     """Return whether writing ``new`` would change the live status."""
     return bool(differences(new, current or {})) or _dropped_keys(new, current or {})

@@ -34,6 +34,7 @@ from traderbot_operator.reconcile import (
     lost_credentials,
     plan,
     referenced_secret_names,
+    rejected_status,
     spec_problems,
     status_changed,
 )
@@ -127,10 +128,11 @@ async def _report(
             state, body=body, type_="Warning", reason="BackupFailed", message=health["message"]
         )
         writes += 1
-    if health is not None:
-        metrics.BACKUP_HEALTHY.labels(namespace=bot.namespace, bot=bot.name).set(
-            1 if health["status"] == "True" else 0
-        )
+    metrics.set_backup_health(
+        namespace=bot.namespace,
+        bot=bot.name,
+        healthy=None if health is None else health["status"] == "True",
+    )
     if status_changed(current, status):
         await state.kube.patch_status(namespace=bot.namespace, name=bot.name, status=status)
         writes += 1
@@ -164,6 +166,31 @@ async def _event(
         logger.exception("could not record event %s for %s", reason, body["metadata"]["name"])
 
 
+async def _report_rejected(
+    state: OperatorState, *, body: Mapping[str, Any], problems: tuple[str, ...]
+) -> Result:
+    """Report a body the models reject: status Failed, and one Warning per new verdict.
+
+    NB: the drift timer runs this every minute; the Event is posted only when the
+    verdict changed, so a no-op pass writes nothing.
+    """
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    current = body.get("status")
+    status = rejected_status(body, problems=problems, now=datetime.now(UTC))
+    writes = 0
+    if _reconciled_message(current) != "; ".join(problems):
+        await _event(
+            state, body=body, type_="Warning", reason="InvalidSpec", message="; ".join(problems)
+        )
+        writes += 1
+    if status_changed(current, status):
+        await state.kube.patch_status(namespace=namespace, name=name, status=status)
+        writes += 1
+    state.phases[(namespace, name)] = "Failed"
+    metrics.set_phases(state.phases)
+    return Result(phase="Failed", writes=writes, invalid_spec=problems)
+
+
 async def _restore_holding(
     state: OperatorState, *, body: Mapping[str, Any]
 ) -> tuple[str, str] | None:
@@ -195,6 +222,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     if body is None or body["metadata"].get("deletionTimestamp"):
         state.phases.pop((namespace, name), None)
         metrics.set_phases(state.phases)
+        metrics.set_backup_health(namespace=namespace, bot=name, healthy=None)
         return Result(phase=None)
     try:
         bot = TraderBot.from_body(body)
@@ -202,10 +230,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         problems = tuple(
             f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
         )
-        await _event(
-            state, body=body, type_="Warning", reason="InvalidSpec", message="; ".join(problems)
-        )
-        return Result(phase="Failed", invalid_spec=problems)
+        return await _report_rejected(state, body=body, problems=problems)
 
     if bot.spec.paused:
         names = Names(bot.name)
