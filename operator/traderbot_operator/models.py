@@ -147,6 +147,13 @@ class RedisSpec(_Model):
     )
 
 
+class BackupVerifySpec(_Model):
+    """Scheduled verification of the newest backup (restored into a scratch database)."""
+
+    enabled: bool = True
+    schedule: str = "0 5 * * 0"
+
+
 class BackupSpec(_Model):
     """Scheduled backups."""
 
@@ -157,6 +164,7 @@ class BackupSpec(_Model):
     include_redis: bool = True
     suspend: bool = False
     storage: StorageSpec = StorageSpec(size="20Gi")
+    verify: BackupVerifySpec = BackupVerifySpec()
 
 
 class MonitoringSpec(_Model):
@@ -164,6 +172,13 @@ class MonitoringSpec(_Model):
 
     enabled: bool = False
     interval: str = "30s"
+
+
+class UpgradeSpec(_Model):
+    """How a change of ``spec.version`` rolls out."""
+
+    pre_upgrade_backup: bool = True
+    progress_deadline_seconds: int = 300
 
 
 class TraderBotSpec(_Model):
@@ -181,6 +196,7 @@ class TraderBotSpec(_Model):
     redis: RedisSpec = RedisSpec()
     backup: BackupSpec = BackupSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    upgrade: UpgradeSpec = UpgradeSpec()
 
 
 class Condition(_Model):
@@ -206,6 +222,29 @@ class LastBackup(_Model):
     time: str | None = None
 
 
+UpgradePhase = Literal["BackingUp", "BackupFailed", "RollingOut", "RolledBack"]
+VersionOutcome = Literal["Installed", "Upgraded", "RolledBack", "Cancelled"]
+
+
+class UpgradeStatus(_Model):
+    """The version change in progress, or the last one that failed."""
+
+    phase: UpgradePhase
+    from_version: str | None = None
+    target_version: str
+    backup_name: str | None = None
+    started_at: str | None = None
+    message: str | None = None
+
+
+class VersionRecord(_Model):
+    """One entry of ``status.versionHistory``."""
+
+    version: str
+    time: str
+    outcome: VersionOutcome
+
+
 class TraderBotStatus(_Model):
     """Observed state, written by the operator only."""
 
@@ -218,6 +257,8 @@ class TraderBotStatus(_Model):
     selector: str | None = None
     endpoints: Endpoints | None = None
     last_backup: LastBackup | None = None
+    upgrade: UpgradeStatus | None = None
+    version_history: tuple[VersionRecord, ...] = ()
     conditions: tuple[Condition, ...] = ()
 
 

@@ -44,6 +44,7 @@ from traderbot_operator.reconcile import (
     differences,
     parse_backup_result,
 )
+from traderbot_operator.upgrade import running_version_bot
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,11 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
     if job is None and problem is None and not scheduled and bot is not None:
         job = await kube.execute(
             namespace=namespace,
-            action=Action(verb="create", key=job_key, body=build_backup_job(bot, run=run)),
+            # NB: run by the version that runs (that wrote the data), not a new spec.version
+            # still waiting for this very backup to roll out.
+            action=Action(
+                verb="create", key=job_key, body=build_backup_job(running_version_bot(bot), run=run)
+            ),
         )
     finished = job is not None and any(
         c.get("type") in {"Complete", "Failed"} and c.get("status") == "True"

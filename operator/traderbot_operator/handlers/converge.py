@@ -22,7 +22,14 @@ from traderbot_operator.desired import build_children
 from traderbot_operator.desired.common import Names
 from traderbot_operator.desired.monitoring import SERVICE_MONITOR_API_VERSION
 from traderbot_operator.kube import ConflictError, Kube, KubeError
-from traderbot_operator.models import API_VERSION, KIND, RESTORE_KIND, TraderBot
+from traderbot_operator.models import (
+    API_VERSION,
+    BACKUP_KIND,
+    KIND,
+    RESTORE_KIND,
+    BackupRun,
+    TraderBot,
+)
 from traderbot_operator.reconcile import (
     HOLD_ANNOTATION,
     Action,
@@ -37,6 +44,14 @@ from traderbot_operator.reconcile import (
     rejected_status,
     spec_problems,
     status_changed,
+)
+from traderbot_operator.upgrade import (
+    UpgradeDecision,
+    build_pre_upgrade_backup,
+    decide_upgrade,
+    pre_upgrade_backup_name,
+    upgrade_condition,
+    upgrade_status_fields,
 )
 
 logger = logging.getLogger(__name__)
@@ -212,6 +227,121 @@ async def _restore_holding(
     return holder, phase
 
 
+async def _decide_upgrade(
+    state: OperatorState,
+    *,
+    bot: TraderBot,
+    observed: Mapping[ObjectKey, dict[str, Any] | None],
+    held: bool,
+    now: datetime,
+) -> UpgradeDecision:
+    """Read the pre-upgrade backup (only while spec.version differs) and decide the upgrade."""
+    backup: BackupRun | None = None
+    if bot.status.version is not None and bot.spec.version != bot.status.version:
+        body = await state.kube.get(
+            namespace=bot.namespace, key=(API_VERSION, BACKUP_KIND, pre_upgrade_backup_name(bot))
+        )
+        backup = None if body is None else BackupRun.from_body(body)
+    return decide_upgrade(
+        bot,
+        deployment=observed.get(("apps/v1", "Deployment", Names(bot.name).api)),
+        backup=backup,
+        held=held,
+        now=now,
+    )
+
+
+async def _start_pre_upgrade_backup(
+    state: OperatorState, *, bot: TraderBot, upgrade: UpgradeDecision, blocked: bool
+) -> KubeError | None:
+    """Create the TraderBotBackup the upgrade waits for, when it asks for one.
+
+    Nothing is created while the spec has problems (``blocked``). Returns the API's
+    refusal, to be reported like any failed write.
+    """
+    name = upgrade.create_backup
+    if name is None or blocked:
+        return None
+    try:
+        await state.kube.execute(
+            namespace=bot.namespace,
+            action=Action(
+                verb="create",
+                key=(API_VERSION, BACKUP_KIND, name),
+                body=build_pre_upgrade_backup(bot, name=name),
+            ),
+        )
+    except ConflictError:
+        return None  # made by an earlier pass whose status write was lost: it is the one
+    except KubeError as error:
+        return error
+    return None
+
+
+def _deploying(bot: TraderBot, upgrade: UpgradeDecision) -> TraderBot:
+    """Return ``bot`` with the version the upgrade lets the pods run (usually spec.version).
+
+    NB: that is the old version while the pre-upgrade backup runs and after a
+    rollback, never blindly spec.version.
+    """
+    if upgrade.deploy_version == bot.spec.version:
+        return bot
+    return bot.model_copy(
+        update={"spec": bot.spec.model_copy(update={"version": upgrade.deploy_version})}
+    )
+
+
+async def _upgrade_writes(
+    state: OperatorState, *, body: Mapping[str, Any], upgrade: UpgradeDecision, wrote: bool
+) -> int:
+    """Post the Event of an upgrade step (started, rolled out, rolled back...); count writes.
+
+    ``wrote`` says whether the pass could write (and so created the pre-upgrade backup).
+    """
+    created = int(wrote and upgrade.create_backup is not None)
+    if upgrade.event is None:
+        return created
+    type_, reason, message = upgrade.event
+    await _event(state, body=body, type_=type_, reason=reason, message=message)
+    return created + 1
+
+
+def _with_upgrade(
+    status: dict[str, Any], *, bot: TraderBot, upgrade: UpgradeDecision, now: datetime
+) -> dict[str, Any]:
+    """Add the upgrade's fields and its UpgradeFailed condition to a computed status."""
+    previous = next((c for c in bot.status.conditions if c.type == "UpgradeFailed"), None)
+    conditions = [
+        *status["conditions"],
+        upgrade_condition(
+            upgrade,
+            previous=None if previous is None else previous.model_dump(by_alias=True),
+            generation=bot.generation,
+            now=now,
+        ),
+    ]
+    return {**status, **upgrade_status_fields(upgrade), "conditions": conditions}
+
+
+async def _report_paused(
+    state: OperatorState, *, body: Mapping[str, Any], bot: TraderBot
+) -> Result:
+    """Only observe and report a paused bot: no creates, updates or repairs."""
+    names = Names(bot.name)
+    observed = await state.kube.observe(
+        namespace=bot.namespace,
+        keys=[
+            ("apps/v1", "Deployment", names.api),
+            ("apps/v1", "StatefulSet", names.database),
+            ("apps/v1", "StatefulSet", names.redis),
+            ("batch/v1", "CronJob", names.backup),
+        ],
+    )
+    status = compute_status(bot, observed=observed, outcome=Outcome(), now=datetime.now(UTC))
+    writes = await _report(state, body=body, bot=bot, status=status)
+    return Result(phase=status["phase"], writes=writes)
+
+
 async def converge(state: OperatorState, *, namespace: str, name: str) -> Result:
     """Bring one TraderBot's children to its spec and write its status.
 
@@ -233,19 +363,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         return await _report_rejected(state, body=body, problems=problems)
 
     if bot.spec.paused:
-        names = Names(bot.name)
-        observed = await kube.observe(
-            namespace=namespace,
-            keys=[
-                ("apps/v1", "Deployment", names.api),
-                ("apps/v1", "StatefulSet", names.database),
-                ("apps/v1", "StatefulSet", names.redis),
-                ("batch/v1", "CronJob", names.backup),
-            ],
-        )
-        status = compute_status(bot, observed=observed, outcome=Outcome(), now=datetime.now(UTC))
-        writes = await _report(state, body=body, bot=bot, status=status)
-        return Result(phase=status["phase"], writes=writes)
+        return await _report_paused(state, body=body, bot=bot)
 
     held_by = await _restore_holding(state, body=body)
     if held_by is not None:
@@ -256,12 +374,18 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     # NB: looked up even with monitoring off, so that a ServiceMonitor left from when
     # it was on is observed, and pruned.
     monitor = await kube.service_monitor_available()
-    desired = build_children(bot, service_monitor_available=monitor)
-    observed = await kube.observe(
-        namespace=namespace,
-        keys=[*_candidate_keys(bot, desired, monitor=monitor), database_claim_key(bot)],
+    # NB: which children exist does not depend on the version, so the keys to observe
+    # come from the spec before the upgrade decides which version to deploy.
+    keys = _candidate_keys(
+        bot, build_children(bot, service_monitor_available=monitor), monitor=monitor
     )
+    observed = await kube.observe(namespace=namespace, keys=[*keys, database_claim_key(bot)])
     problems += tuple(lost_credentials(bot, observed=observed))
+    now = datetime.now(UTC)
+    upgrade = await _decide_upgrade(
+        state, bot=bot, observed=observed, held=held_by is not None, now=now
+    )
+    desired = build_children(_deploying(bot, upgrade), service_monitor_available=monitor)
 
     writes = 0
     forbidden: list[str] = []
@@ -284,6 +408,10 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
             metrics.WRITES.labels(verb=action.verb, kind=action.kind).inc()
             written.append(action)
             writes += 1
+    failure = failure or await _start_pre_upgrade_backup(
+        state, bot=bot, upgrade=upgrade, blocked=bool(problems)
+    )
+    writes += await _upgrade_writes(state, body=body, upgrade=upgrade, wrote=not problems)
     for reason, message in _summary(written).items():
         await _event(state, body=body, type_="Normal", reason=reason, message=message)
         writes += 1
@@ -294,7 +422,12 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         errors=() if failure is None else (str(failure),),
         held_by=held_by,
     )
-    status = compute_status(bot, observed=observed, outcome=outcome, now=datetime.now(UTC))
+    status = _with_upgrade(
+        compute_status(bot, observed=observed, outcome=outcome, now=now),
+        bot=bot,
+        upgrade=upgrade,
+        now=now,
+    )
     writes += await _report(state, body=body, bot=bot, status=status)
     if failure is not None:
         raise failure
