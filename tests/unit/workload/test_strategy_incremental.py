@@ -8,7 +8,7 @@ same ``Signal`` or ``None`` there, field for field, on any series.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import ROUND_DOWN, Context, Decimal, Inexact, getcontext, localcontext
 
@@ -22,6 +22,7 @@ from trader_api.strategy import (
     SmaCrossoverEvaluator,
     StrategyConfig,
     StrategyEngine,
+    WindowedEvaluator,
     get_kind,
     rsi_mean_reversion,
     sma_crossover,
@@ -371,3 +372,15 @@ def test_evaluators_ignore_and_restore_the_callers_decimal_context() -> None:
             got = [evaluator.step(kline) for kline in klines]
             assert getcontext() is caller
             assert got == expected[case.config.name], case.config.name
+
+
+def test_a_kind_without_an_evaluator_runs_its_function_over_a_rolling_window() -> None:
+    plain = replace(get_kind("sma_crossover"), incremental=None)
+    config = sma_case("sma", fast=2, slow=4).config
+    evaluator = plain.evaluator(config.parsed_params(), "sma")
+    assert isinstance(evaluator, WindowedEvaluator)
+    klines = klines_from_closes([10, 10, 10, 10, 10, 12, 13, 11, 9, 8, 8, 8, 9, 12, 14])
+    reference = sma_case("sma", fast=2, slow=4).reference
+    assert [evaluator.step(kline) for kline in klines] == [
+        reference(klines[max(0, index - 8) : index + 1]) for index in range(len(klines))
+    ]

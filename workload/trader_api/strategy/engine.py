@@ -7,14 +7,11 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
-
-from pydantic import BaseModel
 
 from trader_api.domain import Interval, Kline, Signal
 from trader_api.strategy.config import StrategyConfig
 from trader_api.strategy.incremental import IncrementalStrategy
-from trader_api.strategy.registry import MAX_WINDOW, StrategyKind, get_kind
+from trader_api.strategy.registry import MAX_WINDOW, get_kind
 
 
 class UnknownStrategyError(LookupError):
@@ -28,8 +25,6 @@ class DuplicateStrategyError(ValueError):
 @dataclass(slots=True)
 class _Entry:
     config: StrategyConfig
-    kind: StrategyKind[Any]
-    params: BaseModel
     window: int
     evaluator: IncrementalStrategy
 
@@ -81,7 +76,7 @@ class StrategyEngine:
         held = self._windows.get(key, ())
         for kline in islice(held, max(0, len(held) - window), None):
             evaluator.step(kline)
-        self._entries[config.name] = _Entry(config, kind, params, window, evaluator)
+        self._entries[config.name] = _Entry(config, window, evaluator)
         self._resize(key)
 
     def remove(self, name: str) -> StrategyConfig:

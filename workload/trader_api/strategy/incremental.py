@@ -6,7 +6,8 @@ evaluator here gives the same signal on every kline of the same series
 property test), but carries its indicator from bar to bar instead of
 recomputing it over the window. Evaluators do no I/O and read no clock: their
 state is a function of the klines they were given, so a replay of the same
-klines gives the same signals.
+klines gives the same signals. (``WindowedEvaluator``, for a kind with no
+incremental form, runs the function over the last ``window`` klines instead.)
 
 NB: an evaluator trusts its caller (``StrategyEngine``) to give it each
 closed kline once, oldest first; duplicates and late bars are dropped before.

@@ -90,8 +90,10 @@ def wilder_rsi(closes: Sequence[Decimal], period: int, *, last: int | None = Non
     turning every average into an RSI).
 
     NB: Wilder's smoothing remembers all history, so the value depends on how
-    much history is given; the strategy engine keeps ``10 * period`` closes,
-    which puts the seed average's weight below 0.01 %.
+    much history is given. ``RsiMeanReversionEvaluator`` carries the same
+    averages from its first kline; a strategy added to a running engine starts
+    from the ``10 * period + 1`` klines it holds, which puts the seed
+    average's weight below 0.01 %.
     """
     if period < 1:
         raise ValueError(f"rsi period must be >= 1, got {period}")

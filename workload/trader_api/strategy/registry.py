@@ -26,7 +26,8 @@ MAX_WINDOW = 5000
 """The most klines any strategy may ask the engine to keep per (symbol, interval)."""
 
 RSI_HISTORY_PERIODS = 10
-"""How many RSI periods of history the engine keeps (see ``indicators.wilder_rsi``)."""
+"""How many RSI periods of history the engine keeps for a strategy added later to start
+from (see ``indicators.wilder_rsi``)."""
 
 
 class SmaCrossoverParams(BaseModel):
