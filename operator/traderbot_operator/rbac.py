@@ -30,9 +30,12 @@ RULES: Final[tuple[dict[str, Any], ...]] = (
         "resources": ["traderbotrestores/status"],
         "verbs": ["get", "patch"],
     },
+    # NB: no list/watch on Secrets: the operator reads only the Secrets it names
+    # (its own and those the spec references), and the drift timer repairs them.
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", *APPLY]},
     {
         "apiGroups": [""],
-        "resources": ["secrets", "services", "persistentvolumeclaims"],
+        "resources": ["services", "persistentvolumeclaims"],
         "verbs": [*READ, *APPLY],
     },
     {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"], "verbs": [*READ, *APPLY]},

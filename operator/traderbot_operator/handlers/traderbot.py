@@ -1,7 +1,8 @@
 """kopf handlers for TraderBot: thin, they only decide when a reconcile pass runs.
 
 Triggers: create, update and resume of a TraderBot; a periodic drift check; and
-any event on a child we manage (deleted or edited by hand -> restored at once).
+any event on a child we manage (deleted or edited by hand -> restored at once),
+except Secrets, which the drift check repairs.
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ ERROR_RETRY_SECONDS = 15.0
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 # (group, version, plural) of every child kind; events on them trigger a pass.
+# NB: Secrets are not watched: a watch needs list/watch on every Secret the operator
+# can see (cluster-wide by default); the drift timer repairs a deleted or edited
+# credentials Secret within DRIFT_INTERVAL_SECONDS instead.
 CHILD_KINDS = (
-    ("", "v1", "secrets"),
     ("", "v1", "services"),
     ("", "v1", "persistentvolumeclaims"),
     ("apps", "v1", "deployments"),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import kubernetes_validate
 
+from traderbot_operator.handlers.traderbot import CHILD_KINDS
 from traderbot_operator.rbac import RULES, cluster_role, markdown_table
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "operator.md"
@@ -27,3 +28,20 @@ def test_the_cluster_role_is_valid_and_has_no_wildcards() -> None:
 def test_delete_is_granted_only_on_pruned_kinds() -> None:
     deletable = {r for rule in RULES if "delete" in rule["verbs"] for r in rule["resources"]}
     assert deletable == {"cronjobs", "servicemonitors"}
+
+
+def test_secrets_are_read_by_name_never_listed_or_watched() -> None:
+    secret_verbs = {v for rule in RULES if "secrets" in rule["resources"] for v in rule["verbs"]}
+    assert secret_verbs == {"get", "create", "patch"}
+    assert ("", "v1", "secrets") not in CHILD_KINDS
+
+
+def test_every_watched_child_kind_may_be_listed_and_watched() -> None:
+    for group, _, plural in CHILD_KINDS:
+        verbs = {
+            v
+            for rule in RULES
+            if group in rule["apiGroups"] and plural in rule["resources"]
+            for v in rule["verbs"]
+        }
+        assert {"list", "watch"} <= verbs, plural
