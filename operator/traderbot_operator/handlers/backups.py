@@ -138,6 +138,36 @@ async def _record(state: OperatorState, *, body: dict[str, Any], status: dict[st
         logger.exception("could not record the outcome of %s", body["metadata"]["name"])
 
 
+def scheduled_run_record(bot: TraderBot, *, name: str) -> dict[str, Any]:
+    """Return the TraderBotBackup record of a scheduled backup Job.
+
+    NB: owner-referenced to the bot only with ``deletionPolicy: Delete``. With Retain
+    the backup volume outlives the bot, and so must the records naming its backups:
+    a bot re-created under the same name can then restore them.
+    """
+    owners = (
+        [{**owner_reference(bot), "controller": False}]
+        if bot.spec.deletion_policy == "Delete"
+        else []
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": BACKUP_KIND,
+        "metadata": {
+            "name": name,
+            "namespace": bot.namespace,
+            "labels": {**labels(bot, COMPONENT_BACKUP), SCHEDULED_LABEL: "true"},
+            # NB: not a controller reference: the record describes the Job, it does not own it.
+            "ownerReferences": owners,
+        },
+        "spec": {
+            "botName": bot.name,
+            "database": True,
+            "redis": bot.spec.backup.include_redis,
+        },
+    }
+
+
 async def record_scheduled_run(
     state: OperatorState, *, namespace: str, job: dict[str, Any], bot_name: str
 ) -> None:
@@ -149,24 +179,7 @@ async def record_scheduled_run(
     bot_body = await state.kube.get_bot(namespace=namespace, name=bot_name)
     if bot_body is None:
         return
-    bot = TraderBot.from_body(bot_body)
-    record = {
-        "apiVersion": API_VERSION,
-        "kind": BACKUP_KIND,
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {**labels(bot, COMPONENT_BACKUP), SCHEDULED_LABEL: "true"},
-            # NB: not a controller reference: the record describes the Job, it does not own it;
-            # it goes away with the bot.
-            "ownerReferences": [{**owner_reference(bot), "controller": False}],
-        },
-        "spec": {
-            "botName": bot.name,
-            "database": True,
-            "redis": bot.spec.backup.include_redis,
-        },
-    }
+    record = scheduled_run_record(TraderBot.from_body(bot_body), name=name)
     await state.kube.execute(
         namespace=namespace, action=Action(verb="create", key=key, body=record)
     )

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from traderbot_operator.desired.backup import build_backup_cronjob, build_backup_job
+from traderbot_operator.handlers.backups import scheduled_run_record
 from traderbot_operator.models import BackupRun, BackupRunSpec, BackupRunStatus, TraderBot
 from traderbot_operator.reconcile import (
     backup_run_problem,
@@ -179,3 +180,12 @@ def test_a_completed_job_without_a_result_is_not_a_backup() -> None:
     assert silent["phase"] == "Failed"
     assert "without reporting a result" in silent["error"]
     assert "location" not in silent
+
+
+def test_scheduled_records_outlive_a_retained_bot_with_its_backups() -> None:
+    kept = scheduled_run_record(bot(deletionPolicy="Retain"), name="alpha-backup-29001")
+    assert kept["metadata"]["ownerReferences"] == []
+    assert kept["spec"]["botName"] == "alpha"
+    dropped = scheduled_run_record(bot(deletionPolicy="Delete"), name="alpha-backup-29001")
+    [owner] = dropped["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("TraderBot", "alpha", False)
