@@ -38,6 +38,23 @@ def _cents(value: Decimal) -> Decimal:
     return DECIMAL_CONTEXT.quantize(value, _CENT)
 
 
+def check_sma_params(*, fast: int, slow: int) -> None:
+    """Raise ``ValueError`` unless ``1 <= fast < slow`` (for the function and its evaluator)."""
+    if not 1 <= fast < slow:
+        raise ValueError(f"sma_crossover needs 1 <= fast < slow, got fast={fast} slow={slow}")
+
+
+def check_rsi_params(*, period: int, oversold: Decimal, overbought: Decimal) -> None:
+    """Raise ``ValueError`` unless ``period >= 1`` and ``0 < oversold < overbought < 100``."""
+    if period < 1:
+        raise ValueError(f"rsi_mean_reversion needs period >= 1, got {period}")
+    if not 0 < oversold < overbought < 100:  # noqa: PLR2004 - RSI is a percentage
+        raise ValueError(
+            "rsi_mean_reversion needs 0 < oversold < overbought < 100, "
+            f"got oversold={oversold} overbought={overbought}"
+        )
+
+
 def sma_cross_signal(
     last: Kline, *, now: int, before: int, fast: int, slow: int, quantity: Decimal, name: str
 ) -> Signal | None:
@@ -114,8 +131,7 @@ def sma_crossover(
     most ``slow`` bars more (``2 * slow + 1`` klines), and finding none there
     counts as coming from neither side.
     """
-    if not 1 <= fast < slow:
-        raise ValueError(f"sma_crossover needs 1 <= fast < slow, got fast={fast} slow={slow}")
+    check_sma_params(fast=fast, slow=slow)
     if len(klines) < slow + 1:
         return None
     recent = klines[max(0, len(klines) - 2 * slow - 1) :]
@@ -144,13 +160,7 @@ def rsi_mean_reversion(
     below it now: the buy comes as the selling exhausts, not while it runs.
     Needs ``period + 2`` klines; fewer give ``None``.
     """
-    if period < 1:
-        raise ValueError(f"rsi_mean_reversion needs period >= 1, got {period}")
-    if not 0 < oversold < overbought < 100:  # noqa: PLR2004 - RSI is a percentage
-        raise ValueError(
-            "rsi_mean_reversion needs 0 < oversold < overbought < 100, "
-            f"got oversold={oversold} overbought={overbought}"
-        )
+    check_rsi_params(period=period, oversold=oversold, overbought=overbought)
     if len(klines) < period + 2:
         return None
     before, now = wilder_rsi([kline.close for kline in klines], period, last=2)

@@ -30,7 +30,13 @@ from decimal import setcontext as _setcontext
 from typing import Protocol
 
 from trader_api.domain import Kline, Signal
-from trader_api.strategy.functions import rsi_cross_signal, sma_cross_signal, sma_crossover
+from trader_api.strategy.functions import (
+    check_rsi_params,
+    check_sma_params,
+    rsi_cross_signal,
+    sma_cross_signal,
+    sma_crossover,
+)
 from trader_api.strategy.indicators import DECIMAL_CONTEXT, SMA_SPREAD_PRECISION
 
 _ZERO = Decimal(0)
@@ -106,8 +112,7 @@ class SmaCrossoverEvaluator:
     )
 
     def __init__(self, *, fast: int, slow: int, quantity: Decimal, name: str) -> None:
-        if not 1 <= fast < slow:
-            raise ValueError(f"sma_crossover needs 1 <= fast < slow, got fast={fast} slow={slow}")
+        check_sma_params(fast=fast, slow=slow)
         self._fast = fast
         self._slow = slow
         self._quantity = quantity
@@ -225,13 +230,7 @@ class RsiMeanReversionEvaluator:
         quantity: Decimal,
         name: str,
     ) -> None:
-        if period < 1:
-            raise ValueError(f"rsi_mean_reversion needs period >= 1, got {period}")
-        if not 0 < oversold < overbought < 100:  # noqa: PLR2004 - RSI is a percentage
-            raise ValueError(
-                "rsi_mean_reversion needs 0 < oversold < overbought < 100, "
-                f"got oversold={oversold} overbought={overbought}"
-            )
+        check_rsi_params(period=period, oversold=oversold, overbought=overbought)
         self._period = period
         self._oversold = oversold
         self._overbought = overbought
