@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import ROUND_DOWN, Context, Decimal, Inexact, getcontext, localcontext
+from random import Random
 
 import pytest
 from hypothesis import given, settings
@@ -384,3 +385,40 @@ def test_a_kind_without_an_evaluator_runs_its_function_over_a_rolling_window() -
     assert [evaluator.step(kline) for kline in klines] == [
         reference(klines[max(0, index - 8) : index + 1]) for index in range(len(klines))
     ]
+
+
+@pytest.mark.parametrize("period", [2, 14])
+def test_rsi_evaluators_started_apart_agree_digit_for_digit_within_65_periods(period: int) -> None:
+    # Why a new leader, warmed up from stored klines, signals as the old one did:
+    # Wilder's smoothing forgets its seed by (period - 1) / period a bar, and once
+    # the two sets of averages round to the same 28 digits they stay the same.
+    rng = Random(7)  # noqa: S311 - a reproducible price walk, not a secret
+    closes, level = [], 50_000_00
+    for _ in range(500 + 65 * period):
+        level += rng.randint(-5_000, 5_000)
+        closes.append(f"{level // 100}.{level % 100:02d}")
+    klines = klines_from_closes(closes)
+
+    def evaluator() -> RsiMeanReversionEvaluator:
+        return RsiMeanReversionEvaluator(
+            period=period,
+            oversold=Decimal(30),
+            overbought=Decimal(70),
+            quantity=Decimal(1),
+            name="rsi",
+        )
+
+    early, late = evaluator(), evaluator()
+    for kline in klines[:500]:
+        early.step(kline)
+    steps = []
+    for kline in klines[500:]:
+        signals = early.step(kline), late.step(kline)
+        steps.append((early.rsi, late.rsi, *signals))
+    agree = [
+        str(early_rsi) == str(late_rsi) and early_signal == late_signal
+        for early_rsi, late_rsi, early_signal, late_signal in steps
+    ]
+    assert not agree[period]  # the late one's seed still shows
+    first = agree.index(True, period)
+    assert all(agree[first:]), "once equal, always equal"
