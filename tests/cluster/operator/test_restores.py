@@ -124,3 +124,31 @@ def test_a_restore_from_an_unfinished_backup_is_refused_and_touches_nothing(
     assert _get(kube, Deployment, "alpha-api", namespace)["spec"]["replicas"] == 1
     assert HOLD not in (_bot(kube, namespace, "alpha")["metadata"].get("annotations") or {})
     assert _bot(kube, namespace, "alpha")["status"]["phase"] == "Ready"
+
+
+def test_a_second_restore_is_refused_while_another_holds_the_bot(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "alpha")
+    _wait_phase(kube, namespace, "alpha", "Ready")
+    _completed_backup(kube, namespace)
+    _create_restore(kube, namespace, "broken", labels={"traderbot.dev/kwok-fail": "true"})
+    _restore_phase(kube, namespace, "broken", "Failed")
+    _create_restore(kube, namespace, "second")
+    refused = _restore_phase(kube, namespace, "second", "Failed")
+    assert "TraderBotRestore broken holds TraderBot alpha already" in refused["status"]["message"]
+    # The refused restore did not release the hold of the one that failed mid-way.
+    assert _bot(kube, namespace, "alpha")["metadata"]["annotations"][HOLD] == "broken"
+    assert _get(kube, Deployment, "alpha-api", namespace)["spec"]["replicas"] == 0
+
+
+def test_a_restore_of_a_paused_bot_is_refused_instead_of_waiting_forever(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "alpha", {"paused": True})
+    _wait_phase(kube, namespace, "alpha", "Paused")
+    _completed_backup(kube, namespace)
+    _create_restore(kube, namespace, "undo")
+    refused = _restore_phase(kube, namespace, "undo", "Failed")
+    assert "is paused (spec.paused)" in refused["status"]["message"]
+    assert HOLD not in (_bot(kube, namespace, "alpha")["metadata"].get("annotations") or {})
