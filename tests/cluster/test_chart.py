@@ -224,6 +224,17 @@ def snapshot(kube: Client, namespace: str, bot: str) -> dict[tuple[str, str], tu
     return found
 
 
+def wait_converged(runner: OperatorRunner) -> None:
+    """Wait until two drift-timer passes in a row write nothing (the bot is converged)."""
+
+    def quiet() -> bool:
+        writes, passes = runner.writes, runner.timer_passes()
+        eventually(lambda: runner.timer_passes() >= passes + 2, what="two drift-timer passes")
+        return runner.writes == writes
+
+    eventually(quiet, what="two drift-timer passes without a write", timeout=READY_TIMEOUT)
+
+
 def forbidden(call: Callable[[], object]) -> bool:
     try:
         call()
@@ -262,7 +273,7 @@ def test_operator_with_the_charts_credentials_reconciles_but_cannot_read_foreign
         runner.stop()
 
     as_operator = client_for(credentials)
-    assert list(as_operator.list(Secret, namespace=release.watch))
+    assert as_operator.get(Secret, f"{bot}-db-credentials", namespace=release.watch)
     foreign = make_namespace("foreign")
     kube.create(
         Secret(metadata=ObjectMeta(name="not-yours"), stringData={"k": "v"}), namespace=foreign
@@ -288,6 +299,7 @@ def test_helm_upgrade_leaves_running_bots_untouched(
     try:
         bot = create_example_bot(kube, release.watch)
         wait_ready(kube, release.watch, bot)
+        wait_converged(runner)
     finally:
         runner.stop()
     before = snapshot(kube, release.watch, bot)
@@ -309,7 +321,7 @@ def test_helm_upgrade_leaves_running_bots_untouched(
     try:
         passes = runner.timer_passes()
         eventually(lambda: runner.timer_passes() >= passes + 2, what="two drift-timer passes")
-        assert runner.writes == 0
+        assert runner.writes == 0, dict(runner.state.kube.calls)
     finally:
         runner.stop()
     assert snapshot(kube, release.watch, bot) == before
