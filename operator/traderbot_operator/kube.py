@@ -349,6 +349,19 @@ class Kube:
                 raise ConflictError(message) from error
             raise KubeError(message) from error
 
+    async def backup_runs(self, *, namespace: str) -> list[dict[str, Any]]:
+        """Return every TraderBotBackup in ``namespace`` as dicts."""
+        self._count("list", BACKUP_KIND)
+        try:
+            return [
+                item.to_dict()
+                async for item in self._client.list(TraderBotBackupResource, namespace=namespace)
+            ]
+        except ApiError as error:
+            raise KubeError(
+                _describe(error, verb="list", what=f"TraderBotBackups in {namespace}")
+            ) from error
+
     async def count_pods(self, *, namespace: str, labels: Mapping[str, str]) -> int:
         """Return how many pods (in any state) match ``labels``."""
         self._count("list", "Pod")

@@ -941,11 +941,14 @@ def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
     bot: TraderBot | None,
     backup: BackupRun | None,
     holder: str | None = None,
+    newest_completed: str | None = None,
     now: datetime,
 ) -> str | None:
     """Return why a restore must not start, before anything is touched; None when it may.
 
-    ``holder`` names the TraderBotRestore that holds the bot's API now, if any.
+    ``holder`` names the TraderBotRestore that holds the bot's API now, if any;
+    ``newest_completed`` the bot's newest Completed TraderBotBackup, which retention
+    spares whatever its age.
     NB: everything here is known before the API is stopped; a restore refused later
     would leave a trading bot stopped for nothing.
     """
@@ -993,7 +996,9 @@ def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
             f"TraderBotBackup {backup.name} has no recorded location to restore from",
         ),
         (
-            completed is not None and now - completed > timedelta(days=retention),
+            completed is not None
+            and now - completed > timedelta(days=retention)
+            and backup.name != newest_completed,
             f"TraderBotBackup {backup.name} completed at {backup.status.completion_time}, "
             f"more than spec.backup.retentionDays ({retention}) days ago: retention deletes "
             "such backups, so its files are most likely gone; pick a newer backup",
@@ -1004,6 +1009,19 @@ def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
         ),
     )
     return next((message for failed, message in checks if failed), None)
+
+
+def newest_completed_backup(runs: Iterable[BackupRun], *, bot: str) -> str | None:
+    """Return the name of ``bot``'s newest Completed backup (retention never prunes it)."""
+    completed = [
+        run
+        for run in runs
+        if run.spec.bot_name == bot
+        and run.status.phase == "Completed"
+        and run.status.completion_time is not None
+    ]
+    newest = max(completed, key=lambda run: run.status.completion_time or "", default=None)
+    return None if newest is None else newest.name
 
 
 def hold_change(current: str | None, *, restore: str, hold: bool) -> tuple[bool, str | None]:

@@ -46,6 +46,7 @@ from traderbot_operator.reconcile import (
     Action,
     differences,
     hold_change,
+    newest_completed_backup,
     parse_backup_result,
     restore_decision,
     restore_refusal,
@@ -110,11 +111,13 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
     refusal: str | None = None
     if restore.status.phase in {None, "Pending"}:
         holding = None if bot_body is None else await _restore_holding(state, body=bot_body)
+        runs = [BackupRun.from_body(run) for run in await kube.backup_runs(namespace=namespace)]
         refusal = rejected or restore_refusal(
             restore,
             bot=bot,
             backup=backup,
             holder=None if holding is None else holding[0],
+            newest_completed=newest_completed_backup(runs, bot=restore.spec.bot_name),
             now=datetime.now(UTC),
         )
 

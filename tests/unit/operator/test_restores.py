@@ -23,6 +23,7 @@ from traderbot_operator.reconcile import (
     Outcome,
     compute_status,
     hold_change,
+    newest_completed_backup,
     restore_decision,
     restore_refusal,
 )
@@ -238,3 +239,24 @@ def test_a_restore_of_a_paused_or_failed_bot_is_refused_instead_of_waiting_forev
 def test_a_backup_within_retention_may_be_restored() -> None:
     recent = _backup(completionTime="2026-01-20T03:00:00Z")
     assert restore_refusal(_restore(), bot=bot(), backup=recent, now=NOW) is None
+
+
+def test_the_newest_backup_is_restorable_whatever_its_age_as_retention_spares_it() -> None:
+    old = _backup(completionTime="2025-12-01T03:00:00Z")
+    older = old.model_copy(
+        update={
+            "name": "older",
+            "status": BackupRunStatus(phase="Completed", completion_time="2025-11-01T03:00:00Z"),
+        }
+    )
+    failed_later = old.model_copy(
+        update={
+            "name": "failed-later",
+            "status": BackupRunStatus(phase="Failed", completion_time="2026-01-27T03:00:00Z"),
+        }
+    )
+    newest = newest_completed_backup([older, old, failed_later], bot="alpha")
+    assert newest == "nightly"
+    assert (
+        restore_refusal(_restore(), bot=bot(), backup=old, newest_completed=newest, now=NOW) is None
+    )
