@@ -9,7 +9,11 @@ from __future__ import annotations
 import secrets
 
 from traderbot_operator.desired.api import build_api_deployment, build_api_pdb, build_api_service
-from traderbot_operator.desired.backup import build_backup_cronjob, build_backup_pvc
+from traderbot_operator.desired.backup import (
+    build_backup_cronjob,
+    build_backup_pvc,
+    build_verify_cronjob,
+)
 from traderbot_operator.desired.common import Manifest
 from traderbot_operator.desired.credentials import (
     TokenFactory,
@@ -69,6 +73,8 @@ def build_children(
     ]
     if bot.spec.backup.enabled:
         children += [build_backup_pvc(bot), build_backup_cronjob(bot)]
+        if bot.spec.backup.verify.enabled:
+            children.append(build_verify_cronjob(bot))
     if monitoring and service_monitor_available:
         children.append(build_service_monitor(bot))
     return children

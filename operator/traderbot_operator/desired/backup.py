@@ -165,6 +165,38 @@ def build_backup_cronjob(bot: TraderBot) -> Manifest:
     }
 
 
+VERIFY_JOB_HISTORY = 3
+
+
+def build_verify_cronjob(bot: TraderBot) -> Manifest:
+    """Build the CronJob that verifies the newest backup on a schedule (weekly by default).
+
+    NB: ``trader-backup verify`` restores the newest successful backup into a scratch
+    database and compares row counts and checksums with its manifest: a backup that
+    cannot be restored is found on a quiet Sunday, not during an incident. Its pods
+    are labelled as backup pods, so the NetworkPolicies let them reach the database.
+    """
+    spec = bot.spec.backup
+    job_labels = labels(bot, COMPONENT_BACKUP)
+    job_spec = _backup_job_spec(bot, env=backup_env(bot), pod_labels=job_labels, args=["verify"])
+    job_spec["backoffLimit"] = 0  # a failed verification is a finding, not a flake to retry
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(bot, name=Names(bot.name).backup_verify, component=COMPONENT_BACKUP),
+        "spec": {
+            "schedule": spec.verify.schedule,
+            "timeZone": spec.time_zone,
+            "suspend": spec.suspend,
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
+            "successfulJobsHistoryLimit": VERIFY_JOB_HISTORY,
+            "failedJobsHistoryLimit": VERIFY_JOB_HISTORY,
+            "jobTemplate": {"metadata": {"labels": job_labels}, "spec": job_spec},
+        },
+    }
+
+
 def build_backup_job(bot: TraderBot, *, run: BackupRun) -> Manifest:
     """Build the Job of an on-demand TraderBotBackup, owned by that TraderBotBackup.
 

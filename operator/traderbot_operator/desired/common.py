@@ -60,6 +60,11 @@ class Names:
         return f"{self.bot}-backup"
 
     @property
+    def backup_verify(self) -> str:
+        """NB: a CronJob name is at most 52 characters; ``<bot>-verify`` fits a 40-character bot."""
+        return f"{self.bot}-verify"
+
+    @property
     def database_secret(self) -> str:
         return f"{self.bot}-db-credentials"
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from traderbot_operator import metrics
+from traderbot_operator import metrics, verification
 from traderbot_operator.desired import build_children
 from traderbot_operator.desired.common import Names
 from traderbot_operator.desired.monitoring import SERVICE_MONITOR_API_VERSION
@@ -39,6 +39,7 @@ from traderbot_operator.reconcile import (
     database_claim_key,
     key_of,
     lost_credentials,
+    parse_backup_result,
     plan,
     referenced_secret_names,
     rejected_status,
@@ -87,6 +88,7 @@ def _candidate_keys(
     names = Names(bot.name)
     keys = [key_of(manifest) for manifest in desired]
     keys.append(("batch/v1", "CronJob", names.backup))
+    keys.append(("batch/v1", "CronJob", names.backup_verify))
     if monitor:
         keys.append((SERVICE_MONITOR_API_VERSION, "ServiceMonitor", names.api))
     return keys
@@ -306,6 +308,54 @@ async def _upgrade_writes(
     return created + 1
 
 
+async def _with_verification(
+    state: OperatorState,
+    *,
+    body: Mapping[str, Any],
+    bot: TraderBot,
+    status: dict[str, Any],
+    observed: Mapping[ObjectKey, dict[str, Any] | None],
+    now: datetime,
+) -> tuple[dict[str, Any], int]:
+    """Add the BackupVerified condition; warn once per failed verification. Return writes.
+
+    NB: trader-backup's error is read from the failed Job's pod only once per failed
+    run (the condition's message names the Job); later passes reuse it, so a failed
+    verification costs no extra reads while it stays the last one.
+    """
+    cronjob = observed.get(("batch/v1", "CronJob", Names(bot.name).backup_verify))
+    previous = next((c for c in bot.status.conditions if c.type == verification.CONDITION), None)
+    failed_job = verification.failed_run(bot, cronjob)
+    if failed_job is not None and previous is not None and failed_job in (previous.message or ""):
+        found: verification.Verification | None = verification.Verification(
+            previous.status, previous.reason or "VerificationFailed", previous.message or ""
+        )
+    else:
+        message = None
+        if failed_job is not None:
+            message = await state.kube.termination_message(namespace=bot.namespace, job=failed_job)
+        found = verification.backup_verified(bot, cronjob, result=parse_backup_result(message))
+    if found is None:
+        return status, 0
+    condition = verification.verified_condition(
+        found,
+        previous=None if previous is None else previous.model_dump(by_alias=True),
+        generation=bot.generation,
+        now=now,
+    )
+    writes = 0
+    if found.status == "False" and (previous is None or previous.message != found.message):
+        await _event(
+            state,
+            body=body,
+            type_="Warning",
+            reason="BackupVerificationFailed",
+            message=found.message,
+        )
+        writes += 1
+    return {**status, "conditions": [*status["conditions"], condition]}, writes
+
+
 def _with_upgrade(
     status: dict[str, Any], *, bot: TraderBot, upgrade: UpgradeDecision, now: datetime
 ) -> dict[str, Any]:
@@ -422,13 +472,20 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         errors=() if failure is None else (str(failure),),
         held_by=held_by,
     )
-    status = _with_upgrade(
-        compute_status(bot, observed=observed, outcome=outcome, now=now),
+    status, verified_writes = await _with_verification(
+        state,
+        body=body,
         bot=bot,
-        upgrade=upgrade,
+        status=_with_upgrade(
+            compute_status(bot, observed=observed, outcome=outcome, now=now),
+            bot=bot,
+            upgrade=upgrade,
+            now=now,
+        ),
+        observed=observed,
         now=now,
     )
-    writes += await _report(state, body=body, bot=bot, status=status)
+    writes += verified_writes + await _report(state, body=body, bot=bot, status=status)
     if failure is not None:
         raise failure
     return Result(phase=status["phase"], writes=writes, invalid_spec=problems)

@@ -45,7 +45,7 @@ EXPECTED_CHILDREN = {
     "StatefulSet": 2,
     "PodDisruptionBudget": 1,
     "NetworkPolicy": 2,
-    "CronJob": 1,
+    "CronJob": 2,  # backups and their verification
 }
 
 

@@ -250,7 +250,11 @@ def test_network_policies_admit_only_this_bots_api_and_backup_pods() -> None:
 
 
 def test_backup_cronjob_never_overlaps_or_piles_up() -> None:
-    [cronjob] = [c for c in _children(bot()) if c["kind"] == "CronJob"]
+    [cronjob] = [
+        c
+        for c in _children(bot())
+        if (c["kind"], c["metadata"]["name"]) == ("CronJob", "alpha-backup")
+    ]
     spec = cronjob["spec"]
     assert spec["schedule"] == "0 3 * * *"
     assert spec["concurrencyPolicy"] == "Forbid"

@@ -157,10 +157,13 @@ def test_a_forbidden_change_is_written_once_then_only_reported() -> None:
     assert (again.verb, again.key, again.write) == ("forbidden", first.key, False)
 
 
-def test_turning_backups_off_deletes_the_cronjob_but_keeps_the_volume() -> None:
+def test_turning_backups_off_deletes_the_cronjobs_but_keeps_the_volume() -> None:
     observed = _converged(bot())
     actions = plan(build_children(bot(backup={"enabled": False})), observed)
-    assert [(a.verb, a.kind) for a in actions] == [("delete", "CronJob")]
+    assert sorted((a.verb, a.kind, a.name) for a in actions) == [
+        ("delete", "CronJob", "alpha-backup"),
+        ("delete", "CronJob", "alpha-verify"),
+    ]
 
 
 def test_differences_ignore_server_additions_but_not_changes() -> None:
