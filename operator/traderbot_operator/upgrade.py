@@ -78,7 +78,17 @@ def pre_upgrade_backup_name(bot: TraderBot) -> str:
 
 
 def build_pre_upgrade_backup(bot: TraderBot, *, name: str) -> Manifest:
-    """Build the TraderBotBackup taken before an upgrade (owned, not controlled, by the bot)."""
+    """Build the TraderBotBackup taken before an upgrade.
+
+    NB: like the scheduled records it follows ``deletionPolicy``: owned (not
+    controlled) by the bot only with Delete, so with Retain a re-created bot can
+    still restore the backup taken before its last upgrade.
+    """
+    owners = (
+        [{**owner_reference(bot), "controller": False}]
+        if bot.spec.deletion_policy == "Delete"
+        else []
+    )
     return {
         "apiVersion": API_VERSION,
         "kind": BACKUP_KIND,
@@ -86,7 +96,7 @@ def build_pre_upgrade_backup(bot: TraderBot, *, name: str) -> Manifest:
             "name": name,
             "namespace": bot.namespace,
             "labels": {**labels(bot, COMPONENT_BACKUP), PRE_UPGRADE_LABEL: "true"},
-            "ownerReferences": [{**owner_reference(bot), "controller": False}],
+            "ownerReferences": owners,
         },
         "spec": {"botName": bot.name, "database": True, "redis": bot.spec.backup.include_redis},
     }

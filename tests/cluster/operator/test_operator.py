@@ -244,7 +244,7 @@ def test_a_traderbot_converges_to_ready_with_owned_children(
             "Reconciled",
         ],
         "True",
-    )
+    ) | {"BackupVerified": "Unknown", "UpgradeFailed": "False"}
     children = _children(kube, namespace, "alpha")
     assert {kind: len(objs) for kind, objs in children.items()} == EXPECTED_CHILDREN
     for objs in children.values():

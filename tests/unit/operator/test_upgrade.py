@@ -273,8 +273,10 @@ def test_status_fields_clear_a_finished_upgrade() -> None:
     assert upgrade_status_fields(steady) == {"upgrade": None, "versionHistory": []}
 
 
-def test_the_pre_upgrade_backup_is_labelled_and_owned_by_the_bot() -> None:
-    bot = _bot("2.0.0", running="1.0.0")
+def test_the_pre_upgrade_backup_is_labelled_and_follows_the_deletion_policy() -> None:
+    kept = build_pre_upgrade_backup(_bot("2.0.0", running="1.0.0"), name="alpha-pre-upgrade-g7")
+    assert kept["metadata"]["ownerReferences"] == []
+    bot = _bot("2.0.0", running="1.0.0", deletionPolicy="Delete")
     body = build_pre_upgrade_backup(bot, name="alpha-pre-upgrade-g7")
     assert body["kind"] == "TraderBotBackup"
     assert body["metadata"]["labels"][PRE_UPGRADE_LABEL] == "true"
