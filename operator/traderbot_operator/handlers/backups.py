@@ -17,6 +17,7 @@ from traderbot_operator.desired.backup import BACKUP_RUN_LABEL, build_backup_job
 from traderbot_operator.desired.common import (
     COMPONENT_BACKUP,
     MANAGED_BY,
+    Names,
     labels,
     owner_reference,
 )
@@ -227,11 +228,14 @@ async def backup_job_changed(
     meta = body.get("metadata") or {}
     owners = meta.get("ownerReferences") or []
     run_name = (meta.get("labels") or {}).get(BACKUP_RUN_LABEL)
+    bot_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+    # NB: only the backup CronJob's runs are backups; the verify CronJob's Jobs carry
+    # the same labels (so the NetworkPolicies let them in) but back nothing up.
+    from_backup_cronjob = bot_name is not None and any(
+        o.get("kind") == "CronJob" and o.get("name") == Names(bot_name).backup for o in owners
+    )
     try:
-        if run_name is None and any(o.get("kind") == "CronJob" for o in owners):
-            bot_name = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
-            if bot_name is None:
-                return
+        if run_name is None and from_backup_cronjob and bot_name is not None:
             await record_scheduled_run(
                 operator_state(memo), namespace=namespace, job=dict(body), bot_name=bot_name
             )
