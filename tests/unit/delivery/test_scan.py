@@ -100,6 +100,7 @@ ACCEPTED_OPERATOR_FINDINGS: dict[tuple[str, str, str], str] = {
             ("StatefulSet", "-redis"),
             ("Deployment", "-api"),
             ("CronJob", "-backup"),
+            ("CronJob", "-verify"),
         )
     },
     **{
@@ -109,6 +110,7 @@ ACCEPTED_OPERATOR_FINDINGS: dict[tuple[str, str, str], str] = {
             ("StatefulSet", "-redis"),
             ("Deployment", "-api"),
             ("CronJob", "-backup"),
+            ("CronJob", "-verify"),
         )
     },
     **{
@@ -118,6 +120,7 @@ ACCEPTED_OPERATOR_FINDINGS: dict[tuple[str, str, str], str] = {
             ("StatefulSet", "-redis"),
             ("Deployment", "-api"),
             ("CronJob", "-backup"),
+            ("CronJob", "-verify"),
         )
     },
     **{
@@ -127,6 +130,7 @@ ACCEPTED_OPERATOR_FINDINGS: dict[tuple[str, str, str], str] = {
             ("StatefulSet", "-redis"),
             ("Deployment", "-api"),
             ("CronJob", "-backup"),
+            ("CronJob", "-verify"),
         )
     },
     ("CKV_K8S_40", "StatefulSet", "-db"): UPSTREAM_UID,
