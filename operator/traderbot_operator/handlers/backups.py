@@ -21,7 +21,7 @@ from traderbot_operator.desired.common import (
     labels,
     owner_reference,
 )
-from traderbot_operator.handlers.converge import OperatorState
+from traderbot_operator.handlers.converge import OperatorState, run_serialized
 from traderbot_operator.handlers.traderbot import (
     CONFLICT_RETRY_SECONDS,
     ERROR_RETRY_SECONDS,
@@ -45,7 +45,7 @@ from traderbot_operator.reconcile import (
     differences,
     parse_backup_result,
 )
-from traderbot_operator.upgrade import running_version_bot
+from traderbot_operator.upgrade import PRE_UPGRADE_LABEL, running_version_bot
 
 logger = logging.getLogger(__name__)
 
@@ -242,5 +242,11 @@ async def backup_job_changed(
             run_name = meta["name"]
         if run_name is not None:
             await converge_backup_retrying(operator_state(memo), namespace=namespace, name=run_name)
+        template = ((body.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        if bot_name is not None and (template.get("labels") or {}).get(PRE_UPGRADE_LABEL):
+            # NB: an upgrade waits for this backup: carry on now, not at the next drift check.
+            await run_serialized(
+                operator_state(memo), namespace=namespace, name=bot_name, trigger="backup"
+            )
     except (ConflictError, KubeError) as error:
         logger.warning("backup Job %s/%s: %s", namespace, meta.get("name"), error)
