@@ -107,6 +107,29 @@ def test_each_phase_maps_to_the_documented_argo_health(
     assert argo_health(bot(phase=phase, conditions=conditions)) == expected
 
 
+ROLLED_BACK = {
+    "type": "UpgradeFailed",
+    "status": "True",
+    "reason": "RolledBack",
+    "message": "0.2.0 was not Ready within 300s; rolled back to 0.1.0",
+}
+UPGRADE_OK = {"type": "UpgradeFailed", "status": "False", "reason": "NoFailure", "message": ""}
+
+
+def test_a_rolled_back_upgrade_is_degraded_although_the_old_pods_are_ready() -> None:
+    assert argo_health(bot(phase="Ready", conditions=[READY, ROLLED_BACK])) == (
+        "Degraded",
+        ROLLED_BACK["message"],
+    )
+
+
+def test_a_false_upgrade_failed_condition_changes_nothing() -> None:
+    assert argo_health(bot(phase="Ready", conditions=[READY, UPGRADE_OK])) == (
+        "Healthy",
+        "all good",
+    )
+
+
 def test_the_lua_handles_every_phase_the_crd_allows() -> None:
     crd_text = (REPO_ROOT / "crds" / "traderbot.dev_traderbots.yaml").read_text()
     (phases,) = re.findall(r"enum: \[(Pending[^\]]*)\]", crd_text)
