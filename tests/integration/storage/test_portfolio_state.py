@@ -44,3 +44,12 @@ async def test_it_agrees_with_the_three_separate_reads(store: Store) -> None:
     assert [p.symbol for p in state.positions] == ["BTCUSDT"]
     assert state.open_orders == 1  # only the resting ETHUSDT order can still fill
     assert state.realized_pnl == Decimal(19)
+
+
+async def test_it_tells_which_pending_orders_the_snapshot_already_holds(store: Store) -> None:
+    committed, not_yet = make_order(), make_order()
+    await store.create_order(committed)
+    state = await store.portfolio_state(realized_since=T0, pending=[committed.id, not_yet.id])
+    assert state.seen == frozenset({committed.id})
+    assert state.open_orders == 1
+    assert (await store.portfolio_state(realized_since=T0)).seen == frozenset()

@@ -7,7 +7,7 @@ one event loop each call is atomic, as a transaction would be.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -187,11 +187,14 @@ class MemoryStore:
             Decimal(0),
         )
 
-    async def portfolio_state(self, *, realized_since: datetime) -> PortfolioState:
+    async def portfolio_state(
+        self, *, realized_since: datetime, pending: Sequence[UUID] = ()
+    ) -> PortfolioState:
         return PortfolioState(
             positions=tuple(await self.list_positions()),
             open_orders=await self.count_open_orders(),
             realized_pnl=await self.realized_pnl_since(realized_since),
+            seen=frozenset(order_id for order_id in pending if order_id in self._orders),
         )
 
     async def retention_status(self) -> RetentionStatus:

@@ -36,9 +36,10 @@ _OPEN_STATUSES: Final = tuple(s.value for s in OrderStatus if s.is_open)
 _PORTFOLIO_STATE: Final = """
     WITH totals AS (
         SELECT (SELECT count(*) FROM orders WHERE status = ANY($1::text[])) AS open_orders,
-               (SELECT COALESCE(sum(realized_pnl), 0) FROM fills WHERE ts >= $2) AS realized
+               (SELECT COALESCE(sum(realized_pnl), 0) FROM fills WHERE ts >= $2) AS realized,
+               (SELECT array_agg(id) FROM orders WHERE id = ANY($3::uuid[])) AS seen
     )
-    SELECT totals.open_orders, totals.realized, positions.symbol, positions.quantity,
+    SELECT totals.open_orders, totals.realized, totals.seen, positions.symbol, positions.quantity,
            positions.average_price, positions.realized_pnl, positions.updated_at
     FROM totals LEFT JOIN positions ON true
     ORDER BY positions.symbol
@@ -649,19 +650,24 @@ class PostgresStore:
             )
         return total
 
-    async def portfolio_state(self, *, realized_since: datetime) -> PortfolioState:
+    async def portfolio_state(
+        self, *, realized_since: datetime, pending: Sequence[UUID] = ()
+    ) -> PortfolioState:
         """Read the risk inputs in one statement: one snapshot, one round trip.
 
         NB: every position row carries the two aggregates; with no position
         the LEFT JOIN still yields one row, its position columns NULL.
         """
         async with self._conn() as conn:
-            rows = await conn.fetch(_PORTFOLIO_STATE, list(_OPEN_STATUSES), realized_since)
+            rows = await conn.fetch(
+                _PORTFOLIO_STATE, list(_OPEN_STATUSES), realized_since, list(pending)
+            )
         first = rows[0]
         return PortfolioState(
             positions=tuple(_position(row) for row in rows if row["symbol"] is not None),
             open_orders=first["open_orders"],
             realized_pnl=first["realized"],
+            seen=frozenset(first["seen"] or ()),
         )
 
     async def retention_status(self) -> RetentionStatus:

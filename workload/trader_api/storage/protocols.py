@@ -69,6 +69,8 @@ class PortfolioState:
     positions: tuple[Position, ...]
     open_orders: int
     realized_pnl: Decimal
+    seen: frozenset[UUID] = frozenset()
+    """Which of the orders asked about (``pending``) this snapshot already contains."""
 
 
 class Store(Protocol):
@@ -165,11 +167,15 @@ class Store(Protocol):
         """Sum the realized PnL (net of fees) of fills at or after ``since`` (risk: daily loss)."""
         ...
 
-    async def portfolio_state(self, *, realized_since: datetime) -> PortfolioState:
+    async def portfolio_state(
+        self, *, realized_since: datetime, pending: Sequence[UUID] = ()
+    ) -> PortfolioState:
         """Read positions, open orders and realized PnL since ``realized_since`` at once.
 
         Risk checks every order against all three: one round trip and one
-        connection checkout instead of three on the order path.
+        connection checkout instead of three on the order path. ``seen`` tells
+        which ``pending`` orders (approved, maybe not yet committed) the same
+        snapshot contains, so none is counted twice or not at all.
         """
         ...
 
