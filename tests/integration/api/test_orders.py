@@ -144,6 +144,7 @@ async def test_concurrent_orders_never_exceed_max_open_orders(
             for i in range(20)
         )
     )
-    assert sorted(r.status_code for r in responses) == [201] * 5 + [422] * 15
+    refusals = [r.text for r in responses if r.status_code != 201][:3]
+    assert sorted(r.status_code for r in responses) == [201] * 5 + [422] * 15, refusals
     open_orders = (await client.get("/api/v1/risk")).json()["open_orders"]
     assert open_orders == 5

@@ -118,9 +118,14 @@ class DecisionWindow:
     before it that its own read may have missed. An order leaves the window
     once every read still running started after its commit finished.
 
-    NB: this can count an order twice (its commit raced the read), never
-    zero times: the error is on the side of refusing, as risk should be. It
-    covers one replica; replicas still race each other by a commit's width.
+    The read also asks the store which of the window's orders its snapshot
+    already holds (``pending``/``seen``), and only the others are added, so
+    an order whose commit raced the read is counted once.
+
+    NB: an order approved after the read was sent can still be counted twice
+    (its commit raced the read), never zero times: the error is on the side
+    of refusing, as risk should be. It covers one replica; replicas still
+    race each other by a commit's width.
     """
 
     def __init__(self) -> None:
@@ -153,13 +158,23 @@ class DecisionWindow:
     def abandon(self, order_id: uuid.UUID) -> None:
         self._decided.pop(order_id, None)
 
-    def adjust(self, portfolio: PortfolioSnapshot) -> PortfolioSnapshot:
-        """Return ``portfolio`` with the window's orders counted as open and filled."""
-        if not self._decided:
+    def pending(self) -> list[uuid.UUID]:
+        """Return the ids of the window's orders, to ask the store which it already holds."""
+        return list(self._decided)
+
+    def adjust(
+        self, portfolio: PortfolioSnapshot, *, seen: frozenset[uuid.UUID] = frozenset()
+    ) -> PortfolioSnapshot:
+        """Return ``portfolio`` with the window's orders counted as open and filled.
+
+        Orders in ``seen`` are already in the read the portfolio came from
+        (the store counted them), so they are not added again.
+        """
+        counted = [d.order for d in self._decided.values() if d.order.id not in seen]
+        if not counted:
             return portfolio
         positions = dict(portfolio.positions)
-        for decided in self._decided.values():
-            order = decided.order
+        for order in counted:
             current = positions.get(order.symbol) or Position.flat(
                 order.symbol, at=order.created_at
             )
@@ -169,7 +184,7 @@ class DecisionWindow:
         return replace(
             portfolio,
             positions=positions,
-            open_orders=portfolio.open_orders + len(self._decided),
+            open_orders=portfolio.open_orders + len(counted),
         )
 
     def _prune(self) -> None:
@@ -223,13 +238,22 @@ class OrderService:
 
     async def portfolio(self) -> PortfolioSnapshot:
         """Read the portfolio the risk manager checks against, in one store round trip."""
-        state = await self._store.portfolio_state(realized_since=utc_day(self._clock()))
-        return PortfolioSnapshot(
+        snapshot, _ = await self._read_portfolio(pending=[])
+        return snapshot
+
+    async def _read_portfolio(
+        self, *, pending: list[uuid.UUID]
+    ) -> tuple[PortfolioSnapshot, frozenset[uuid.UUID]]:
+        state = await self._store.portfolio_state(
+            realized_since=utc_day(self._clock()), pending=pending
+        )
+        snapshot = PortfolioSnapshot(
             positions={position.symbol: position for position in state.positions},
             open_orders=state.open_orders,
             marks=dict(self._marks),
             realized_pnl_today=state.realized_pnl,
         )
+        return snapshot, state.seen
 
     async def submit(self, ticket: OrderTicket) -> tuple[Order, bool]:
         """Check, commit and announce an order; return it and whether it is new.
@@ -245,7 +269,8 @@ class OrderService:
         # resubmissions (and racing first submissions) in the same round trip.
         reading = self.window.begin_read()
         try:
-            portfolio = self.window.adjust(await self.portfolio())
+            stored, seen = await self._read_portfolio(pending=self.window.pending())
+            portfolio = self.window.adjust(stored, seen=seen)
             request = OrderRequest(
                 symbol=ticket.symbol,
                 side=ticket.side,
