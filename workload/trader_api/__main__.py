@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -25,6 +26,24 @@ logger = logging.getLogger("trader_api")
 
 EXIT_CONFIG = 2
 EXIT_DEPENDENCY = 3
+
+GC_YOUNG_THRESHOLD = 7000
+"""Allocations between young-generation collections (CPython's default is 700)."""
+
+
+def settle_the_heap() -> None:
+    """Take what start-up built out of the cyclic collector's view, and collect less often.
+
+    The import-time heap (FastAPI routes, pydantic schemas, asyncpg codecs)
+    lives as long as the process, yet every full collection walked it again:
+    about a tenth of the CPU per order was in ``gc_collect_main`` (py-spy,
+    native). Frozen objects are never scanned; garbage cycles made while
+    serving are still collected, only in fewer, larger young passes.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 class GracefulServer(uvicorn.Server):
@@ -125,6 +144,7 @@ async def serve(settings: Settings) -> None:
     server = GracefulServer(
         config, lifecycle=lifecycle, grace_seconds=settings.shutdown_grace_seconds
     )
+    settle_the_heap()
     await server.serve()
     logger.info("trader-api exited cleanly")
 
