@@ -186,26 +186,29 @@ def test_trader_api_from_the_wheel_serves_health_and_stops_cleanly_on_sigterm(
     assert output, "trader-api logged nothing"
 
 
-def operator_backup_container() -> dict[str, Any]:
-    """Return the container of the backup CronJob the operator builds for the minimal example."""
+def operator_cronjob_containers() -> dict[str, dict[str, Any]]:
+    """Return the container of each CronJob the operator builds for the minimal example."""
     body = yaml.safe_load((REPO_ROOT / "examples" / "traderbot-minimal.yaml").read_text())
     body["metadata"] |= {"namespace": "trading", "uid": "00000000-0000-4000-8000-000000000002"}
     children = build_children(TraderBot.from_body(body), token=lambda _: "unused")
-    (cronjob,) = [child for child in children if child["kind"] == "CronJob"]
-    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    container_spec: dict[str, Any] = container
-    return container_spec
+    containers: dict[str, dict[str, Any]] = {}
+    for child in children:
+        if child["kind"] == "CronJob":
+            pod = child["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            (containers[child["metadata"]["name"]],) = pod["containers"]
+    return containers
 
 
-def test_the_operator_backup_cronjob_runs_a_valid_trader_backup_command(
-    installed: Path, tmp_path: Path
+@pytest.mark.parametrize("cronjob", sorted(operator_cronjob_containers()))
+def test_each_operator_cronjob_runs_a_valid_trader_backup_command(
+    installed: Path, tmp_path: Path, cronjob: str
 ) -> None:
     """Run the CronJob's command from the wheel with no database: a failed backup, not bad usage.
 
     NB: the operator and trader-backup are built by different people; this is
     the one place where the CronJob's command line meets the program's parser.
     """
-    container = operator_backup_container()
+    container = operator_cronjob_containers()[cronjob]
     argv = [*container.get("command", []), *container.get("args", [])]
     assert argv[0] == "trader-backup"
     env = {**wheel_env(installed), "BACKUP_DIR": str(tmp_path), "BOT_NAME": "alpha"}
