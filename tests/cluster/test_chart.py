@@ -11,6 +11,7 @@ start from that release instead of the working tree's chart.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -213,14 +214,30 @@ def wait_ready(kube: Client, namespace: str, name: str) -> dict[str, Any]:
 
 
 def snapshot(kube: Client, namespace: str, bot: str) -> dict[tuple[str, str], tuple[str, str]]:
-    """Return (kind, name) -> (uid, resourceVersion) of the bot and every child it owns."""
+    """Return (kind, name) -> (uid, fingerprint of what a writer would change).
+
+    NB: resourceVersion is left out on purpose: Kubernetes' own controllers keep
+    updating the status of Deployments and StatefulSets (kwok reports pods), which
+    is not "touching the bot". uid catches a re-creation; the fingerprint covers
+    spec, data, labels, annotations and owner references.
+    """
     found = {}
     objects: list[Any] = [kube.get(TraderBotResource, bot, namespace=namespace)]
     for kind in CHILD_KINDS:
         objects += list(kube.list(kind, namespace=namespace, labels={INSTANCE: bot}))
     for obj in objects:
-        meta = as_dict(obj)["metadata"]
-        found[(type(obj).__name__, meta["name"])] = (meta["uid"], meta["resourceVersion"])
+        body = as_dict(obj)
+        meta = body["metadata"]
+        written = {
+            "spec": body.get("spec"),
+            "data": body.get("data"),
+            "labels": meta.get("labels"),
+            "annotations": meta.get("annotations"),
+            "ownerReferences": meta.get("ownerReferences"),
+            "generation": meta.get("generation"),
+        }
+        fingerprint = hashlib.sha256(json.dumps(written, sort_keys=True).encode()).hexdigest()
+        found[(type(obj).__name__, meta["name"])] = (meta["uid"], fingerprint)
     return found
 
 
