@@ -68,8 +68,11 @@ async def run(args: argparse.Namespace, *, stop_flag: asyncio.Event | None = Non
     import traderbot_operator.handlers  # noqa: F401 - registers the handlers
 
     namespaces = list(args.namespace or [])
-    memo = kopf.Memo(metrics_port=args.metrics_port or None)
-    liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
+    # NB: both servers bind --listen-address: 0.0.0.0 in a pod (its own IP),
+    # 127.0.0.1 on a shared machine such as the local demo.
+    address = args.listen_address
+    memo = kopf.Memo(metrics_port=args.metrics_port or None, metrics_address=address)
+    liveness = f"http://{address}:{args.liveness_port}/healthz" if args.liveness_port else None
     await kopf.operator(
         standalone=True,
         clusterwide=not namespaces,

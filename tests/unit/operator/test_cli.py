@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import kopf
 import pytest
 import yaml
 
-from traderbot_operator.__main__ import parse_args
+from traderbot_operator.__main__ import parse_args, run
 from traderbot_operator.kube import load_credentials
 
 
@@ -54,3 +56,18 @@ def test_credentials_are_read_from_a_kubeconfig_with_paths_made_absolute(tmp_pat
     assert found.ca_path == str(tmp_path / "ca.crt")
     assert found.token == "test-token-not-a-secret"
     assert found.namespace == "trading"
+
+
+async def test_metrics_and_liveness_listen_on_the_listen_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def fake_operator(**kwargs: Any) -> None:
+        seen.update(kwargs)
+
+    monkeypatch.setattr(kopf, "operator", fake_operator)
+    await run(parse_args(["--listen-address", "127.0.0.1", "--liveness-port", "18080"]))
+    assert seen["liveness_endpoint"] == "http://127.0.0.1:18080/healthz"
+    assert seen["memo"].metrics_address == "127.0.0.1"
+    assert seen["memo"].metrics_port == 9090
