@@ -348,16 +348,22 @@ class TradingEngine:
         """
         while True:
             operation = await self._queue.get()
+            fresh = False
+            if isinstance(operation, _Execute):
+                # NB: released before anything can fail: an execution dropped
+                # below (e.g. storing the unsaved fills fails first) is queued
+                # again by the next sweep or command instead of being skipped
+                # as "already queued" until leadership changes.
+                self._queued_executions.discard(operation.order_id)
+                fresh = operation.order_id in self._untouched
+                self._untouched.discard(operation.order_id)
             try:
                 if self._unsaved:
                     await self._apply_updates(self._unsaved)
                     self._unsaved = []
                 match operation:
                     case _Execute(order_id, committed, announced):
-                        self._queued_executions.discard(order_id)
-                        if order_id in self._untouched:
-                            self._untouched.discard(order_id)
-                        else:
+                        if not fresh:
                             committed = None
                         if announced is not None:
                             await asyncio.wait([announced], timeout=ANNOUNCE_WAIT_SECONDS)
