@@ -369,6 +369,24 @@ async def test_a_throttled_client_gets_429_with_retry_after_and_is_logged(
     assert 'http_requests_total{method="GET",path="/api/v1/orders",status="429"}' in text
 
 
+@pytest.mark.parametrize(
+    "settings", [embedded_settings(rate_limit_per_second=0.5, rate_limit_burst=2)]
+)
+async def test_a_throttled_client_can_still_engage_the_kill_switch(
+    client: httpx.AsyncClient,
+) -> None:
+    while (await client.get("/api/v1/orders")).status_code != 429:
+        pass
+    halted = await client.post(
+        "/api/v1/risk/kill-switch", json={"engaged": True, "reason": "drill"}, headers=KEY
+    )
+    assert halted.status_code == 200
+    assert halted.json()["engaged"] is True
+    refused = await client.post("/api/v1/risk/kill-switch", json={"engaged": False, "reason": "x"})
+    assert refused.status_code == 401
+    assert (await client.get("/api/v1/orders")).status_code == 429
+
+
 @pytest.mark.parametrize("settings", [embedded_settings(risk_max_open_orders=5)])
 async def test_concurrent_orders_never_exceed_max_open_orders(client: httpx.AsyncClient) -> None:
     responses = await asyncio.gather(

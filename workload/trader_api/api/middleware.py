@@ -27,6 +27,10 @@ UNMATCHED: Final = "<unmatched>"
 """``path`` label of requests no route matches: raw URLs would explode cardinality."""
 
 PROBE_PATHS: Final = frozenset({"/health", "/health/ready", "/metrics"})
+# NB: the kill switch is an SRE's emergency brake: it is never throttled, since
+# behind a proxy every client shares one IP's bucket and a flood of other
+# requests must not keep trading from being halted. It still needs the API key.
+UNTHROTTLED_PATHS: Final = PROBE_PATHS | {"/api/v1/risk/kill-switch"}
 """Never throttled: a kubelet or Prometheus must not be rate limited out of its job."""
 
 LIVENESS_PATH: Final = "/health"
@@ -88,7 +92,7 @@ class ServiceMiddleware:
                     headers=[(b"connection", b"close"), (b"retry-after", b"1")],
                 )
                 return
-            if path not in PROBE_PATHS:
+            if path not in UNTHROTTLED_PATHS:
                 client_ip = _client_ip(scope)
                 retry_after = await self.rate_limit(client_ip)
                 if retry_after > 0:
