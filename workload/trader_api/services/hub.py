@@ -21,21 +21,33 @@ OVERFLOW: Final[Event] = {"type": "overflow"}
 
 
 class Listener:
-    """A queue of events for one consumer; ``overflowed`` once it fell behind and was cut off."""
+    """A queue of events for one consumer; ``overflowed`` while it is cut off for falling behind."""
 
     def __init__(self, maxsize: int) -> None:
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=maxsize)
         self.overflowed = False
 
     async def get(self) -> Event:
-        return await self.queue.get()
+        """Return the next event; after ``OVERFLOW`` the listener receives new events again.
+
+        NB: long-lived consumers (the leader's command loop, the runtime's
+        remote controls) must not go deaf after one burst: taking ``OVERFLOW``
+        means the backlog is drained, so the hub admits the listener again.
+        ``OVERFLOW`` marks the gap; a consumer that cannot live with one
+        (a WebSocket) stops there.
+        """
+        event = await self.queue.get()
+        if event is OVERFLOW:
+            self.overflowed = False
+        return event
 
 
 class EventHub:
     """Deliver every event to every listener, never blocking the publisher.
 
     NB: a listener that falls ``maxsize`` events behind is cut off (it gets
-    ``OVERFLOW`` and nothing more) rather than slowing every other one.
+    ``OVERFLOW`` and nothing more until it has taken it) rather than slowing
+    every other one.
     """
 
     def __init__(self) -> None:
