@@ -7,7 +7,7 @@ defaulted (unit tests, dry runs). A unit test walks both and fails when they dri
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -320,8 +320,8 @@ class BackupRunStatus(_Model):
     observed_generation: int | None = None
 
 
-class BackupRun(BaseModel):
-    """A TraderBotBackup as the operator sees it."""
+class _RunResource(BaseModel):
+    """A run resource (TraderBotBackup, TraderBotRestore) as the operator sees it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -329,21 +329,28 @@ class BackupRun(BaseModel):
     namespace: str
     uid: str
     labels: dict[str, str] = Field(default_factory=dict)
-    spec: BackupRunSpec
-    status: BackupRunStatus = BackupRunStatus()
 
     @classmethod
-    def from_body(cls, body: dict[str, Any]) -> BackupRun:
+    def from_body(cls, body: dict[str, Any]) -> Self:
         """Build from a resource body as the API server (or kopf) returns it."""
         metadata = body.get("metadata") or {}
-        return cls(
-            name=metadata["name"],
-            namespace=metadata["namespace"],
-            uid=metadata["uid"],
-            labels=metadata.get("labels") or {},
-            spec=BackupRunSpec.model_validate(body.get("spec") or {}),
-            status=BackupRunStatus.model_validate(body.get("status") or {}),
+        return cls.model_validate(
+            {
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata["uid"],
+                "labels": metadata.get("labels") or {},
+                "spec": body.get("spec") or {},
+                "status": body.get("status") or {},
+            }
         )
+
+
+class BackupRun(_RunResource):
+    """A TraderBotBackup as the operator sees it."""
+
+    spec: BackupRunSpec
+    status: BackupRunStatus = BackupRunStatus()
 
 
 RESTORE_KIND = "TraderBotRestore"
@@ -370,27 +377,8 @@ class RestoreRunStatus(_Model):
     completion_time: str | None = None
 
 
-class RestoreRun(BaseModel):
+class RestoreRun(_RunResource):
     """A TraderBotRestore as the operator sees it."""
 
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    namespace: str
-    uid: str
-    labels: dict[str, str] = Field(default_factory=dict)
     spec: RestoreRunSpec
     status: RestoreRunStatus = RestoreRunStatus()
-
-    @classmethod
-    def from_body(cls, body: dict[str, Any]) -> RestoreRun:
-        """Build from a resource body as the API server (or kopf) returns it."""
-        metadata = body.get("metadata") or {}
-        return cls(
-            name=metadata["name"],
-            namespace=metadata["namespace"],
-            uid=metadata["uid"],
-            labels=metadata.get("labels") or {},
-            spec=RestoreRunSpec.model_validate(body.get("spec") or {}),
-            status=RestoreRunStatus.model_validate(body.get("status") or {}),
-        )
