@@ -23,8 +23,7 @@ from traderbot_operator.desired.common import (
 )
 from traderbot_operator.handlers.converge import OperatorState, run_serialized
 from traderbot_operator.handlers.traderbot import (
-    CONFLICT_RETRY_SECONDS,
-    ERROR_RETRY_SECONDS,
+    api_errors_retried,
     namespaced,
     operator_state,
 )
@@ -190,15 +189,8 @@ async def _guarded(memo: Any, *, namespace: str, name: str) -> None:
     state = operator_state(memo)
     if state.closing:
         return
-    try:
+    with api_errors_retried():
         await converge_backup_retrying(state, namespace=namespace, name=name)
-    except ConflictError as error:
-        raise kopf.TemporaryError(f"{error}; retrying", delay=CONFLICT_RETRY_SECONDS) from error
-    except KubeError as error:
-        raise kopf.TemporaryError(
-            f"{error}; check the operator's RBAC and the API server, retrying",
-            delay=ERROR_RETRY_SECONDS,
-        ) from error
 
 
 @kopf.on.resume(GROUP, VERSION, BACKUP_PLURAL)

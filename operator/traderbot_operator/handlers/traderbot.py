@@ -8,8 +8,10 @@ except Secrets, which the drift check repairs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import kopf
@@ -117,10 +119,21 @@ async def _reconcile(
     """Run a pass and translate its failures into kopf's retry semantics."""
     if operator_state(memo).closing:
         return None  # the operator is stopping: the next one resumes every bot
-    try:
-        result = await run_serialized(
+    with api_errors_retried():
+        return await run_serialized(
             operator_state(memo), namespace=namespace, name=name, trigger=trigger, coalesce=coalesce
         )
+
+
+@contextlib.contextmanager
+def api_errors_retried() -> Iterator[None]:
+    """Turn API failures into kopf retries, with what an SRE should check.
+
+    NB: shared by every resource's handlers so a conflict and an RBAC or
+    server failure read (and back off) the same everywhere.
+    """
+    try:
+        yield
     except ConflictError as error:
         raise kopf.TemporaryError(
             f"{error}; another writer changed it meanwhile, retrying",
@@ -131,7 +144,6 @@ async def _reconcile(
             f"{error}; check the operator's RBAC and the API server, retrying",
             delay=ERROR_RETRY_SECONDS,
         ) from error
-    return result
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
