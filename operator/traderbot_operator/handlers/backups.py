@@ -39,9 +39,11 @@ from traderbot_operator.models import (
 )
 from traderbot_operator.reconcile import (
     Action,
+    differences,
+)
+from traderbot_operator.runs import (
     backup_run_problem,
     backup_run_status,
-    differences,
     parse_backup_result,
 )
 from traderbot_operator.upgrade import PRE_UPGRADE_LABEL, running_version_bot

@@ -31,7 +31,6 @@ from traderbot_operator.models import (
     TraderBot,
 )
 from traderbot_operator.reconcile import (
-    HOLD_ANNOTATION,
     Action,
     ObjectKey,
     Outcome,
@@ -39,12 +38,15 @@ from traderbot_operator.reconcile import (
     database_claim_key,
     key_of,
     lost_credentials,
-    parse_backup_result,
     plan,
     referenced_secret_names,
     rejected_status,
     spec_problems,
     status_changed,
+)
+from traderbot_operator.runs import (
+    HOLD_ANNOTATION,
+    parse_backup_result,
 )
 from traderbot_operator.upgrade import (
     UpgradeDecision,

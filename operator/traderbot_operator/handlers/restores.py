@@ -1,7 +1,7 @@
 """TraderBotRestore: stop the API, restore from a backup, start the API again.
 
 Each pass reads the restore, its bot, its backup, the API pods and the restore
-Job, asks ``reconcile.restore_decision`` what comes next, and does only that. The
+Job, asks ``runs.restore_decision`` what comes next, and does only that. The
 API is held at zero replicas through an annotation on the TraderBot that the
 bot's own reconcile honours, so there is one writer of the Deployment.
 """
@@ -41,9 +41,11 @@ from traderbot_operator.models import (
     TraderBot,
 )
 from traderbot_operator.reconcile import (
-    HOLD_ANNOTATION,
     Action,
     differences,
+)
+from traderbot_operator.runs import (
+    HOLD_ANNOTATION,
     hold_change,
     newest_completed_backup,
     parse_backup_result,

@@ -12,7 +12,7 @@ import yaml
 from traderbot_operator.desired.backup import build_backup_cronjob, build_backup_job
 from traderbot_operator.handlers.backups import scheduled_run_record
 from traderbot_operator.models import BackupRun, BackupRunSpec, BackupRunStatus, TraderBot
-from traderbot_operator.reconcile import (
+from traderbot_operator.runs import (
     backup_run_problem,
     backup_run_status,
     parse_backup_result,

@@ -22,6 +22,8 @@ from traderbot_operator.models import (
 from traderbot_operator.reconcile import (
     Outcome,
     compute_status,
+)
+from traderbot_operator.runs import (
     hold_change,
     newest_completed_backup,
     restore_decision,

@@ -1,0 +1,339 @@
+"""Pure logic of TraderBotBackup and TraderBotRestore runs: Job outcome -> status, restore steps.
+
+Kept apart from ``reconcile.py`` (a TraderBot's children and status): a run is its
+own resource with its own life, and the handlers in ``handlers/backups.py`` and
+``handlers/restores.py`` are its only callers. Nothing here talks to the API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from traderbot_operator.desired.common import ANNOTATION_PREFIX
+from traderbot_operator.models import BackupRun, RestoreRun, TraderBot
+
+# --- backup runs (TraderBotBackup) --------------------------------------------------------
+
+_TERMINAL_BACKUP_PHASES: Final = frozenset({"Completed", "Failed"})
+
+
+def parse_backup_result(message: str | None) -> dict[str, Any] | None:
+    """Return trader-backup's one-line JSON result from a termination message, if any.
+
+    NB: with ``FallbackToLogsOnError`` a failed pod's message is its log tail, so the
+    result is the last line that parses as a JSON object with an ``ok`` key.
+    """
+    for line in reversed((message or "").splitlines()):
+        text = line.strip()
+        if not text.startswith("{"):
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and "ok" in value:
+            return value
+    return None
+
+
+def _job_condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            found: Mapping[str, Any] = condition
+            return found
+    return None
+
+
+def backup_run_status(
+    run: BackupRun,
+    *,
+    job: Mapping[str, Any] | None,
+    result: Mapping[str, Any] | None,
+    scheduled: bool,
+    problem: str | None = None,
+) -> dict[str, Any]:
+    """Return a TraderBotBackup's status from its Job and trader-backup's result.
+
+    A run that already ended keeps its status: the Job may be gone (TTL, history
+    limits) but the record of the backup stays what it was.
+    """
+    if run.status.phase in _TERMINAL_BACKUP_PHASES:
+        return run.status.model_dump(by_alias=True, exclude_none=True)
+    status: dict[str, Any] = {"scheduled": scheduled}
+    if problem is not None:
+        return {**status, "phase": "Failed", "error": problem}
+    if job is None:
+        return {**status, "phase": "Pending"}
+    job_status = job.get("status") or {}
+    status["jobName"] = job["metadata"]["name"]
+    if job_status.get("startTime"):
+        status["startTime"] = job_status["startTime"]
+    complete = _job_condition(job, "Complete")
+    failed = _job_condition(job, "Failed")
+    # NB: only trader-backup's own "ok": true counts; a Job that completed without a
+    # readable result proves nothing about the backup.
+    if complete is not None and result is not None and result.get("ok") is True:
+        status["phase"] = "Completed"
+        status["completionTime"] = job_status.get("completionTime") or complete.get(
+            "lastTransitionTime"
+        )
+        if result is not None:
+            for source, target in (
+                ("location", "location"),
+                ("size", "sizeBytes"),
+                ("checksum", "checksum"),
+            ):
+                if result.get(source) is not None:
+                    status[target] = result[source]
+    elif failed is not None or complete is not None:
+        ended = failed or complete or {}
+        status["phase"] = "Failed"
+        status["completionTime"] = ended.get("lastTransitionTime")
+        reason = (result or {}).get("error") or ": ".join(
+            part for part in (ended.get("reason"), ended.get("message")) if part
+        )
+        if failed is None and result is None:
+            reason = "the Job completed without reporting a result; not counted as a backup"
+        status["error"] = reason or "the backup Job failed without a reason"
+    elif job_status.get("active") or job_status.get("startTime"):
+        status["phase"] = "Running"
+    else:
+        status["phase"] = "Pending"
+    return {key: value for key, value in status.items() if value is not None}
+
+
+def backup_run_problem(run: BackupRun, bot: TraderBot | None) -> str | None:
+    """Return why a TraderBotBackup cannot run at all, in words an SRE can act on."""
+    if bot is None:
+        return (
+            f"TraderBot {run.namespace}/{run.spec.bot_name} does not exist; "
+            "spec.botName must name a TraderBot in this namespace"
+        )
+    if not bot.spec.backup.enabled:
+        return (
+            f"TraderBot {bot.name} has spec.backup.enabled false, so it has no backup "
+            "volume; enable backups first"
+        )
+    return None
+
+
+# --- restores (TraderBotRestore) ----------------------------------------------------------
+
+HOLD_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/api-held-by"
+_TERMINAL_RESTORE_PHASES: Final = frozenset({"Completed", "Failed"})
+
+
+@dataclass(frozen=True)
+class RestoreDecision:
+    """What to do next for a TraderBotRestore, and the status that says so.
+
+    ``hold_api`` asks for the bot's API to be kept at zero replicas; ``start_job``
+    asks for the restore Job (only once no API pod is left).
+    """
+
+    status: dict[str, Any]
+    hold_api: bool
+    start_job: bool = False
+    event: tuple[str, str, str] | None = None  # (type, reason, message) on a transition
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
+    restore: RestoreRun,
+    *,
+    bot: TraderBot | None,
+    backup: BackupRun | None,
+    holder: str | None = None,
+    newest_completed: str | None = None,
+    now: datetime,
+) -> str | None:
+    """Return why a restore must not start, before anything is touched; None when it may.
+
+    ``holder`` names the TraderBotRestore that holds the bot's API now, if any;
+    ``newest_completed`` the bot's newest Completed TraderBotBackup, which retention
+    spares whatever its age.
+    NB: everything here is known before the API is stopped; a restore refused later
+    would leave a trading bot stopped for nothing.
+    """
+    spec = restore.spec
+    if spec.what != "database":
+        return (
+            f"restoring Redis (what: {spec.what}) is not supported yet: Redis keeps running "
+            "during a restore and trader-backup refuses to overwrite a running Redis; "
+            "restore the database only (what: database)"
+        )
+    if bot is None:
+        return f"TraderBot {restore.namespace}/{spec.bot_name} does not exist"
+    if holder is not None and holder != restore.name:
+        return (
+            f"TraderBotRestore {holder} holds TraderBot {bot.name} already; wait until it "
+            "completes (or delete it if it failed), then create this restore again"
+        )
+    if bot.spec.paused:
+        return (
+            f"TraderBot {bot.name} is paused (spec.paused), so its API cannot be stopped "
+            "for the restore; unpause it first"
+        )
+    if bot.status.phase == "Failed":
+        return (
+            f"TraderBot {bot.name} is Failed (its spec cannot be applied), so its API cannot "
+            "be stopped for the restore; fix the spec first (kubectl describe tb)"
+        )
+    if backup is None:
+        return f"TraderBotBackup {restore.namespace}/{spec.backup_name} does not exist"
+    completed = _parse_time(backup.status.completion_time)
+    retention = bot.spec.backup.retention_days
+    checks = (
+        (
+            backup.spec.bot_name != bot.name,
+            f"TraderBotBackup {backup.name} is a backup of {backup.spec.bot_name}, "
+            f"not of {bot.name}",
+        ),
+        (
+            backup.status.phase != "Completed",
+            f"TraderBotBackup {backup.name} is {backup.status.phase or 'not started'}; "
+            "only a Completed backup can be restored",
+        ),
+        (
+            not backup.status.location,
+            f"TraderBotBackup {backup.name} has no recorded location to restore from",
+        ),
+        (
+            completed is not None
+            and now - completed > timedelta(days=retention)
+            and backup.name != newest_completed,
+            f"TraderBotBackup {backup.name} completed at {backup.status.completion_time}, "
+            f"more than spec.backup.retentionDays ({retention}) days ago: retention deletes "
+            "such backups, so its files are most likely gone; pick a newer backup",
+        ),
+        (
+            not backup.spec.database,
+            f"TraderBotBackup {backup.name} holds no database dump",
+        ),
+    )
+    return next((message for failed, message in checks if failed), None)
+
+
+def newest_completed_backup(runs: Iterable[BackupRun], *, bot: str) -> str | None:
+    """Return the name of ``bot``'s newest Completed backup (retention never prunes it)."""
+    completed = [
+        run
+        for run in runs
+        if run.spec.bot_name == bot
+        and run.status.phase == "Completed"
+        and run.status.completion_time is not None
+    ]
+    newest = max(completed, key=lambda run: run.status.completion_time or "", default=None)
+    return None if newest is None else newest.name
+
+
+def hold_change(current: str | None, *, restore: str, hold: bool) -> tuple[bool, str | None]:
+    """Return (whether to write, the value) for the bot's hold annotation after a step.
+
+    NB: a restore releases only its own hold: releasing another restore's would
+    start the API onto the database that restore is writing.
+    """
+    if hold:
+        return current != restore, restore
+    if current == restore:
+        return True, None
+    return False, current
+
+
+def restore_decision(  # noqa: PLR0911 - one return per step of the restore
+    restore: RestoreRun,
+    *,
+    refusal: str | None,
+    api_pods: int,
+    job: Mapping[str, Any] | None,
+    result: Mapping[str, Any] | None,
+    now: datetime,
+) -> RestoreDecision:
+    """Return the next step of a restore: stop the API, restore, release the API.
+
+    NB: the order is the seed's ("stop trader-api first, for integrity"): the Job is
+    started only when no API pod is left. A restore that failed without trader-backup
+    reporting why (killed, no result) keeps the API held, so nothing writes into a
+    half-restored database; deleting the TraderBotRestore releases it. Success needs
+    trader-backup's ``"ok": true``.
+    """
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    current = restore.status.model_dump(by_alias=True, exclude_none=True)
+    if restore.status.phase in _TERMINAL_RESTORE_PHASES:
+        return RestoreDecision(status=current, hold_api=restore.status.phase == "Failed")
+    if refusal is not None:
+        status = {"phase": "Failed", "message": f"refused: {refusal}", "completionTime": stamp}
+        return RestoreDecision(
+            status=status, hold_api=False, event=("Warning", "RestoreRefused", refusal)
+        )
+    if job is None:
+        if api_pods > 0:
+            message = f"waiting for {api_pods} API pod(s) to stop before restoring"
+            return RestoreDecision(
+                status={**current, "phase": "StoppingApi", "message": message}, hold_api=True
+            )
+        status = {
+            **current,
+            "phase": "Restoring",
+            "message": "API stopped; restore Job started",
+            "apiStoppedAt": current.get("apiStoppedAt", stamp),
+            "jobName": restore.name,
+        }
+        return RestoreDecision(status=status, hold_api=True, start_job=True)
+    complete = _job_condition(job, "Complete")
+    failed = _job_condition(job, "Failed")
+    if complete is not None and result is not None and result.get("ok") is True:
+        status = {
+            **current,
+            "phase": "Completed",
+            "message": "restored and verified; the API is starting again",
+            "restoredAt": complete.get("lastTransitionTime") or stamp,
+            "completionTime": stamp,
+        }
+        message = f"restored {restore.spec.what} from {restore.spec.backup_name}"
+        return RestoreDecision(
+            status=status, hold_api=False, event=("Normal", "RestoreCompleted", message)
+        )
+    if failed is not None or complete is not None:
+        ended = failed or complete or {}
+        reason = (result or {}).get("error") or ": ".join(
+            part for part in (ended.get("reason"), ended.get("message")) if part
+        )
+        if failed is None and result is None:
+            reason = "the Job completed without reporting a result, so nothing verifies it"
+        reason = reason or "the Job failed without a reason"
+        if result is not None and result.get("ok") is False:
+            # NB: trader-backup checks the manifest, every checksum and the target before
+            # writing, and never leaves a half-restored database: a reported failure
+            # means the database is as it was, so trading may resume.
+            message = (
+                f"restore failed before the database was changed: {reason}; "
+                "the API is started again"
+            )
+            held = False
+        else:
+            message = (
+                f"restore failed: {reason}; the database may be half-restored, so the API "
+                "stays stopped; fix the cause and delete this TraderBotRestore to start the "
+                "API again"
+            )
+            held = True
+        status = {**current, "phase": "Failed", "message": message, "completionTime": stamp}
+        return RestoreDecision(
+            status=status, hold_api=held, event=("Warning", "RestoreFailed", message)
+        )
+    return RestoreDecision(
+        status={**current, "phase": "Restoring", "message": "restore Job running"}, hold_api=True
+    )
