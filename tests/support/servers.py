@@ -332,6 +332,7 @@ class RedisServer(_Server):
     """A throwaway Redis with ``requirepass``; no persistence unless ``save`` is given."""
 
     save: str = ""
+    appendonly: bool = False  # as the operator runs it with persistence on
 
     @property
     def data_dir(self) -> Path:
@@ -362,7 +363,7 @@ class RedisServer(_Server):
             "--save",
             self.save,
             "--appendonly",
-            "no",
+            "yes" if self.appendonly else "no",
             "--daemonize",
             "no",
             "--loglevel",
@@ -445,10 +446,10 @@ def running_postgres(*, durable: bool = False) -> Iterator[PostgresServer]:
 
 
 @contextlib.contextmanager
-def running_redis(*, save: str = "") -> Iterator[RedisServer]:
+def running_redis(*, save: str = "", appendonly: bool = False) -> Iterator[RedisServer]:
     """Run a Redis server for the duration of the block."""
     with server_root("redis") as root:
-        server = RedisServer(root=root, save=save)
+        server = RedisServer(root=root, save=save, appendonly=appendonly)
         try:
             server.start()
             yield server
