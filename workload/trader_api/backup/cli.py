@@ -36,6 +36,7 @@ logger = logging.getLogger("trader_api.backup")
 
 COMMANDS = frozenset({"backup", "restore", "verify", "prune"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+_TRUE = frozenset({"true", "1", "yes", "on"})
 _TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps
 
 
@@ -70,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=_env("REDIS_DATA_DIR"),
         help="Redis's data folder, mounted (env REDIS_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--redis-appendonly",
+        action="store_true",
+        default=(_env("REDIS_APPENDONLY", "false") or "false").lower() in _TRUE,
+        help="Redis runs with appendonly yes: a restore also rebuilds its AOF "
+        "(env REDIS_APPENDONLY)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -124,6 +132,7 @@ def _sources(args: argparse.Namespace) -> Sources:
         database_url=database_url,
         redis_url=redis_url,
         redis_data_dir=None if data_dir is None else Path(data_dir),
+        redis_appendonly=args.redis_appendonly,
     )
 
 

@@ -24,7 +24,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from trader_api.backup.errors import BackupError
-from trader_api.backup.files import copy_file_durably, fsync_dir, fsync_file, sha256_of
+from trader_api.backup.files import (
+    copy_file_durably,
+    fsync_dir,
+    fsync_file,
+    remove_tree,
+    sha256_of,
+    write_file_atomically,
+)
 from trader_api.backup.manifest import RedisPart, RedisSource
 
 _POLL_INTERVAL_S: Final = 0.05
@@ -207,11 +214,53 @@ def redis_is_running(url: str) -> bool:
     return True
 
 
+AOF_DIRNAME: Final = "appendonlydir"
+AOF_BASENAME: Final = "appendonly.aof"
+
+
+def _write_aof_base(*, snapshot: Path, data_dir: Path) -> Path:
+    """Replace Redis's append-only folder with one whose base is ``snapshot``.
+
+    NB: with ``appendonly yes`` Redis (7.0+) loads its multi-part AOF at start and
+    ignores ``dump.rdb``; without an AOF folder it starts *empty*. An RDB file is a
+    valid AOF base ("type b"), so the restored snapshot becomes the base of a new
+    folder (written under a temp name, then swapped in) and Redis adds its own
+    incremental file on start.
+    """
+    folder = data_dir / AOF_DIRNAME
+    staging = data_dir / f".{AOF_DIRNAME}.restore"
+    retired = data_dir / f".{AOF_DIRNAME}.old"
+    for leftover in (staging, retired):
+        remove_tree(leftover)
+    staging.mkdir()
+    base = f"{AOF_BASENAME}.1.base.rdb"
+    copy_file_durably(snapshot, staging / base)
+    write_file_atomically(
+        staging / f"{AOF_BASENAME}.manifest", f"file {base} seq 1 type b\n".encode()
+    )
+    fsync_dir(staging)
+    if folder.exists():
+        folder.rename(retired)
+    staging.rename(folder)
+    fsync_dir(data_dir)
+    remove_tree(retired)
+    return folder
+
+
 def restore_redis(
-    *, folder: Path, part: RedisPart, data_dir: Path, url: str | None, dbfilename: str
+    *,
+    folder: Path,
+    part: RedisPart,
+    data_dir: Path,
+    url: str | None,
+    dbfilename: str,
+    appendonly: bool = False,
 ) -> Path:
     """Put the backed-up RDB file where Redis loads it on its next start.
 
+    With ``appendonly`` (the operator runs Redis with ``--appendonly yes`` when
+    persistence is on) the snapshot also becomes the base of a new AOF folder,
+    which is what Redis then loads.
     NB: Redis must be stopped (it would overwrite the file with its own data
     on shutdown or its next save); when ``url`` is given and Redis answers,
     this refuses before touching anything.
@@ -222,4 +271,6 @@ def restore_redis(
         raise BackupError(f"redis data dir {data_dir} not found")
     target = data_dir / dbfilename
     copy_file_durably(folder / part.file, target)
+    if appendonly:
+        _write_aof_base(snapshot=target, data_dir=data_dir)
     return target

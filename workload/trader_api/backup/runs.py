@@ -35,6 +35,7 @@ class Sources:
     database_url: str | None = None
     redis_url: str | None = None
     redis_data_dir: Path | None = None
+    redis_appendonly: bool = False  # Redis runs with --appendonly yes (loads its AOF at start)
 
 
 def _iso(ts: datetime) -> str:
@@ -170,6 +171,7 @@ def run_restore(
             data_dir=sources.redis_data_dir,
             url=sources.redis_url,
             dbfilename=redis_dbfilename,
+            appendonly=sources.redis_appendonly,
         )
         restored["redis_file"] = str(target)
     return {
