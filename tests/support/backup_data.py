@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from support.trading_data import make_fill, make_klines, make_order
-from trader_api.domain import Position, Side
+from trader_api.domain import Side
 from trader_api.storage.postgres import PostgresStore
 
 TABLES = ("klines", "orders", "fills", "positions", "schema_migrations")
@@ -38,13 +38,11 @@ async def write_trading_data(url: str) -> None:
     store = await PostgresStore.connect(url)
     try:
         await store.insert_klines(make_klines(300) + make_klines(50, symbol="ETHUSDT"))
-        position = Position.flat("BTCUSDT", at=make_order().created_at)
         for i in range(6):
             order = make_order(quantity="0.5", side=Side.BUY if i % 2 == 0 else Side.SELL)
             await store.create_order(order)
             fill = make_fill(order, price=f"{42000 + i}.5", fee="0.1")
-            position = position.apply(fill)
-            await store.record_fill(fill=fill, order=order.with_fill(fill), position=position)
+            await store.record_fill(fill=fill, order=order)
         await store.create_order(make_order(client_order_id="resting", limit_price="40000"))
     finally:
         await store.close()

@@ -6,7 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from support.trading_data import T0, make_fill, make_order
-from trader_api.domain import OrderStatus, Position, Side
+from trader_api.domain import OrderStatus, Side
 from trader_api.storage import PortfolioState, Store
 
 
@@ -24,14 +24,11 @@ async def test_it_agrees_with_the_three_separate_reads(store: Store) -> None:
     for order in (buy, sell, resting, cancelled):
         await store.create_order(order)
     await store.update_order(cancelled.with_status(OrderStatus.CANCELLED, at=T0))
-    position = Position.flat("BTCUSDT", at=T0)
     bought = make_fill(buy, price="100", fee="1", ts=T0)
-    position = position.apply(bought)
-    await store.record_fill(fill=bought, order=buy.with_fill(bought), position=position)
+    await store.record_fill(fill=bought, order=buy)
     sell_time = T0 + timedelta(days=1)
     sold = make_fill(sell, price="110", fee="1", ts=sell_time)
-    position = position.apply(sold)
-    await store.record_fill(fill=sold, order=sell.with_fill(sold), position=position)
+    await store.record_fill(fill=sold, order=sell)
 
     for since in (T0, sell_time, sell_time + timedelta(seconds=1)):
         state = await store.portfolio_state(realized_since=since)

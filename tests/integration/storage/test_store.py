@@ -12,7 +12,13 @@ import pytest
 
 from support.trading_data import T0, make_fill, make_klines, make_order, with_close
 from trader_api.domain import Interval, OrderStatus, Position, Side
-from trader_api.storage import ConflictError, NotFoundError, StorageUnavailableError, Store
+from trader_api.storage import (
+    ConflictError,
+    NotFoundError,
+    RecordedFill,
+    StorageUnavailableError,
+    Store,
+)
 from trader_api.storage.postgres import COPY_THRESHOLD
 
 # -- klines ---------------------------------------------------------------------------------
@@ -188,7 +194,9 @@ async def test_record_fill_stores_fill_order_and_position_together(store: Store)
     filled = order.with_fill(fill)
     position = Position.flat("BTCUSDT", at=T0).apply(fill)
 
-    assert await store.record_fill(fill=fill, order=filled, position=position)
+    assert await store.record_fill(fill=fill, order=order) == RecordedFill(
+        order=filled, position=position, recorded=True
+    )
 
     assert await store.get_order(order.id) == filled
     assert filled.status is OrderStatus.PARTIALLY_FILLED
@@ -198,30 +206,65 @@ async def test_record_fill_stores_fill_order_and_position_together(store: Store)
     assert await store.list_fills(symbol="ETHUSDT") == []
 
 
-async def test_a_retried_fill_changes_nothing(store: Store) -> None:
+async def test_a_retried_fill_changes_nothing_and_answers_what_is_stored(store: Store) -> None:
     order = make_order(quantity="1")
     await store.create_order(order)
     fill = make_fill(order, price="100", fee="0")
-    position = Position.flat("BTCUSDT", at=T0).apply(fill)
-    assert await store.record_fill(fill=fill, order=order.with_fill(fill), position=position)
+    first = await store.record_fill(fill=fill, order=order)
 
-    doubled = position.apply(fill)  # what a buggy retry would compute
-    assert not await store.record_fill(fill=fill, order=order, position=doubled)
-    assert await store.get_position("BTCUSDT") == position
-    assert (await store.get_order(order.id)) == order.with_fill(fill)
+    again = await store.record_fill(fill=fill, order=order)
+
+    assert again == RecordedFill(order=first.order, position=first.position, recorded=False)
+    assert await store.get_position("BTCUSDT") == first.position
+    assert await store.get_order(order.id) == order.with_fill(fill)
     assert len(await store.list_fills()) == 1
 
 
-async def test_record_fill_is_all_or_nothing(store: Store) -> None:
+async def test_a_fill_applies_to_the_stored_order_and_position_not_the_callers_copy(
+    store: Store,
+) -> None:
+    """A caller holding an old copy (an old leader mid-handover) cannot roll a fill back."""
+    order = make_order(quantity="3")
+    await store.create_order(order)
+    first = make_fill(order, quantity="1", price="100", fee="0")
+    second = make_fill(order, quantity="2", price="130", fee="0")
+    await store.record_fill(fill=first, order=order)
+
+    stored = await store.record_fill(fill=second, order=order)  # the copy from before `first`
+
+    assert stored.order == order.with_fill(first).with_fill(second)
+    assert stored.order.filled_quantity == Decimal(3)
+    assert stored.order.average_fill_price == Decimal(120)
+    assert stored.order.status is OrderStatus.FILLED
+    assert stored.position.quantity == Decimal(3)
+    assert stored.position.average_price == Decimal(120)
+    assert await store.get_order(order.id) == stored.order
+    assert await store.get_position("BTCUSDT") == stored.position
+
+
+async def test_an_overfill_is_a_conflict_and_changes_nothing(store: Store) -> None:
     order = make_order(quantity="1")
     await store.create_order(order)
-    fill = make_fill(order, price="100")
-    position = Position.flat("BTCUSDT", at=T0).apply(fill)
-    overfilled = replace(order.with_fill(fill), filled_quantity=Decimal(5))  # violates the schema
+    await store.record_fill(fill=make_fill(order, quantity="0.6", fee="0"), order=order)
+    before = (await store.get_order(order.id), await store.get_position("BTCUSDT"))
 
     with pytest.raises(ConflictError):
-        await store.record_fill(fill=fill, order=overfilled, position=position)
+        await store.record_fill(fill=make_fill(order, quantity="0.6", fee="0"), order=order)
 
+    assert (await store.get_order(order.id), await store.get_position("BTCUSDT")) == before
+    assert len(await store.list_fills()) == 1
+
+
+async def test_a_fill_of_another_order_or_client_id_is_a_conflict(store: Store) -> None:
+    order, other = make_order(), make_order()
+    await store.create_order(order)
+    await store.create_order(other)
+    with pytest.raises(ConflictError):
+        await store.record_fill(fill=make_fill(other), order=order)
+    with pytest.raises(ConflictError):
+        await store.record_fill(
+            fill=make_fill(order), order=replace(order, client_order_id="someone-else")
+        )
     assert await store.list_fills() == []
     assert await store.get_position("BTCUSDT") is None
     assert await store.get_order(order.id) == order
@@ -229,14 +272,25 @@ async def test_record_fill_is_all_or_nothing(store: Store) -> None:
 
 async def test_a_fill_of_an_unknown_order_is_not_found(store: Store) -> None:
     order = make_order()
-    fill = make_fill(order)
     with pytest.raises(NotFoundError):
-        await store.record_fill(
-            fill=fill,
-            order=order.with_fill(fill),
-            position=Position.flat("BTCUSDT", at=T0).apply(fill),
-        )
+        await store.record_fill(fill=make_fill(order), order=order)
     assert await store.list_fills() == []
+
+
+async def test_update_order_changes_the_status_but_never_undoes_a_fill(store: Store) -> None:
+    order = make_order(quantity="2")
+    await store.create_order(order)
+    fill = make_fill(order, quantity="1", price="100")
+    await store.record_fill(fill=fill, order=order)
+
+    stale = order.with_status(OrderStatus.CANCELLED, at=T0 + timedelta(minutes=1))
+    stored = await store.update_order(stale)  # made from the copy before the fill
+
+    assert stored == order.with_fill(fill).with_status(
+        OrderStatus.CANCELLED, at=T0 + timedelta(minutes=1)
+    )
+    assert stored.filled_quantity == Decimal(1)
+    assert await store.get_order(order.id) == stored
 
 
 async def test_realized_pnl_since_sums_what_fills_realized_after_a_time(store: Store) -> None:
@@ -244,18 +298,14 @@ async def test_realized_pnl_since_sums_what_fills_realized_after_a_time(store: S
     sell = make_order(quantity="2", side=Side.SELL, created_at=T0 + timedelta(hours=1))
     await store.create_order(buy)
     await store.create_order(sell)
-    position = Position.flat("BTCUSDT", at=T0)
 
-    bought = make_fill(buy, price="100", fee="1", ts=T0)
-    position = position.apply(bought)  # realized -1 (fee)
-    await store.record_fill(fill=bought, order=buy.with_fill(bought), position=position)
-
+    await store.record_fill(fill=make_fill(buy, price="100", fee="1", ts=T0), order=buy)
     sell_time = T0 + timedelta(days=1)
-    sold = make_fill(sell, price="110", fee="1", ts=sell_time)
-    position = position.apply(sold)  # realized +20 - 1
-    await store.record_fill(fill=sold, order=sell.with_fill(sold), position=position)
+    sold = await store.record_fill(
+        fill=make_fill(sell, price="110", fee="1", ts=sell_time), order=sell
+    )
 
-    assert position.realized_pnl == Decimal(18)
+    assert sold.position.realized_pnl == Decimal(18)  # -1 fee, then +20 - 1
     assert await store.realized_pnl_since(T0) == Decimal(18)
     assert await store.realized_pnl_since(sell_time) == Decimal(19)
     assert await store.realized_pnl_since(sell_time + timedelta(seconds=1)) == Decimal(0)
@@ -268,16 +318,17 @@ async def test_concurrent_fills_keep_realized_pnl_consistent_with_the_position(
     orders = [make_order(symbol="SOLUSDT", quantity="1", side=Side.SELL) for _ in range(8)]
     for order in orders:
         await store.create_order(order)
-    position = Position.flat("SOLUSDT", at=T0)
-    writes = []
-    for order in orders:
-        fill = make_fill(order, price="10", fee="0.5")
-        position = position.apply(fill)
-        writes.append(store.record_fill(fill=fill, order=order.with_fill(fill), position=position))
-    await asyncio.gather(*writes)
+    await asyncio.gather(
+        *(
+            store.record_fill(fill=make_fill(order, price="10", fee="0.5"), order=order)
+            for order in orders
+        )
+    )
 
     stored = await store.get_position("SOLUSDT")
     assert stored is not None
+    assert stored.quantity == Decimal(-8)
+    assert stored.realized_pnl == Decimal(-4)
     assert await store.realized_pnl_since(T0) == stored.realized_pnl
 
 

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from trader_api.api.app import create_app
 from trader_api.config import Settings
-from trader_api.domain import Fill, Interval, Kline, Order, Position, Tick
+from trader_api.domain import Fill, Interval, Kline, Order, Tick
 from trader_api.marketdata import KlineAggregator, MarketFeed
 from trader_api.services.engine import KlineBuilder
 from trader_api.services.runtime import LEASE_NAME, Runtime
@@ -22,6 +22,7 @@ from trader_api.storage import (
     MemoryLeaderLease,
     MemoryStore,
     MemoryTokenBucketLimiter,
+    RecordedFill,
     StorageUnavailableError,
 )
 from unit.workload.api_support import API_KEY, eventually
@@ -37,11 +38,11 @@ class FakeOutageStore(MemoryStore):
         self.outage = False
         self.failed_fills = 0
 
-    async def record_fill(self, *, fill: Fill, order: Order, position: Position) -> bool:
+    async def record_fill(self, *, fill: Fill, order: Order) -> RecordedFill:
         if self.outage:
             self.failed_fills += 1
             raise StorageUnavailableError("fake outage: fills cannot be stored")
-        return await super().record_fill(fill=fill, order=order, position=position)
+        return await super().record_fill(fill=fill, order=order)
 
 
 class QueueFeed:

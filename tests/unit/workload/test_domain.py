@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid4
 
 import pytest
 
-from trader_api.domain import Fill, Interval, Order, OrderStatus, OrderType, Position, Side
+from trader_api.domain import (
+    Fill,
+    Interval,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Settlement,
+    Side,
+    settle,
+)
 
 T0 = datetime(2025, 1, 28, 10, 30, tzinfo=UTC)
 
@@ -86,6 +98,48 @@ def test_partial_then_full_fill() -> None:
 def test_overfill_is_refused() -> None:
     with pytest.raises(ValueError, match="overfills"):
         make_order("1").with_fill(fill(Side.BUY, "2", "100"))
+
+
+def fill_of(order: Order, qty: str, price: str, fee: str = "0") -> Fill:
+    return Fill(
+        uuid4(), order.id, order.symbol, order.side, Decimal(qty), Decimal(price), Decimal(fee), T0
+    )
+
+
+def test_settle_moves_order_and_position_and_says_what_the_fill_realized() -> None:
+    held = Position.flat("BTCUSDT", at=T0).apply(fill(Side.SELL, "2", "120", fee="1"))
+    order = make_order("2")
+    covering = fill_of(order, "1", "100", fee="0.5")
+
+    settled = settle(covering, order=order, position=held)
+
+    assert settled == Settlement(
+        order=order.with_fill(covering),
+        position=held.apply(covering),
+        realized_pnl=Decimal("19.5"),  # (120 - 100) x 1, less the 0.5 fee
+    )
+
+
+def test_settle_starts_a_missing_position_flat() -> None:
+    order = make_order("1")
+    opening = fill_of(order, "1", "100", fee="0.1")
+    settled = settle(opening, order=order, position=None)
+    assert settled.position == Position.flat("BTCUSDT", at=T0).apply(opening)
+    assert settled.realized_pnl == Decimal("-0.1")
+
+
+_STRANGERS: dict[str, Callable[[Fill], Fill]] = {
+    "other order": lambda f: replace(f, order_id=uuid4()),
+    "other symbol": lambda f: replace(f, symbol="ETHUSDT"),
+    "other side": lambda f: replace(f, side=Side.SELL),
+}
+
+
+@pytest.mark.parametrize("stranger", _STRANGERS.values(), ids=_STRANGERS.keys())
+def test_settle_refuses_a_fill_that_is_not_the_orders(stranger: Callable[[Fill], Fill]) -> None:
+    order = make_order("1")
+    with pytest.raises(ValueError, match="does not belong"):
+        settle(stranger(fill_of(order, "1", "100")), order=order, position=None)
 
 
 def test_interval_floor_is_epoch_aligned() -> None:

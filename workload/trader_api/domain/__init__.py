@@ -2,7 +2,7 @@
 
 from trader_api.domain.market import Interval, Kline, Tick
 from trader_api.domain.orders import Fill, Order, OrderStatus, OrderType, Side
-from trader_api.domain.portfolio import Position
+from trader_api.domain.portfolio import Position, Settlement, settle
 from trader_api.domain.signals import Signal
 
 __all__ = [
@@ -13,7 +13,9 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "Position",
+    "Settlement",
     "Side",
     "Signal",
     "Tick",
+    "settle",
 ]

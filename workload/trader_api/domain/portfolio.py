@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
-from trader_api.domain.orders import Fill
+from trader_api.domain.orders import Fill, Order
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +64,33 @@ class Position:
             realized_pnl=realized,
             updated_at=fill.ts,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What one fill does to its order and its symbol's position."""
+
+    order: Order
+    position: Position
+    realized_pnl: Decimal
+    """The realized PnL (net of the fee) this fill added: kept with the fill for daily loss."""
+
+
+def settle(fill: Fill, *, order: Order, position: Position | None) -> Settlement:
+    """Apply ``fill`` to ``order`` and to ``position`` (``None``: flat), as stored right now.
+
+    NB: the store calls this inside the transaction that holds the symbol's
+    lock and the order's row, on the rows it just read: computed anywhere
+    else, two fills racing (or an old leader finishing one during a lease
+    handover) would each start from the same position and one would be lost.
+    Raises ``ValueError`` when the fill is not the order's, or overfills it.
+    """
+    if (fill.order_id, fill.symbol, fill.side) != (order.id, order.symbol, order.side):
+        raise ValueError(f"fill {fill.id} does not belong to order {order.id}")
+    before = position or Position.flat(fill.symbol, at=fill.ts)
+    after = before.apply(fill)
+    return Settlement(
+        order=order.with_fill(fill),
+        position=after,
+        realized_pnl=after.realized_pnl - before.realized_pnl,
+    )

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from trader_api.config import Settings
-from trader_api.domain import Fill, Kline, Order, OrderStatus, OrderType, Position, Tick
+from trader_api.domain import Fill, Kline, Order, OrderStatus, OrderType, Tick
 from trader_api.execution import (
     Broker,
     BrokerError,
@@ -453,14 +453,8 @@ class TradingEngine:
 
     async def _record_fill(self, order: Order, fill: Fill) -> Order:
         self._untouched.discard(order.id)
-        after = order.with_fill(fill)
-        position = await self._store.get_position(fill.symbol) or Position.flat(
-            fill.symbol, at=fill.ts
-        )
-        recorded = await self._store.record_fill(
-            fill=fill, order=after, position=position.apply(fill)
-        )
-        if recorded:
+        stored = await self._store.record_fill(fill=fill, order=order)
+        if stored.recorded:
             self._metrics.fills.labels(fill.side.value).inc()
             logger.info(
                 "Fill",
@@ -473,7 +467,7 @@ class TradingEngine:
                 },
             )
             await self._publish(fill_event(fill))
-        return after
+        return stored.order
 
     async def _save(self, order: Order) -> None:
         self._untouched.discard(order.id)

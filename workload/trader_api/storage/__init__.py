@@ -23,6 +23,7 @@ from trader_api.storage.protocols import (
     PortfolioState,
     RateDecision,
     RateLimiter,
+    RecordedFill,
     RetentionStatus,
     Store,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "PortfolioState",
     "RateDecision",
     "RateLimiter",
+    "RecordedFill",
     "RedisEventBus",
     "RedisLeaderLease",
     "RedisTokenBucketLimiter",

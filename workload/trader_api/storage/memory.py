@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from trader_api.domain import Fill, Interval, Kline, Order, OrderStatus, Position
+from trader_api.domain import Fill, Interval, Kline, Order, OrderStatus, Position, settle
 from trader_api.storage.errors import ConflictError, NotFoundError, StorageUnavailableError
-from trader_api.storage.protocols import PortfolioState, RetentionStatus
+from trader_api.storage.protocols import PortfolioState, RecordedFill, RetentionStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,33 +123,44 @@ class MemoryStore:
         matching.sort(key=lambda o: (o.created_at, str(o.id)), reverse=True)
         return matching[: max(limit, 0)]
 
-    def _replace_order(self, order: Order) -> None:
+    async def update_order(self, order: Order) -> Order:
+        self._check_open()
         stored = self._orders.get(order.id)
         if stored is None:
             raise NotFoundError(f"order {order.id} not found")
         if stored.client_order_id != order.client_order_id:
             raise ConflictError(f"order {order.id} has client id {stored.client_order_id}")
-        if not Decimal(0) <= order.filled_quantity <= order.quantity:
-            raise ConflictError(f"order {order.id} filled quantity out of range")
-        self._orders[order.id] = order
+        updated = replace(
+            stored,
+            status=order.status,
+            reject_reason=order.reject_reason,
+            updated_at=order.updated_at,
+        )
+        self._orders[order.id] = updated
+        return updated
 
-    async def update_order(self, order: Order) -> Order:
+    async def record_fill(self, *, fill: Fill, order: Order) -> RecordedFill:
         self._check_open()
-        self._replace_order(order)
-        return order
-
-    async def record_fill(self, *, fill: Fill, order: Order, position: Position) -> bool:
-        self._check_open()
+        stored = self._orders.get(order.id)
+        if stored is None:
+            raise NotFoundError(f"order {order.id} not found")
+        if stored.client_order_id != order.client_order_id:
+            raise ConflictError(f"order {order.id} has client id {stored.client_order_id}")
+        position = self._positions.get(fill.symbol)
         if fill.id in self._fills:
-            return False
-        if fill.order_id != order.id or position.symbol != fill.symbol:
-            raise ConflictError(f"fill {fill.id} does not belong to order/position given")
-        self._replace_order(order)  # validates before anything else changes
-        before = self._positions.get(position.symbol)
-        delta = position.realized_pnl - (before.realized_pnl if before else Decimal(0))
-        self._fills[fill.id] = _FillRow(fill, delta)
-        self._positions[position.symbol] = position
-        return True
+            return RecordedFill(
+                order=stored,
+                position=position or Position.flat(fill.symbol, at=fill.ts),
+                recorded=False,
+            )
+        try:
+            settled = settle(fill, order=stored, position=position)
+        except ValueError as exc:
+            raise ConflictError(str(exc)) from exc
+        self._orders[order.id] = settled.order
+        self._fills[fill.id] = _FillRow(fill, settled.realized_pnl)
+        self._positions[fill.symbol] = settled.position
+        return RecordedFill(order=settled.order, position=settled.position, recorded=True)
 
     async def list_fills(
         self, *, order_id: UUID | None = None, symbol: str | None = None, limit: int = 100

@@ -19,7 +19,17 @@ from uuid import UUID
 
 import asyncpg
 
-from trader_api.domain import Fill, Interval, Kline, Order, OrderStatus, OrderType, Position, Side
+from trader_api.domain import (
+    Fill,
+    Interval,
+    Kline,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    settle,
+)
 from trader_api.storage._types import PgConnection
 from trader_api.storage.errors import (
     ConflictError,
@@ -27,7 +37,7 @@ from trader_api.storage.errors import (
     StorageUnavailableError,
 )
 from trader_api.storage.migrate import migrate, migration_lock
-from trader_api.storage.protocols import PortfolioState, RetentionStatus
+from trader_api.storage.protocols import PortfolioState, RecordedFill, RetentionStatus
 from trader_api.storage.timescale import KlinesPolicy, apply_timescale, policy_jobs
 
 logger = logging.getLogger(__name__)
@@ -66,6 +76,34 @@ _INSERT_ORDER: Final = f"""
 INSERT INTO orders ({_ORDER_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (client_order_id) DO NOTHING
+"""  # noqa: S608  # column list is a constant, values are parameters
+
+_LOCK_SYMBOL: Final = "SELECT pg_advisory_xact_lock(hashtext('traderbot.position:' || $1))"
+_ORDER_COLUMNS_OF_O: Final = ", ".join(f"o.{name.strip()}" for name in _ORDER_COLUMNS.split(","))
+_READ_FOR_FILL: Final = f"""
+SELECT {_ORDER_COLUMNS_OF_O},
+       p.quantity AS position_quantity, p.average_price AS position_average_price,
+       p.realized_pnl AS position_realized_pnl, p.updated_at AS position_updated_at,
+       EXISTS (SELECT 1 FROM fills WHERE fills.id = $3) AS fill_recorded
+FROM orders o LEFT JOIN positions p ON p.symbol = $2
+WHERE o.id = $1
+FOR UPDATE OF o
+"""  # noqa: S608  # column list is a constant, values are parameters
+# NB: the statements of a WITH all run, whatever the outer statement reads.
+_WRITE_FILL: Final = f"""
+WITH fill AS (
+    INSERT INTO fills ({_FILL_COLUMNS}, realized_pnl)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+), settled_order AS (
+    UPDATE orders SET status = $10, filled_quantity = $11, average_fill_price = $12,
+                      updated_at = $13
+    WHERE id = $2
+)
+INSERT INTO positions (symbol, quantity, average_price, realized_pnl, updated_at)
+VALUES ($3, $14, $15, $16, $17)
+ON CONFLICT (symbol) DO UPDATE SET
+    quantity = EXCLUDED.quantity, average_price = EXCLUDED.average_price,
+    realized_pnl = EXCLUDED.realized_pnl, updated_at = EXCLUDED.updated_at
 """  # noqa: S608  # column list is a constant, values are parameters
 
 _UPSERT_FROM_UNNEST: Final = """
@@ -517,62 +555,81 @@ class PostgresStore:
             )
         return [_order(row) for row in rows]
 
-    @staticmethod
-    async def _update_order(conn: PgConnection, order: Order) -> None:
-        try:
-            status = await PostgresStore._write_order(conn, order)
-        except asyncpg.CheckViolationError as exc:
-            raise ConflictError(f"order {order.id} rejected by the schema: {exc}") from exc
-        if _affected(status) == 1:
-            return
-        stored = await conn.fetchval("SELECT client_order_id FROM orders WHERE id = $1", order.id)
+    async def update_order(self, order: Order) -> Order:
+        """Write ``order``'s status, reject reason and update time; return the stored order.
+
+        NB: the filled quantity and average price are left alone: only
+        ``record_fill`` moves them, under the order's row lock, so a status
+        written from an older copy of the order cannot undo a fill.
+        """
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"""
+                UPDATE orders SET status = $3, reject_reason = $4, updated_at = $5
+                WHERE id = $1 AND client_order_id = $2
+                RETURNING {_ORDER_COLUMNS}
+                """,  # noqa: S608
+                order.id,
+                order.client_order_id,
+                order.status.value,
+                order.reject_reason,
+                order.updated_at,
+            )
+            if row is not None:
+                return _order(row)
+            stored = await conn.fetchval(
+                "SELECT client_order_id FROM orders WHERE id = $1", order.id
+            )
         if stored is None:
             raise NotFoundError(f"order {order.id} not found")
         raise ConflictError(f"order {order.id} has client id {stored}")
 
-    @staticmethod
-    async def _write_order(conn: PgConnection, order: Order) -> str:
-        return await conn.execute(
-            """
-            UPDATE orders SET status = $3, filled_quantity = $4, average_fill_price = $5,
-                              reject_reason = $6, updated_at = $7
-            WHERE id = $1 AND client_order_id = $2
-            """,
-            order.id,
-            order.client_order_id,
-            order.status.value,
-            order.filled_quantity,
-            order.average_fill_price,
-            order.reject_reason,
-            order.updated_at,
-        )
+    async def record_fill(self, *, fill: Fill, order: Order) -> RecordedFill:
+        """Settle ``fill`` against the rows as stored, under locks, in one transaction.
 
-    async def update_order(self, order: Order) -> Order:
-        async with self._conn() as conn:
-            await self._update_order(conn, order)
-        return order
+        Five round trips: BEGIN, the symbol's lock, one read (the order row,
+        locked, its position and whether the fill is known), one write (fill,
+        order and position in one statement), COMMIT.
 
-    async def record_fill(self, *, fill: Fill, order: Order, position: Position) -> bool:
-        if fill.order_id != order.id or position.symbol != fill.symbol:
-            raise ConflictError(f"fill {fill.id} does not belong to order/position given")
+        NB: the lock is a transaction advisory lock on the symbol because a
+        row lock cannot cover a position that does not exist yet; it must be
+        its own statement, so the read after it takes a snapshot that sees
+        the fill committed by the previous holder. ``FOR UPDATE`` on the order
+        also makes ``update_order`` (a cancel) wait for the fill's commit.
+        """
         async with self._conn() as conn, conn.transaction():
-            # Serialize fills of one symbol (a row lock cannot cover a position
-            # that does not exist yet), so each sees the realized PnL before it.
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('traderbot.position:' || $1))", fill.symbol
+            await conn.execute(_LOCK_SYMBOL, fill.symbol)
+            row = await conn.fetchrow(_READ_FOR_FILL, order.id, fill.symbol, fill.id)
+            if row is None:
+                raise NotFoundError(f"order {order.id} not found")
+            stored = _order(row)
+            if stored.client_order_id != order.client_order_id:
+                raise ConflictError(f"order {order.id} has client id {stored.client_order_id}")
+            position = (
+                None
+                if row["position_updated_at"] is None
+                else Position(
+                    symbol=fill.symbol,
+                    quantity=row["position_quantity"],
+                    average_price=row["position_average_price"],
+                    realized_pnl=row["position_realized_pnl"],
+                    updated_at=row["position_updated_at"],
+                )
             )
-            before: Decimal | None = await conn.fetchval(
-                "SELECT realized_pnl FROM positions WHERE symbol = $1", fill.symbol
-            )
-            realized = position.realized_pnl - (before or Decimal(0))
+            if row["fill_recorded"]:
+                return RecordedFill(
+                    order=stored,
+                    position=position or Position.flat(fill.symbol, at=fill.ts),
+                    recorded=False,
+                )
             try:
-                inserted = await conn.fetchval(
-                    f"""
-                    INSERT INTO fills ({_FILL_COLUMNS}, realized_pnl)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                    ON CONFLICT (id) DO NOTHING
-                    RETURNING id
-                    """,  # noqa: S608
+                settled = settle(fill, order=stored, position=position)
+            except ValueError as exc:
+                raise ConflictError(str(exc)) from exc
+            after, moved = settled.order, settled.position
+            try:
+                await conn.execute(
+                    _WRITE_FILL,
                     fill.id,
                     fill.order_id,
                     fill.symbol,
@@ -581,28 +638,21 @@ class PostgresStore:
                     fill.price,
                     fill.fee,
                     fill.ts,
-                    realized,
+                    settled.realized_pnl,
+                    after.status.value,
+                    after.filled_quantity,
+                    after.average_fill_price,
+                    after.updated_at,
+                    moved.quantity,
+                    moved.average_price,
+                    moved.realized_pnl,
+                    moved.updated_at,
                 )
-            except asyncpg.ForeignKeyViolationError as exc:
-                raise NotFoundError(f"order {fill.order_id} not found") from exc
-            if inserted is None:
-                return False
-            await self._update_order(conn, order)
-            await conn.execute(
-                """
-                INSERT INTO positions (symbol, quantity, average_price, realized_pnl, updated_at)
-                VALUES ($1, $2, $3, $4, $5)
-                ON CONFLICT (symbol) DO UPDATE SET
-                    quantity = EXCLUDED.quantity, average_price = EXCLUDED.average_price,
-                    realized_pnl = EXCLUDED.realized_pnl, updated_at = EXCLUDED.updated_at
-                """,
-                position.symbol,
-                position.quantity,
-                position.average_price,
-                position.realized_pnl,
-                position.updated_at,
-            )
-        return True
+            except asyncpg.UniqueViolationError as exc:
+                raise ConflictError(f"fill id {fill.id} already used by another fill") from exc
+            except asyncpg.CheckViolationError as exc:
+                raise ConflictError(f"fill {fill.id} rejected by the schema: {exc}") from exc
+        return RecordedFill(order=after, position=moved, recorded=True)
 
     async def list_fills(
         self, *, order_id: UUID | None = None, symbol: str | None = None, limit: int = 100

@@ -73,6 +73,16 @@ class PortfolioState:
     """Which of the orders asked about (``pending``) this snapshot already contains."""
 
 
+@dataclass(frozen=True, slots=True)
+class RecordedFill:
+    """The answer of ``Store.record_fill``: the order and position as stored after it."""
+
+    order: Order
+    position: Position
+    recorded: bool
+    """False when that fill id was recorded before: nothing changed, both are as stored."""
+
+
 class Store(Protocol):
     """Durable state of the engine: klines, orders, fills and positions.
 
@@ -134,16 +144,28 @@ class Store(Protocol):
         ...
 
     async def update_order(self, order: Order) -> Order:
-        """Replace the stored order's mutable fields; raise ``NotFoundError`` if it is unknown."""
+        """Write the order's status, reject reason and update time; return the stored order.
+
+        Raises ``NotFoundError`` if it is unknown. NB: the filled quantity and
+        average fill price are not written: only ``record_fill`` moves them,
+        so a status change made from an older copy cannot undo a fill.
+        """
         ...
 
-    async def record_fill(self, *, fill: Fill, order: Order, position: Position) -> bool:
-        """Store a fill, the order after it and the position after it, all or nothing.
+    async def record_fill(self, *, fill: Fill, order: Order) -> RecordedFill:
+        """Apply a fill of ``order`` to the stored order and position and store all three at once.
 
-        Returns False (and changes nothing) when a fill with that id was already
-        recorded, so a retried fill is harmless. The realized PnL the fill adds
-        (``position.realized_pnl`` minus the stored one) is kept with the fill
-        for ``realized_pnl_since``.
+        The store reads the order and the symbol's position as stored, under a
+        lock held until the commit, and applies the fill to them
+        (``trader_api.domain.settle``): concurrent fills of one symbol or one
+        order, from any task or replica, end as a serial run would. ``order``
+        names the order (its id and client order id must match the stored
+        one); its fill fields are not trusted. Returns what was stored; with
+        ``recorded=False`` (and no change) when a fill with that id was
+        already recorded, so a retried fill is harmless. Raises
+        ``NotFoundError`` for an unknown order and ``ConflictError`` for a
+        fill that is not the order's or would overfill it. The realized PnL
+        the fill adds is kept with it for ``realized_pnl_since``.
         """
         ...
 
