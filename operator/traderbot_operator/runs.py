@@ -131,8 +131,9 @@ _TERMINAL_RESTORE_PHASES: Final = frozenset({"Completed", "Failed"})
 class RestoreDecision:
     """What to do next for a TraderBotRestore, and the status that says so.
 
-    ``hold_api`` asks for the bot's API to be kept at zero replicas; ``start_job``
-    asks for the restore Job (only once no API pod is left).
+    ``hold_api`` asks for the bot to stay held (its API at zero replicas, and its
+    Redis too while ``redis_held`` says so); ``start_job`` asks for the restore Job
+    (only once no API or Redis pod is left).
     """
 
     status: dict[str, Any]
@@ -168,12 +169,6 @@ def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
     would leave a trading bot stopped for nothing.
     """
     spec = restore.spec
-    if spec.what != "database":
-        return (
-            f"restoring Redis (what: {spec.what}) is not supported yet: Redis keeps running "
-            "during a restore and trader-backup refuses to overwrite a running Redis; "
-            "restore the database only (what: database)"
-        )
     if bot is None:
         return f"TraderBot {restore.namespace}/{spec.bot_name} does not exist"
     if holder is not None and holder != restore.name:
@@ -190,6 +185,12 @@ def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
         return (
             f"TraderBot {bot.name} is Failed (its spec cannot be applied), so its API cannot "
             "be stopped for the restore; fix the spec first (kubectl describe tb)"
+        )
+    if restores_redis(restore) and not bot.spec.redis.persistence:
+        return (
+            f"TraderBot {bot.name} runs Redis without a volume (spec.redis.persistence false): "
+            "there is nothing to restore a snapshot into, and stopping Redis would lose what "
+            "it holds; restore the database only (what: database)"
         )
     if backup is None:
         return f"TraderBotBackup {restore.namespace}/{spec.backup_name} does not exist"
@@ -219,11 +220,30 @@ def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
             "such backups, so its files are most likely gone; pick a newer backup",
         ),
         (
-            not backup.spec.database,
+            spec.what != "redis" and not backup.spec.database,
             f"TraderBotBackup {backup.name} holds no database dump",
+        ),
+        (
+            restores_redis(restore) and not backup.spec.redis,
+            f"TraderBotBackup {backup.name} holds no Redis snapshot",
         ),
     )
     return next((message for failed, message in checks if failed), None)
+
+
+def restores_redis(restore: RestoreRun) -> bool:
+    """Return whether the restore writes Redis's snapshot (so Redis must be stopped)."""
+    return restore.spec.what in {"redis", "both"}
+
+
+def redis_held(*, what: str, phase: str) -> bool:
+    """Return whether a holding restore keeps the bot's Redis at zero replicas.
+
+    NB: from the start until the restore Job ends (and after a failed restore, as
+    for the API); released first in StartingRedis, so Redis loads the restored
+    snapshot before the API starts again.
+    """
+    return what in {"redis", "both"} and phase != "StartingRedis"
 
 
 def newest_completed_backup(runs: Iterable[BackupRun], *, bot: str) -> str | None:
@@ -260,17 +280,24 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
     job: Mapping[str, Any] | None,
     result: Mapping[str, Any] | None,
     now: datetime,
+    redis_pods: int = 0,
+    redis_ready: bool = False,
+    paused: bool = False,
 ) -> RestoreDecision:
-    """Return the next step of a restore: stop the API, restore, release the API.
+    """Return the next step of a restore: stop the API (and Redis), restore, release.
 
     NB: the order is the seed's ("stop trader-api first, for integrity"): the Job is
-    started only when no API pod is left. A restore that failed without trader-backup
-    reporting why (killed, no result) keeps the API held, so nothing writes into a
-    half-restored database; deleting the TraderBotRestore releases it. Success needs
-    trader-backup's ``"ok": true``.
+    started only when no API pod (and, for a Redis restore, no Redis pod) is left;
+    Redis is started before the API, so the API never sees a Redis still loading.
+    A restore that failed without trader-backup reporting why (killed, no result)
+    keeps the API held, so nothing writes into a half-restored database; deleting
+    the TraderBotRestore releases it. Success needs trader-backup's ``"ok": true``.
+    A bot paused before its pods stopped ends the restore untouched: a paused bot's
+    children are left alone, so they would never stop.
     """
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     current = restore.status.model_dump(by_alias=True, exclude_none=True)
+    redis = restores_redis(restore)
     if restore.status.phase in _TERMINAL_RESTORE_PHASES:
         return RestoreDecision(status=current, hold_api=restore.status.phase == "Failed")
     if refusal is not None:
@@ -279,15 +306,32 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
             status=status, hold_api=False, event=("Warning", "RestoreRefused", refusal)
         )
     if job is None:
-        if api_pods > 0:
-            message = f"waiting for {api_pods} API pod(s) to stop before restoring"
-            return RestoreDecision(
-                status={**current, "phase": "StoppingApi", "message": message}, hold_api=True
+        if paused:
+            message = (
+                f"TraderBot {restore.spec.bot_name} was paused (spec.paused) before its pods "
+                "stopped; nothing was restored and the hold is released; unpause the bot and "
+                "create the restore again"
             )
+            status = {**current, "phase": "Failed", "message": message, "completionTime": stamp}
+            return RestoreDecision(
+                status=status, hold_api=False, event=("Warning", "RestoreAbandoned", message)
+            )
+        left = [
+            f"{count} {what} pod(s)"
+            for count, what in ((api_pods, "API"), (redis_pods, "Redis"))
+            if count > 0
+        ]
+        if left:
+            message = f"waiting for {' and '.join(left)} to stop before restoring"
+            return RestoreDecision(
+                status={**current, "phase": "StoppingApi", "message": message},
+                hold_api=True,
+            )
+        stopped = "API and Redis stopped" if redis else "API stopped"
         status = {
             **current,
             "phase": "Restoring",
-            "message": "API stopped; restore Job started",
+            "message": f"{stopped}; restore Job started",
             "apiStoppedAt": current.get("apiStoppedAt", stamp),
             "jobName": restore.name,
         }
@@ -295,11 +339,24 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
     complete = _job_condition(job, "Complete")
     failed = _job_condition(job, "Failed")
     if complete is not None and result is not None and result.get("ok") is True:
-        status = {
+        restored = {
             **current,
+            "restoredAt": current.get("restoredAt")
+            or complete.get("lastTransitionTime")
+            or stamp,
+        }
+        if redis and not redis_ready:
+            status = {
+                **restored,
+                "phase": "StartingRedis",
+                "message": "restored and verified; waiting for Redis to load the snapshot "
+                "before the API starts again",
+            }
+            return RestoreDecision(status=status, hold_api=True)
+        status = {
+            **restored,
             "phase": "Completed",
             "message": "restored and verified; the API is starting again",
-            "restoredAt": complete.get("lastTransitionTime") or stamp,
             "completionTime": stamp,
         }
         message = f"restored {restore.spec.what} from {restore.spec.backup_name}"
@@ -317,23 +374,26 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
         if result is not None and result.get("ok") is False:
             # NB: trader-backup checks the manifest, every checksum and the target before
             # writing, and never leaves a half-restored database: a reported failure
-            # means the database is as it was, so trading may resume.
+            # means the data is as it was, so trading may resume.
             message = (
-                f"restore failed before the database was changed: {reason}; "
+                f"restore failed before the data was changed: {reason}; "
                 "the API is started again"
             )
             held = False
         else:
             message = (
-                f"restore failed: {reason}; the database may be half-restored, so the API "
+                f"restore failed: {reason}; the data may be half-restored, so the API "
                 "stays stopped; fix the cause and delete this TraderBotRestore to start the "
                 "API again"
             )
             held = True
         status = {**current, "phase": "Failed", "message": message, "completionTime": stamp}
         return RestoreDecision(
-            status=status, hold_api=held, event=("Warning", "RestoreFailed", message)
+            status=status,
+            hold_api=held,
+            event=("Warning", "RestoreFailed", message),
         )
     return RestoreDecision(
-        status={**current, "phase": "Restoring", "message": "restore Job running"}, hold_api=True
+        status={**current, "phase": "Restoring", "message": "restore Job running"},
+        hold_api=True,
     )

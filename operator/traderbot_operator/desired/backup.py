@@ -238,6 +238,16 @@ def build_backup_job(bot: TraderBot, *, run: BackupRun) -> Manifest:
 
 
 RESTORE_RUN_LABEL = "traderbot.dev/restore"
+REDIS_DATA_MOUNT = "/redis-data"
+
+
+def redis_data_claim(bot: TraderBot) -> str:
+    """Return the name of the Redis StatefulSet's data claim (of its only pod).
+
+    NB: the StatefulSet controller names claims ``<template>-<statefulset>-<ordinal>``;
+    the template is ``data`` (``desired/redis.py``, checked by a unit test).
+    """
+    return f"data-{Names(bot.name).redis}-0"
 
 
 def build_restore_job(bot: TraderBot, *, restore: RestoreRun, location: str) -> Manifest:
@@ -245,16 +255,34 @@ def build_restore_job(bot: TraderBot, *, restore: RestoreRun, location: str) -> 
 
     NB: the pod is labelled as a backup pod, so the NetworkPolicies let it reach the
     database and Redis; it is never retried (``backoffLimit: 0``): a restore that
-    failed half-way must be looked at, not repeated.
+    failed half-way must be looked at, not repeated. A Redis restore mounts Redis's
+    data claim (free: Redis is at zero replicas by then); the kubelet gives the
+    volume this pod's fsGroup, and Redis's own fsGroup again when it starts.
     """
     job_labels = {**labels(bot, COMPONENT_BACKUP), RESTORE_RUN_LABEL: restore.name}
     pod_labels = {**_own_labels(restore.labels), **job_labels}
+    env = backup_env(bot)
+    if restore.spec.what != "database":
+        # NB: redis_args() runs Redis with --appendonly yes whenever persistence is on.
+        appendonly = "true" if bot.spec.redis.persistence else "false"
+        env += [
+            {"name": "REDIS_DATA_DIR", "value": REDIS_DATA_MOUNT},
+            {"name": "REDIS_APPENDONLY", "value": appendonly},
+        ]
     spec = _backup_job_spec(
         bot,
-        env=backup_env(bot),
+        env=env,
         pod_labels=pod_labels,
         args=["restore", location, "--what", restore.spec.what],
     )
+    if restore.spec.what != "database":
+        pod = spec["template"]["spec"]
+        pod["volumes"].append(
+            {"name": "redis-data", "persistentVolumeClaim": {"claimName": redis_data_claim(bot)}}
+        )
+        pod["containers"][0]["volumeMounts"].append(
+            {"name": "redis-data", "mountPath": REDIS_DATA_MOUNT}
+        )
     spec["backoffLimit"] = 0
     spec["ttlSecondsAfterFinished"] = JOB_HISTORY_SECONDS
     return {

@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 import kopf
 from pydantic import ValidationError
 
 from traderbot_operator.desired.backup import RESTORE_RUN_LABEL, build_restore_job
-from traderbot_operator.desired.common import COMPONENT_API, selector_labels
+from traderbot_operator.desired.common import (
+    COMPONENT_API,
+    COMPONENT_CACHE,
+    Names,
+    selector_labels,
+)
 from traderbot_operator.handlers.converge import (
     OperatorState,
     _restore_holding,  # NB: one definition of "held" for the bot and its restores
@@ -51,6 +56,7 @@ from traderbot_operator.runs import (
     parse_backup_result,
     restore_decision,
     restore_refusal,
+    restores_redis,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,6 +83,44 @@ async def _set_hold(
     await run_serialized(
         state, namespace=bot.namespace, name=bot.name, trigger="restore", coalesce=True
     )
+
+
+class _Pods(NamedTuple):
+    """The pods a restore step waits for: API and Redis pods left, Redis ready again."""
+
+    api: int
+    redis: int
+    redis_ready: bool
+
+
+_NOTHING_RUNS: Final = _Pods(api=0, redis=0, redis_ready=False)
+
+
+async def _pods(
+    state: OperatorState,
+    *,
+    bot: TraderBot,
+    restore: RestoreRun,
+    job: dict[str, Any] | None,
+    finished: bool,
+) -> _Pods:
+    """Read only what the next step needs: pods left before the Job, Redis ready after it."""
+    kube, namespace = state.kube, bot.namespace
+    if job is None:
+        api = await kube.count_pods(namespace=namespace, labels=selector_labels(bot, COMPONENT_API))
+        redis = 0
+        if restores_redis(restore):
+            redis = await kube.count_pods(
+                namespace=namespace, labels=selector_labels(bot, COMPONENT_CACHE)
+            )
+        return _Pods(api=api, redis=redis, redis_ready=False)
+    if not (finished and restores_redis(restore)):
+        return _NOTHING_RUNS
+    statefulset = await kube.get(
+        namespace=namespace, key=("apps/v1", "StatefulSet", Names(bot.name).redis)
+    )
+    ready = int(((statefulset or {}).get("status") or {}).get("readyReplicas") or 0)
+    return _Pods(api=0, redis=0, redis_ready=ready > 0)
 
 
 async def converge_restore(state: OperatorState, *, namespace: str, name: str) -> str | None:
@@ -122,24 +166,25 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
             now=datetime.now(UTC),
         )
 
-    api_pods = 0
-    if bot is not None and refusal is None:
-        await _set_hold(state, bot=bot, annotations=annotations, restore=name, hold=True)
-        annotations = {**annotations, HOLD_ANNOTATION: name}
-        api_pods = await kube.count_pods(
-            namespace=namespace, labels=selector_labels(bot, COMPONENT_API)
-        )
     job_key = ("batch/v1", "Job", name)
     job = await kube.get(namespace=namespace, key=job_key)
     finished = job is not None and any(
         c.get("type") in {"Complete", "Failed"} and c.get("status") == "True"
         for c in (job.get("status") or {}).get("conditions") or []
     )
+    pods = _NOTHING_RUNS
+    if bot is not None and refusal is None:
+        await _set_hold(state, bot=bot, annotations=annotations, restore=name, hold=True)
+        annotations = {**annotations, HOLD_ANNOTATION: name}
+        pods = await _pods(state, bot=bot, restore=restore, job=job, finished=finished)
     message = await kube.termination_message(namespace=namespace, job=name) if finished else None
     decision = restore_decision(
         restore,
         refusal=refusal,
-        api_pods=api_pods,
+        api_pods=pods.api,
+        redis_pods=pods.redis,
+        redis_ready=pods.redis_ready,
+        paused=bot is not None and bot.spec.paused,
         job=job,
         result=parse_backup_result(message),
         now=datetime.now(UTC),

@@ -9,7 +9,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from traderbot_operator.desired.backup import build_restore_job
+from traderbot_operator.desired.backup import build_restore_job, redis_data_claim
+from traderbot_operator.desired.redis import build_redis_statefulset
 from traderbot_operator.models import (
     BackupRun,
     BackupRunSpec,
@@ -26,6 +27,7 @@ from traderbot_operator.reconcile import (
 from traderbot_operator.runs import (
     hold_change,
     newest_completed_backup,
+    redis_held,
     restore_decision,
     restore_refusal,
 )
@@ -84,8 +86,8 @@ def test_models_have_the_crd_fields(model: Any, path: str) -> None:
         (None, "database", "TraderBotBackup trading/nightly does not exist"),
         (_backup(phase="Failed"), "database", "only a Completed backup can be restored"),
         (_backup(location=None), "database", "has no recorded location"),
-        (_backup(), "redis", "restoring Redis (what: redis) is not supported yet"),
-        (_backup(), "both", "restoring Redis (what: both) is not supported yet"),
+        (_backup(), "redis", "TraderBotBackup nightly holds no Redis snapshot"),
+        (_backup(), "both", "TraderBotBackup nightly holds no Redis snapshot"),
         (
             _backup(completionTime="2025-12-01T03:00:00Z"),
             "database",
@@ -155,7 +157,7 @@ def test_a_restore_refused_by_trader_backup_starts_the_api_again() -> None:
         now=NOW,
     )
     assert (failed.status["phase"], failed.hold_api) == ("Failed", False)
-    assert "before the database was changed" in failed.status["message"]
+    assert "before the data was changed" in failed.status["message"]
     assert "does not exist" in failed.status["message"]
 
 
@@ -262,3 +264,159 @@ def test_the_newest_backup_is_restorable_whatever_its_age_as_retention_spares_it
     assert (
         restore_refusal(_restore(), bot=bot(), backup=old, newest_completed=newest, now=NOW) is None
     )
+
+
+def _redis_backup(**status: Any) -> BackupRun:
+    return _backup(**status).model_copy(update={"spec": BackupRunSpec(bot_name="alpha")})
+
+
+def test_a_redis_restore_of_a_bot_without_a_redis_volume_is_refused_up_front() -> None:
+    volatile = bot(redis={"persistence": False})
+    for what in ("redis", "both"):
+        refusal = restore_refusal(
+            _restore(what=what), bot=volatile, backup=_redis_backup(), now=NOW
+        )
+        assert "spec.redis.persistence false" in (refusal or "")
+    # The database alone needs no Redis volume.
+    assert restore_refusal(_restore(), bot=volatile, backup=_redis_backup(), now=NOW) is None
+    assert (
+        restore_refusal(_restore(what="both"), bot=bot(), backup=_redis_backup(), now=NOW) is None
+    )
+
+
+def test_a_redis_only_restore_needs_no_database_dump() -> None:
+    snapshot_only = _redis_backup().model_copy(
+        update={"spec": BackupRunSpec(bot_name="alpha", database=False)}
+    )
+    assert restore_refusal(_restore(what="redis"), bot=bot(), backup=snapshot_only, now=NOW) is None
+    refusal = restore_refusal(_restore(what="both"), bot=bot(), backup=snapshot_only, now=NOW)
+    assert "holds no database dump" in (refusal or "")
+
+
+def test_a_redis_restore_waits_for_the_redis_pod_too_before_the_job() -> None:
+    waiting = restore_decision(
+        _restore(phase="StoppingApi", what="both"),
+        refusal=None,
+        api_pods=0,
+        redis_pods=1,
+        job=None,
+        result=None,
+        now=NOW,
+    )
+    assert (waiting.status["phase"], waiting.hold_api, waiting.start_job) == (
+        "StoppingApi",
+        True,
+        False,
+    )
+    assert "1 Redis pod(s)" in waiting.status["message"]
+    ready = restore_decision(
+        _restore(phase="StoppingApi", what="both"),
+        refusal=None,
+        api_pods=0,
+        redis_pods=0,
+        job=None,
+        result=None,
+        now=NOW,
+    )
+    assert (ready.status["phase"], ready.start_job) == ("Restoring", True)
+    assert ready.status["message"] == "API and Redis stopped; restore Job started"
+
+
+def test_after_a_redis_restore_redis_starts_before_the_api() -> None:
+    restored = _job("Complete", lastTransitionTime="2026-01-28T12:03:00Z")
+    starting = restore_decision(
+        _restore(phase="Restoring", what="redis"),
+        refusal=None,
+        api_pods=0,
+        job=restored,
+        result={"ok": True},
+        redis_ready=False,
+        now=NOW,
+    )
+    assert (starting.status["phase"], starting.hold_api, starting.event) == (
+        "StartingRedis",
+        True,
+        None,
+    )
+    assert starting.status["restoredAt"] == "2026-01-28T12:03:00Z"
+    done = restore_decision(
+        RestoreRun.model_validate(
+            {**_restore(what="redis").model_dump(), "status": starting.status}
+        ),
+        refusal=None,
+        api_pods=0,
+        job=restored,
+        result={"ok": True},
+        redis_ready=True,
+        now=NOW,
+    )
+    assert (done.status["phase"], done.hold_api) == ("Completed", False)
+    assert done.status["restoredAt"] == "2026-01-28T12:03:00Z"
+
+
+def test_redis_is_held_until_the_restore_job_ends_and_after_a_failure() -> None:
+    assert [
+        redis_held(what="both", phase=phase)
+        for phase in ("Pending", "StoppingApi", "Restoring", "StartingRedis", "Failed")
+    ] == [True, True, True, False, True]
+    assert not redis_held(what="database", phase="Restoring")
+
+
+def test_a_held_redis_statefulset_has_zero_replicas() -> None:
+    assert build_redis_statefulset(bot())["spec"]["replicas"] == 1
+    assert build_redis_statefulset(bot(), stopped=True)["spec"]["replicas"] == 0
+
+
+def test_a_redis_restore_job_mounts_the_redis_claim_and_says_how_redis_loads() -> None:
+    job = build_restore_job(bot(), restore=_restore(what="redis"), location=LOCATION)
+    kubernetes_validate.validate(job, "1.34.0", strict=True)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["REDIS_DATA_DIR"], env["REDIS_APPENDONLY"]) == ("/redis-data", "true")
+    claims = {
+        v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]
+    }
+    assert claims["redis-data"] == redis_data_claim(bot())
+    # The claim the StatefulSet controller makes: <template>-<statefulset>-<ordinal>.
+    statefulset = build_redis_statefulset(bot())
+    [template] = statefulset["spec"]["volumeClaimTemplates"]
+    assert redis_data_claim(bot()) == (
+        f"{template['metadata']['name']}-{statefulset['metadata']['name']}-0"
+    )
+    assert {"name": "redis-data", "mountPath": "/redis-data"} in container["volumeMounts"]
+    database_only = build_restore_job(bot(), restore=_restore(), location=LOCATION)
+    assert "REDIS_DATA_DIR" not in {
+        e["name"] for e in database_only["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+
+
+def test_a_restore_whose_bot_is_paused_before_its_pods_stopped_ends_untouched() -> None:
+    abandoned = restore_decision(
+        _restore(phase="StoppingApi"),
+        refusal=None,
+        api_pods=1,
+        job=None,
+        result=None,
+        paused=True,
+        now=NOW,
+    )
+    assert (abandoned.status["phase"], abandoned.hold_api, abandoned.start_job) == (
+        "Failed",
+        False,
+        False,
+    )
+    assert "nothing was restored" in abandoned.status["message"]
+    assert abandoned.event is not None
+    assert abandoned.event[:2] == ("Warning", "RestoreAbandoned")
+    # Once the Job runs, pausing changes nothing: the restore follows through.
+    running = restore_decision(
+        _restore(phase="Restoring"),
+        refusal=None,
+        api_pods=0,
+        job=_job(None),
+        result=None,
+        paused=True,
+        now=NOW,
+    )
+    assert running.status["phase"] == "Restoring"
