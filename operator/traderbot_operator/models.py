@@ -355,7 +355,9 @@ class BackupRun(_RunResource):
 
 RESTORE_KIND = "TraderBotRestore"
 RESTORE_PLURAL = "traderbotrestores"
-RestorePhase = Literal["Pending", "StoppingApi", "Restoring", "Completed", "Failed"]
+RestorePhase = Literal[
+    "Pending", "StoppingApi", "Restoring", "StartingRedis", "Completed", "Failed"
+]
 
 
 class RestoreRunSpec(_Model):

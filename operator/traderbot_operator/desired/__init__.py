@@ -44,11 +44,13 @@ def build_children(
     *,
     service_monitor_available: bool = False,
     token: TokenFactory = secrets.token_urlsafe,
+    redis_stopped: bool = False,
 ) -> list[Manifest]:
     """Return every child object of ``bot``, in creation order.
 
     ``service_monitor_available`` says whether the cluster serves the Prometheus
-    Operator's ServiceMonitor kind (observed by the caller, not guessed here).
+    Operator's ServiceMonitor kind (observed by the caller, not guessed here);
+    ``redis_stopped`` holds Redis at zero replicas (a Redis restore in progress).
     """
     monitoring = bot.spec.monitoring.enabled
     children: list[Manifest] = [
@@ -66,7 +68,7 @@ def build_children(
         build_redis_headless_service(bot),
         build_redis_service(bot),
         build_redis_network_policy(bot),
-        build_redis_statefulset(bot),
+        build_redis_statefulset(bot, stopped=redis_stopped),
         build_api_service(bot),
         build_api_deployment(bot, scrape_annotated=monitoring and not service_monitor_available),
         build_api_pdb(bot),

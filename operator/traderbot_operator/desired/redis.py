@@ -40,8 +40,8 @@ def redis_args(bot: TraderBot) -> list[str]:
     return args
 
 
-def build_redis_statefulset(bot: TraderBot) -> Manifest:
-    """Build the Redis StatefulSet (one replica)."""
+def build_redis_statefulset(bot: TraderBot, *, stopped: bool = False) -> Manifest:
+    """Build the Redis StatefulSet (one replica; none while a Redis restore holds the bot)."""
     names = Names(bot.name)
     spec_redis = bot.spec.redis
     ping = {"exec": {"command": ["sh", "-c", "redis-cli -p 6379 ping | grep -q PONG"]}}
@@ -77,7 +77,7 @@ def build_redis_statefulset(bot: TraderBot) -> Manifest:
         "containers": [container],
     }
     sts_spec: dict[str, Any] = {
-        "replicas": 1,
+        "replicas": 0 if stopped else 1,
         "serviceName": names.redis_headless,
         "selector": {"matchLabels": selector_labels(bot, COMPONENT_CACHE)},
         "updateStrategy": {"type": "RollingUpdate"},

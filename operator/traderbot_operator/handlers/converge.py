@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -47,6 +47,7 @@ from traderbot_operator.reconcile import (
 from traderbot_operator.runs import (
     HOLD_ANNOTATION,
     parse_backup_result,
+    redis_held,
 )
 from traderbot_operator.upgrade import (
     UpgradeDecision,
@@ -210,10 +211,16 @@ async def _report_rejected(
     return Result(phase="Failed", writes=writes, invalid_spec=problems)
 
 
-async def _restore_holding(
-    state: OperatorState, *, body: Mapping[str, Any]
-) -> tuple[str, str] | None:
-    """Return the (name, phase) of the TraderBotRestore holding this bot's API, if any.
+class RestoreHold(NamedTuple):
+    """The TraderBotRestore holding a bot: its name, phase, and whether Redis is held."""
+
+    name: str
+    phase: str
+    redis: bool
+
+
+async def _restore_holding(state: OperatorState, *, body: Mapping[str, Any]) -> RestoreHold | None:
+    """Return the TraderBotRestore holding this bot's API (and maybe Redis), if any.
 
     NB: the hold is an annotation naming the restore; it only counts while that
     restore exists and has not completed, so a deleted restore releases the API.
@@ -228,7 +235,8 @@ async def _restore_holding(
     phase = ((restore or {}).get("status") or {}).get("phase") or "Pending"
     if restore is None or phase == "Completed":
         return None
-    return holder, phase
+    what = (restore.get("spec") or {}).get("what") or "database"
+    return RestoreHold(holder, phase, redis_held(what=what, phase=phase))
 
 
 async def _decide_upgrade(
@@ -437,7 +445,11 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     upgrade = await _decide_upgrade(
         state, bot=bot, observed=observed, held=held_by is not None, now=now
     )
-    desired = build_children(_deploying(bot, upgrade), service_monitor_available=monitor)
+    desired = build_children(
+        _deploying(bot, upgrade),
+        service_monitor_available=monitor,
+        redis_stopped=held_by is not None and held_by.redis,
+    )
 
     writes = 0
     forbidden: list[str] = []
@@ -472,7 +484,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         invalid_spec=problems,
         forbidden_changes=tuple(forbidden),
         errors=() if failure is None else (str(failure),),
-        held_by=held_by,
+        held_by=None if held_by is None else (held_by.name, held_by.phase),
     )
     status, verified_writes = await _with_verification(
         state,
