@@ -12,7 +12,7 @@ import copy
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
@@ -38,6 +38,13 @@ APPLIED_HASH_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/applied-hash"
 
 # Kinds we delete when the spec stops asking for them (never volumes: data stays).
 PRUNABLE_KINDS: Final = frozenset({"CronJob", "ServiceMonitor"})
+
+STATEFULSET_PROGRESS_DEADLINE: Final = timedelta(seconds=600)
+"""How long the database or Redis may go without a Ready pod before the bot is Degraded.
+
+NB: the same as a Deployment's default progressDeadlineSeconds, which the API pods
+get, so the three components give up alike.
+"""
 
 Verb = Literal["create", "patch", "delete", "forbidden"]
 
@@ -494,8 +501,39 @@ def api_state(bot: TraderBot, deployment: Mapping[str, Any] | None) -> Component
     return ComponentState(True, "PodsReady", f"{ready}/{want} API pods ready")
 
 
-def statefulset_state(name: str, statefulset: Mapping[str, Any] | None) -> ComponentState:
-    """Return a single-replica StatefulSet's readiness."""
+def _since(condition: Mapping[str, Any] | None, *, now: datetime) -> timedelta | None:
+    """Return how long a component condition has been False, or None when it is not False.
+
+    NB: its lastTransitionTime moves only when the status flips, so it is the moment the
+    component was first seen not Ready, kept in the bot's own status across passes and
+    operator restarts without any other bookkeeping.
+    """
+    if condition is None or condition.get("status") != "False":
+        return None
+    stamp = condition.get("lastTransitionTime")
+    if not stamp:
+        return None
+    try:
+        since = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    return now - since
+
+
+def statefulset_state(
+    name: str,
+    statefulset: Mapping[str, Any] | None,
+    *,
+    not_ready_for: timedelta | None = None,
+    deadline: timedelta = STATEFULSET_PROGRESS_DEADLINE,
+) -> ComponentState:
+    """Return a single-replica StatefulSet's readiness (its pod is ``<name>-0``).
+
+    ``not_ready_for`` is how long its component has been seen not Ready. Past
+    ``deadline`` the reason is ProgressDeadlineExceeded, naming the pod: unlike a
+    Deployment, a StatefulSet has no progress deadline of its own, and a pod that never
+    becomes Ready would otherwise leave the bot Progressing forever.
+    """
     if statefulset is None:
         return ComponentState(False, "NotFound", f"StatefulSet {name} does not exist")
     status = statefulset.get("status") or {}
@@ -505,6 +543,16 @@ def statefulset_state(name: str, statefulset: Mapping[str, Any] | None) -> Compo
         status.get("updateRevision") is not None
         and status.get("currentRevision") != status.get("updateRevision")
     )
+    if ready < want and not_ready_for is not None and not_ready_for > deadline:
+        # NB: no elapsed time in the message: it would change the status on every pass.
+        return ComponentState(
+            False,
+            "ProgressDeadlineExceeded",
+            f"{name}: {ready}/{want} ready, pod {name}-0 not Ready within the "
+            f"{int(deadline.total_seconds())}s deadline; see kubectl describe pod {name}-0 "
+            "(image pull, crash loop, probes). After fixing the spec, delete the pod: "
+            "a StatefulSet does not replace a pod that never became Ready",
+        )
     if rolling:
         return ComponentState(
             False, "RollingOut", f"{name}: update in progress, {ready}/{want} ready", True
@@ -621,8 +669,13 @@ def _phase(  # noqa: PLR0911 - one return per phase reads as the decision table 
         # NB: never Ready while nothing trades, even when asked for: a daily check
         # reading the phase must see that the API is stopped.
         return "Degraded", ComponentState(False, "ScaledToZero", api.message)
-    if api.reason == "ProgressDeadlineExceeded":
-        return "Degraded", ComponentState(False, "ProgressDeadlineExceeded", api.message)
+    stuck = [
+        f"{label} ({state.message})"
+        for label, state in (("api", api), ("database", database), ("cache", cache))
+        if state.reason == "ProgressDeadlineExceeded"
+    ]
+    if stuck:
+        return "Degraded", ComponentState(False, "ProgressDeadlineExceeded", "; ".join(stuck))
     if not failing and not rolling:
         return "Ready", ComponentState(
             True, "AllComponentsReady", "API, database and cache are ready"
@@ -656,6 +709,7 @@ def compute_status(
     observed: Mapping[ObjectKey, Manifest | None],
     outcome: Outcome,
     now: datetime,
+    statefulset_deadline: timedelta = STATEFULSET_PROGRESS_DEADLINE,
 ) -> dict[str, Any]:
     """Return the TraderBot status (camelCase, as written to the API) from its children.
 
@@ -668,9 +722,17 @@ def compute_status(
     deployment = observed.get(("apps/v1", "Deployment", names.api))
     api = api_state(bot, deployment)
     database = statefulset_state(
-        names.database, observed.get(("apps/v1", "StatefulSet", names.database))
+        names.database,
+        observed.get(("apps/v1", "StatefulSet", names.database)),
+        not_ready_for=_since(previous.get("DatabaseReady"), now=now),
+        deadline=statefulset_deadline,
     )
-    cache = statefulset_state(names.redis, observed.get(("apps/v1", "StatefulSet", names.redis)))
+    cache = statefulset_state(
+        names.redis,
+        observed.get(("apps/v1", "StatefulSet", names.redis)),
+        not_ready_for=_since(previous.get("CacheReady"), now=now),
+        deadline=statefulset_deadline,
+    )
     backup = backup_state(bot, observed.get(("batch/v1", "CronJob", names.backup)))
 
     any_child = any(

@@ -13,6 +13,7 @@ from traderbot_operator.desired import build_children
 from traderbot_operator.models import TraderBot, TraderBotStatus
 from traderbot_operator.reconcile import (
     APPLIED_HASH_ANNOTATION,
+    STATEFULSET_PROGRESS_DEADLINE,
     ObjectKey,
     Outcome,
     compute_status,
@@ -496,3 +497,74 @@ def test_a_bot_scaled_to_zero_never_says_ready() -> None:
     assert conditions["ApiReady"]["status"] == "False"
     assert conditions["ApiReady"]["reason"] == "ScaledToZero"
     assert "nothing trades" in conditions["ApiReady"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("statefulset", "condition", "pod"),
+    [("alpha-db", "DatabaseReady", "alpha-db-0"), ("alpha-redis", "CacheReady", "alpha-redis-0")],
+)
+def test_a_statefulset_never_ready_past_its_deadline_is_degraded_naming_the_pod(
+    statefulset: str, condition: str, pod: str
+) -> None:
+    model = bot()
+    observed = _converged(model)
+    _ready(observed)
+    stuck = observed[("apps/v1", "StatefulSet", statefulset)]
+    assert stuck is not None
+    stuck["status"]["readyReplicas"] = 0
+    first = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
+    assert first["phase"] == "Progressing"
+    assert _conditions(first)[condition]["reason"] == "PodNotReady"
+
+    def later(seconds: float, status: dict[str, Any]) -> dict[str, Any]:
+        return compute_status(
+            _with_status(model, status),
+            observed=observed,
+            outcome=Outcome(),
+            now=NOW + timedelta(seconds=seconds),
+        )
+
+    assert later(STATEFULSET_PROGRESS_DEADLINE.total_seconds(), first)["phase"] == "Progressing"
+    past = later(STATEFULSET_PROGRESS_DEADLINE.total_seconds() + 1, first)
+    conditions = _conditions(past)
+    assert past["phase"] == "Degraded"
+    assert conditions[condition]["reason"] == "ProgressDeadlineExceeded"
+    assert conditions["Ready"]["reason"] == "ProgressDeadlineExceeded"
+    assert f"kubectl describe pod {pod}" in conditions["Ready"]["message"]
+    # The clock is the condition's own lastTransitionTime: later passes change nothing.
+    assert later(STATEFULSET_PROGRESS_DEADLINE.total_seconds() + 3600, past) == past
+
+    stuck["status"]["readyReplicas"] = 1
+    recovered = later(STATEFULSET_PROGRESS_DEADLINE.total_seconds() + 3700, past)
+    assert recovered["phase"] == "Ready"
+
+
+def test_a_statefulset_deadline_is_counted_from_when_it_was_first_seen_not_ready() -> None:
+    model = bot()
+    observed = _converged(model)
+    _ready(observed)
+    ready = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
+    db = observed[("apps/v1", "StatefulSet", "alpha-db")]
+    assert db is not None
+    db["status"].update(readyReplicas=0, updateRevision="r2")  # a database update rolling out
+    day = timedelta(days=1)
+    rolling = compute_status(
+        _with_status(model, ready), observed=observed, outcome=Outcome(), now=NOW + day
+    )
+    assert rolling["phase"] == "Progressing"
+    soon = compute_status(
+        _with_status(model, rolling),
+        observed=observed,
+        outcome=Outcome(),
+        now=NOW + day + STATEFULSET_PROGRESS_DEADLINE / 2,
+    )
+    assert soon["phase"] == "Progressing"
+    assert _conditions(soon)["DatabaseReady"]["reason"] == "RollingOut"
+    late = compute_status(
+        _with_status(model, rolling),
+        observed=observed,
+        outcome=Outcome(),
+        now=NOW + day + STATEFULSET_PROGRESS_DEADLINE * 2,
+        statefulset_deadline=STATEFULSET_PROGRESS_DEADLINE * 3,
+    )
+    assert late["phase"] == "Progressing", "the deadline is a parameter"
