@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,9 +30,20 @@ Samples = list[tuple[str, dict[str, str], float]]
 class OperatorProcess:
     """``traderbot-operator`` started by a test, with its metrics and liveness on loopback."""
 
-    def __init__(self, *, kubeconfig: Path, namespaces: list[str] | None, log: Path) -> None:
-        """Prepare a run watching ``namespaces``, or every namespace when None."""
+    def __init__(
+        self,
+        *,
+        kubeconfig: Path,
+        namespaces: list[str] | None,
+        log: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Prepare a run watching ``namespaces``, or every namespace when None.
+
+        ``env`` adds environment variables (for example a shorter deadline).
+        """
         self.kubeconfig = kubeconfig
+        self.env = dict(env or {})
         self.namespaces = namespaces
         self.log = log
         self.metrics_port, self.liveness_port = free_loopback_ports(2)
@@ -60,6 +72,7 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "TRADERBOT_DRIFT_INTERVAL_SECONDS": DRIFT_INTERVAL_SECONDS,
+            **self.env,
         }
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(

@@ -26,8 +26,10 @@ from cluster.operator.test_operator import (
     _wait_phase,
 )
 from support.kube import eventually
+from traderbot_operator.models import TIMESCALEDB_IMAGE
 
 FIRST_CHILD_POLL_SECONDS = 0.02
+STATEFULSET_DEADLINE_SECONDS = 5
 
 
 def _secrets(kube: Client, namespace: str) -> dict[str, Any]:
@@ -121,5 +123,29 @@ def test_a_cluster_wide_operator_process_reconciles_bots_in_two_namespaces(
         assert west["status"]["endpoints"]["api"].endswith(f".{second_namespace}.svc:3000")
         owner = _get(kube, StatefulSet, "west-db", second_namespace)["metadata"]["ownerReferences"]
         assert [ref["uid"] for ref in owner] == [west["metadata"]["uid"]]
+    finally:
+        process.stop()
+
+
+@pytest.mark.usefixtures("volumes")
+def test_a_database_that_never_gets_ready_degrades_the_bot_after_the_deadline(
+    kube: Client, namespace: str, operator_kubeconfig: Path, tmp_path: Path
+) -> None:
+    process = OperatorProcess(
+        kubeconfig=operator_kubeconfig,
+        namespaces=[namespace],
+        log=tmp_path / "operator.log",
+        env={"TRADERBOT_STATEFULSET_DEADLINE_SECONDS": str(STATEFULSET_DEADLINE_SECONDS)},
+    ).start()
+    try:
+        # The local cluster's kwok stages run a "-broken" image but never make it Ready.
+        image = f"{TIMESCALEDB_IMAGE}-broken"
+        _create_bot(kube, namespace, "sunk", {"database": {"image": image}})
+        degraded = _wait_phase(kube, namespace, "sunk", "Degraded")
+        conditions = {c["type"]: c for c in degraded["status"]["conditions"]}
+        assert conditions["DatabaseReady"]["reason"] == "ProgressDeadlineExceeded"
+        assert "kubectl describe pod sunk-db-0" in conditions["DatabaseReady"]["message"]
+        assert conditions["Ready"]["reason"] == "ProgressDeadlineExceeded"
+        assert conditions["CacheReady"]["status"] == "True"
     finally:
         process.stop()
