@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
@@ -31,6 +32,7 @@ from traderbot_operator.models import (
     TraderBot,
 )
 from traderbot_operator.reconcile import (
+    STATEFULSET_PROGRESS_DEADLINE,
     Action,
     ObjectKey,
     Outcome,
@@ -59,6 +61,16 @@ from traderbot_operator.upgrade import (
 )
 
 logger = logging.getLogger(__name__)
+
+# NB: an override for tests that wait for the deadline; the default is reconcile's.
+STATEFULSET_DEADLINE = timedelta(
+    seconds=float(
+        os.environ.get(
+            "TRADERBOT_STATEFULSET_DEADLINE_SECONDS",
+            STATEFULSET_PROGRESS_DEADLINE.total_seconds(),
+        )
+    )
+)
 
 _PAST_TENSE = {"create": "Created", "patch": "Updated", "delete": "Deleted"}
 
@@ -397,7 +409,13 @@ async def _report_paused(
             ("batch/v1", "CronJob", names.backup),
         ],
     )
-    status = compute_status(bot, observed=observed, outcome=Outcome(), now=datetime.now(UTC))
+    status = compute_status(
+        bot,
+        observed=observed,
+        outcome=Outcome(),
+        now=datetime.now(UTC),
+        statefulset_deadline=STATEFULSET_DEADLINE,
+    )
     writes = await _report(state, body=body, bot=bot, status=status)
     return Result(phase=status["phase"], writes=writes)
 
@@ -491,7 +509,13 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         body=body,
         bot=bot,
         status=_with_upgrade(
-            compute_status(bot, observed=observed, outcome=outcome, now=now),
+            compute_status(
+                bot,
+                observed=observed,
+                outcome=outcome,
+                now=now,
+                statefulset_deadline=STATEFULSET_DEADLINE,
+            ),
             bot=bot,
             upgrade=upgrade,
             now=now,
