@@ -1,35 +1,86 @@
 #!/usr/bin/env bash
-# Install the system packages the test suite needs: PostgreSQL and Redis servers
-# (the suite starts its own throwaway servers; nothing is left running).
-# Idempotent: does nothing when the binaries are already present.
+# Install the Debian packages the project's own scripts and tests need on a bare
+# machine, and nothing when they are all there (idempotent):
+#
+#   PostgreSQL server + client tools  the suite starts its own throwaway servers
+#                                     (initdb, pg_ctl, postgres, psql, pg_dump,
+#                                     pg_restore: tests/support/servers.py, backups)
+#   Redis server + redis-cli          the same (tests/support/servers.py, backups)
+#   python3 with venv                 `make setup` creates .venv; hack/install-tools.sh
+#                                     puts each linter in its own venv
+#   git                               tests/cluster/test_chart.py takes the previous
+#                                     chart from the repository's history
+#   curl, ca-certificates, unzip      hack/k8s-binaries.sh fetches the pinned Go
+#                                     toolchain when no Go 1.21+ is installed
+#
+# Not here, on purpose: Go (hack/k8s-binaries.sh fetches it), wrk (bench/api_health.py
+# installs it when it runs as root), Lua (the gitops tests use the lupa wheel).
+#
+#   hack/install-system-deps.sh          install what is missing
+#   hack/install-system-deps.sh --check  list the missing packages, exit 1 if any
 set -euo pipefail
 
+log_prefix=system-deps
+# NB: no dirname: --check must run on a machine that has nothing but bash.
+case "${BASH_SOURCE[0]}" in
+  */*) here="${BASH_SOURCE[0]%/*}" ;;
+  *) here=. ;;
+esac
+# shellcheck source=hack/lib.sh
+. "${here}/lib.sh"
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+pg_bin=""
+for folder in /usr/lib/postgresql/*/bin; do
+  # NB: the glob sorts 10 before 9; keep the highest version.
+  if [[ -x "${folder}/postgres" && -x "${folder}/initdb" && -x "${folder}/pg_ctl" ]]; then
+    if [[ -z "${pg_bin}" ]] || [[ "$(printf '%s\n%s\n' "${pg_bin}" "${folder}" | sort -V | tail -n 1)" == "${folder}" ]]; then
+      pg_bin="${folder}"
+    fi
+  fi
+done
+
 need=()
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-if [[ -z "$pg_bin" || ! -x "$pg_bin/postgres" || ! -x "$pg_bin/initdb" ]]; then
-  need+=(postgresql postgresql-contrib)
-fi
-command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+[[ -n "${pg_bin}" ]] || need+=(postgresql postgresql-contrib)
+{ have psql && have pg_dump && have pg_restore; } || need+=(postgresql-client)
+have redis-server || need+=(redis-server)
+have redis-cli || need+=(redis-tools)
+{ have python3 && python3 -c 'import ensurepip, venv' 2>/dev/null; } || need+=(python3 python3-venv)
+have git || need+=(git)
+{ have curl || have wget; } || need+=(curl)
+compgen -G '/etc/ssl/certs/*.pem' >/dev/null || need+=(ca-certificates)
+{ have unzip || have python3; } || need+=(unzip)
+
+case "${1:-}" in
+  --check)
+    if ((${#need[@]})); then
+      log "missing: ${need[*]}"
+      exit 1
+    fi
+    exit 0
+    ;;
+  "") ;;
+  *) usage_error "$0 [--check]" ;;
+esac
 
 if ((${#need[@]} == 0)); then
-  echo "system deps: PostgreSQL ($pg_bin) and Redis already installed"
+  log "all present (PostgreSQL in ${pg_bin})"
   exit 0
 fi
 
 sudo=""
 if [[ $(id -u) -ne 0 ]]; then
-  command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install: ${need[*]}" >&2; exit 1; }
+  have sudo || { log "need root or sudo to install: ${need[*]}"; exit 1; }
   sudo="sudo"
 fi
-echo "system deps: installing ${need[*]}"
+log "installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The Debian package starts its own servers; the suite runs its own, so stop them.
-if command -v service >/dev/null 2>&1; then
+# The Debian packages start their own servers; the suite runs its own, so stop them.
+if have service; then
   $sudo service redis-server stop >/dev/null 2>&1 || true
   $sudo service postgresql stop >/dev/null 2>&1 || true
 fi
-echo "system deps: done"
+log "done"

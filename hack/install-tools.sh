@@ -27,7 +27,9 @@ tools_root="${TRADERBOT_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/traderbot/t
 bin_dir="${tools_root}/bin"
 python="${PYTHON:-python3}"
 
-log() { printf '[install-tools] %s\n' "$*" >&2; }
+log_prefix=install-tools
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # name|pip requirement|venv folder|executable inside the venv
 TOOLS=(
@@ -60,19 +62,12 @@ case "${1:-}" in
     exit "${missing}"
     ;;
   "") ;;
-  *)
-    echo "usage: $0 [--print-dir|--check]" >&2
-    exit 2
-    ;;
+  *) usage_error "$0 [--print-dir|--check]" ;;
 esac
 
 mkdir -p "${bin_dir}"
 # One install at a time: a second caller waits, then finds the work done.
-exec 9>"${tools_root}/.install.lock"
-if ! flock -n 9; then
-  log "another install holds ${tools_root}/.install.lock; waiting for it"
-  flock 9
-fi
+hold_lock "${tools_root}/.install.lock"
 
 for entry in "${TOOLS[@]}"; do
   IFS='|' read -r name requirement venv exe <<<"${entry}"

@@ -35,7 +35,7 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from cluster.operator.runner import OperatorRunner
 from support.kube import ClusterUnderTest, client_for, eventually
 from traderbot_operator.kube import TraderBotResource
-from unit.delivery.delivery_tools import CHART_DIR, REPO_ROOT, find_helm
+from unit.delivery.delivery_tools import CHART_DIR, REPO_ROOT, find_helm, helm_env
 
 READY_TIMEOUT = 120.0
 HELM_TIMEOUT = "120s"
@@ -66,18 +66,11 @@ class HelmCli:
         self.home = home
 
     def __call__(self, *args: str) -> str:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.home),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-        }
         result = subprocess.run(
             [str(self.binary), "--kubeconfig", str(self.kubeconfig), *args],
             capture_output=True,
             text=True,
-            env=env,
+            env=helm_env(self.home),
             timeout=300,
             check=False,
         )

@@ -14,7 +14,8 @@ from pathlib import Path
 KUBERNETES_VERSION = "v1.34.4"
 
 # NB: keep in step with VERSION_TAG in hack/k8s-binaries.sh (a test compares them).
-VERSION_TAG = f"k8s-{KUBERNETES_VERSION}_etcd-v3.6.16_kwok-v0.7.0_helm-v3.21.4"
+# "-kube1.34": helm is built to assume Kubernetes 1.34 when no cluster is asked.
+VERSION_TAG = f"k8s-{KUBERNETES_VERSION}_etcd-v3.6.16_kwok-v0.7.0_helm-v3.21.4-kube1.34"
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 TOOLS = ("kubectl", "helm")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,9 @@ import yaml
 
 from unit.delivery.delivery_tools import CHART_DIR, REPO_ROOT
 
-SCRIPTS = [REPO_ROOT / "hack" / "install-tools.sh", REPO_ROOT / "hack" / "e2e-kind.sh"]
-E2E = REPO_ROOT / "hack" / "e2e-kind.sh"
+HACK = REPO_ROOT / "hack"
+SCRIPTS = sorted(HACK.glob("*.sh"))
+E2E = HACK / "e2e-kind.sh"
 
 
 def assignment(script: Path, name: str) -> str:
@@ -30,14 +32,17 @@ def assignment(script: Path, name: str) -> str:
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
 def test_script_is_shellcheck_clean_and_executable(shellcheck: Path, script: Path) -> None:
+    # -x follows `. hack/lib.sh` (its `source=` path is relative to the repository root).
     result = subprocess.run(
-        [str(shellcheck), "--severity=style", str(script)],
+        [str(shellcheck), "--severity=style", "-x", str(script.relative_to(REPO_ROOT))],
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stdout
-    assert os.access(script, os.X_OK)
+    # The shared library is sourced, never run.
+    assert os.access(script, os.X_OK) == (script.name != "lib.sh")
 
 
 def test_shellcheck_does_flag_an_unquoted_variable(shellcheck: Path, tmp_path: Path) -> None:
@@ -106,3 +111,37 @@ def test_install_tools_check_reports_missing_tools(tmp_path: Path) -> None:
     assert result.returncode == 1
     for tool in ("hadolint", "checkov", "shellcheck"):
         assert f"missing: {tool}" in result.stderr
+
+
+def test_system_deps_on_a_bare_machine_would_install_every_tool_the_scripts_and_tests_run(
+    tmp_path: Path,
+) -> None:
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "bash").symlink_to(shutil.which("bash") or "/bin/bash")
+    result = subprocess.run(
+        ["bash", "hack/install-system-deps.sh", "--check"],
+        cwd=REPO_ROOT,
+        env={"PATH": str(bare)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    (missing,) = re.findall(r"missing: (.*)", result.stderr)
+    for package in ("postgresql-client", "redis-server", "redis-tools", "python3-venv", "git"):
+        assert package in missing.split()
+    for package in ("curl", "unzip"):  # the Go toolchain fetch of hack/k8s-binaries.sh
+        assert package in missing.split()
+
+
+def test_system_deps_are_all_present_on_this_machine() -> None:
+    """The suite runs here, so the check must agree: a false 'missing' would reinstall each run."""
+    result = subprocess.run(
+        ["bash", "hack/install-system-deps.sh", "--check"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
