@@ -16,6 +16,7 @@ worker thread of ``asyncio.to_thread`` is not: the server would die with it).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import ctypes
@@ -455,3 +456,64 @@ def running_redis(*, save: str = "", appendonly: bool = False) -> Iterator[Redis
             yield server
         finally:
             server.stop()
+
+
+class SeverableProxy:
+    """A loopback TCP proxy to a server whose open connections a test can cut at once.
+
+    What a dropped network path or a restarted load balancer does to a client:
+    every connection through it dies mid-stream, while new ones get through.
+    """
+
+    def __init__(self, *, target_port: int, target_host: str = _LOCALHOST) -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> int:
+        """Listen on a free loopback port; return it (also kept as ``port``)."""
+        self._server = await asyncio.start_server(self._accept, _LOCALHOST, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def sever(self) -> int:
+        """Abort every open connection (a reset, no FIN); return how many."""
+        severed = len(self._writers)
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        return severed
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self.sever()
+        for pipe in list(self._pipes):
+            pipe.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.update((writer, upstream_writer))
+        for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
+            pipe = asyncio.create_task(self._pipe(source, sink))
+            self._pipes.add(pipe)
+            pipe.add_done_callback(self._pipes.discard)
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await source.read(65536):
+                sink.write(chunk)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            sink.transport.abort()
+            self._writers.discard(sink)

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     database_user: str = "trader"
     database_password: SecretStr | None = None
     database_connect_timeout_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # Opened in full at start-up: a connection opened on the order path costs
+    # a TCP and auth handshake inside some order's latency.
+    database_pool_size: int = Field(default=10, ge=1, le=200)
 
     redis_url: SecretStr | None = None
     redis_host: str | None = None

@@ -8,9 +8,12 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from support.trading_data import T0, make_klines, with_close
+from trader_api.config import Settings
 from trader_api.domain import Interval, Kline
+from trader_api.services.runtime import open_store
 from trader_api.storage.postgres import COPY_THRESHOLD, PostgresStore
 
 
@@ -41,6 +44,22 @@ async def test_resending_identical_klines_rewrites_no_row(postgres_url: str, cou
         await store.close()
     rewritten = {t for t in after if after[t] != before[t]}
     assert len(rewritten) == 1
+
+
+async def test_the_store_opens_its_whole_pool_at_start_up(postgres_url: str) -> None:
+    """The first burst of orders must not pay for new connections' handshakes."""
+    config = Settings(database_url=SecretStr(postgres_url), database_pool_size=4)
+    store = await open_store(config)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        opened = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+        await store.close()
+    assert opened == 4
 
 
 _decimals = st.decimals(

@@ -136,7 +136,9 @@ async def open_store(settings: Settings) -> Store:
     delay = 0.5
     while True:
         try:
-            return await PostgresStore.connect(dsn, policy=policy)
+            return await PostgresStore.connect(
+                dsn, policy=policy, max_size=settings.database_pool_size
+            )
         except StorageUnavailableError as exc:
             if time.monotonic() + delay > deadline:
                 raise

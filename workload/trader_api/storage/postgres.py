@@ -140,6 +140,9 @@ _UNAVAILABLE: Final = (
     asyncpg.CannotConnectNowError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.InterfaceError,
+    # The client's protocol state broke (e.g. a connection dropped mid-message):
+    # the next connection works, so it is an outage, not a bug of the request.
+    asyncpg.InternalClientError,
 )
 
 
@@ -338,7 +341,7 @@ class PostgresStore:
         cls,
         url: str,
         *,
-        min_size: int = 1,
+        min_size: int | None = None,
         max_size: int = 10,
         policy: KlinesPolicy | None = None,
         command_timeout_s: float = 10.0,
@@ -346,6 +349,8 @@ class PostgresStore:
     ) -> PostgresStore:
         """Open a pool on ``url``, migrate the schema and apply the klines policies.
 
+        The pool opens ``min_size`` connections at once (default: all
+        ``max_size``), so no request pays for a new connection's handshake.
         Raises ``StorageUnavailableError`` when the server cannot be reached.
         """
         policy = policy or KlinesPolicy()
@@ -361,7 +366,7 @@ class PostgresStore:
                 await admin.close()
             pool = await asyncpg.create_pool(
                 url,
-                min_size=min_size,
+                min_size=max_size if min_size is None else min_size,
                 max_size=max_size,
                 command_timeout=command_timeout_s,
                 timeout=connect_timeout_s,
