@@ -422,3 +422,66 @@ def test_rsi_evaluators_started_apart_agree_digit_for_digit_within_65_periods(pe
     assert not agree[period]  # the late one's seed still shows
     first = agree.index(True, period)
     assert all(agree[first:]), "once equal, always equal"
+
+
+def _long_walk(count: int, *, seed: int) -> list[Kline]:
+    """A seeded random walk in cents: trends, chop and flat stretches over ``count`` bars."""
+    rng = Random(seed)  # noqa: S311 - a reproducible price walk, not a secret
+    closes, level = [], 50_000_00
+    for _ in range(count):
+        roll = rng.random()
+        level += 0 if roll < 0.1 else rng.randint(-3_000, 3_000) * (4 if roll > 0.95 else 1)
+        level = max(level, 1)
+        closes.append(f"{level // 100}.{level % 100:02d}")
+    return klines_from_closes(closes)
+
+
+_LONG = 5_000
+
+
+@pytest.mark.parametrize(
+    ("period", "oversold", "overbought"), [(2, 30, 70), (14, 30, 70), (50, 45, 55)]
+)
+def test_incremental_rsi_equals_the_from_scratch_rsi_on_every_bar_of_a_long_series(
+    period: int, oversold: int, overbought: int
+) -> None:
+    klines = _long_walk(_LONG, seed=period)
+    closes = [kline.close for kline in klines]
+    from_scratch = wilder_rsi(closes, period)  # one pass over the whole series
+    limits = {"oversold": Decimal(oversold), "overbought": Decimal(overbought)}
+    evaluator = RsiMeanReversionEvaluator(period=period, quantity=Decimal(1), name="r", **limits)
+
+    incremental, signals = [], []
+    for kline in klines:
+        signals.append(evaluator.step(kline))
+        incremental.append(evaluator.rsi)
+
+    # Digit for digit (str: same exponent too), on each of the thousands of bars.
+    assert [str(rsi) for rsi in incremental[period:]] == [str(rsi) for rsi in from_scratch]
+    assert incremental[:period] == [None] * period
+    # The signals are the pure function's over the whole history up to each bar:
+    # at every bar that signals, and at bars spread over the series.
+    signalling = [i for i, signal in enumerate(signals) if signal is not None]
+    assert len(signalling) >= 5  # the walk does cross
+    checked = {*signalling[:: max(1, len(signalling) // 50)], *range(period, _LONG, 97)}
+    for index in sorted(checked):
+        assert signals[index] == rsi_mean_reversion(
+            klines[: index + 1], period=period, quantity=Decimal(1), name="r", **limits
+        ), index
+
+
+@pytest.mark.parametrize(("fast", "slow"), [(5, 20), (50, 200)])
+def test_incremental_sma_signals_as_the_from_scratch_function_on_every_bar_of_a_long_series(
+    fast: int, slow: int
+) -> None:
+    klines = _long_walk(_LONG, seed=fast)
+    evaluator = SmaCrossoverEvaluator(fast=fast, slow=slow, quantity=Decimal(1), name="s")
+
+    signals = [evaluator.step(kline) for kline in klines]
+
+    assert evaluator.exact  # cents sum exactly: no fallback to the reference
+    assert len([s for s in signals if s is not None]) >= 5
+    assert signals == [
+        sma_crossover(klines[: index + 1], fast=fast, slow=slow, quantity=Decimal(1), name="s")
+        for index in range(_LONG)
+    ]
