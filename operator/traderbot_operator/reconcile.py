@@ -30,6 +30,7 @@ from traderbot_operator.models import (
     ResourceRequirements,
     TraderBot,
 )
+from traderbot_operator.schedule import OVERDUE_PERIODS, backup_overdue
 
 ObjectKey = tuple[str, str, str]
 """(apiVersion, kind, name) of a child in the bot's namespace."""
@@ -575,17 +576,43 @@ def backup_state(bot: TraderBot, cronjob: Mapping[str, Any] | None) -> Component
     )
 
 
-def backup_health(bot: TraderBot, cronjob: Mapping[str, Any] | None) -> ComponentState | None:
+def backup_health(
+    bot: TraderBot, cronjob: Mapping[str, Any] | None, *, now: datetime
+) -> ComponentState | None:
     """Return whether scheduled backups succeed; None when backups are off.
 
     NB: read from the CronJob's own bookkeeping: a run that was scheduled after the
     last success, with nothing running any more, did not succeed. A failed scheduled
-    backup therefore never goes unnoticed, and the next success clears it.
+    backup therefore never goes unnoticed, and the next success clears it. No
+    success within 2 schedule periods is unhealthy too: runs that never started
+    (controller down, missed deadlines) fail nothing, yet back nothing up. A
+    suspended CronJob is exempt (BackupScheduled says it is suspended).
     """
     if not bot.spec.backup.enabled or cronjob is None:
         return None
     status = cronjob.get("status") or {}
     scheduled, succeeded = status.get("lastScheduleTime"), status.get("lastSuccessfulTime")
+    spec = bot.spec.backup
+    overdue = (
+        None
+        if status.get("active") or (cronjob.get("spec") or {}).get("suspend")
+        else backup_overdue(
+            schedule=spec.schedule,
+            time_zone=spec.time_zone,
+            created=(cronjob.get("metadata") or {}).get("creationTimestamp"),
+            last_success=succeeded,
+            now=now,
+        )
+    )
+    if overdue is not None:
+        since = overdue.due_since.strftime("%Y-%m-%dT%H:%M:%S%z")
+        return ComponentState(
+            False,
+            "NoRecentSuccess",
+            f"no scheduled backup succeeded within {OVERDUE_PERIODS} periods of "
+            f"{spec.schedule!r} ({spec.time_zone}), i.e. since {since} (last success: "
+            f"{overdue.last_success or 'never'}); see kubectl get cronjob,tbb and the Jobs' logs",
+        )
     if scheduled is None:
         return ComponentState(True, "NoRunYet", "no scheduled backup has run yet")
     if status.get("active"):
@@ -771,7 +798,7 @@ def compute_status(
             ("BackupScheduled", backup),
         )
     ]
-    health = backup_health(bot, observed.get(("batch/v1", "CronJob", names.backup)))
+    health = backup_health(bot, observed.get(("batch/v1", "CronJob", names.backup)), now=now)
     if health is not None:
         conditions.append(
             condition(
