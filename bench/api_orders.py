@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -29,16 +30,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
+from benchlib import fixed_rate, percentile
 from integration.api.api_process import TraderApiProcess
 from support.servers import running_postgres, running_redis
 
 P99_TARGET_MS = 10.0
-API_KEY = "bench-key"
-
-
-def percentile(samples: Sequence[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+API_KEY = secrets.token_urlsafe(32)  # per run, as the operator generates a bot's key
 
 
 class RawHttpClient:
@@ -101,23 +98,6 @@ class RawHttpClient:
         while not self._idle.empty():
             _, writer = self._idle.get_nowait()
             writer.close()
-
-
-async def fixed_rate(
-    call: Callable[[int], Awaitable[None]], *, count: int, rate: float
-) -> list[float]:
-    """Start ``call(i)`` at ``t0 + i/rate``; return latencies (ms) from the scheduled start."""
-    latencies: list[float] = []
-    t0 = time.perf_counter() + 0.2
-
-    async def one(i: int) -> None:
-        scheduled = t0 + i / rate
-        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-        await call(i)
-        latencies.append((time.perf_counter() - scheduled) * 1000)
-
-    await asyncio.gather(*(one(i) for i in range(count)))
-    return latencies
 
 
 async def closed_loop(

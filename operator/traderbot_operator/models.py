@@ -70,6 +70,36 @@ class RateLimit(_Model):
     burst: int = 40
 
 
+class LabelSelectorRequirement(_Model):
+    """One matchExpressions entry of a Kubernetes label selector."""
+
+    key: str
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] | None = None
+
+
+class LabelSelector(_Model):
+    """A Kubernetes label selector; empty selects everything."""
+
+    match_labels: dict[str, str] | None = None
+    match_expressions: list[LabelSelectorRequirement] | None = None
+
+
+class IpBlock(_Model):
+    """A CIDR range, optionally minus some sub-ranges."""
+
+    cidr: str
+    except_: list[str] | None = Field(default=None, alias="except")
+
+
+class NetworkPeer(_Model):
+    """A NetworkPolicy peer: pods (by namespace and labels) or an IP range."""
+
+    pod_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    ip_block: IpBlock | None = None
+
+
 class ApiSpec(_Model):
     """The trader-api HTTP service."""
 
@@ -80,6 +110,7 @@ class ApiSpec(_Model):
     )
     rate_limit: RateLimit = RateLimit()
     api_key_secret_ref: SecretKeyRef | None = None
+    allowed_clients: list[NetworkPeer] | None = None
 
 
 class Strategy(_Model):

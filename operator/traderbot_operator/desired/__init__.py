@@ -28,6 +28,7 @@ from traderbot_operator.desired.database import (
 )
 from traderbot_operator.desired.monitoring import build_service_monitor
 from traderbot_operator.desired.network import (
+    build_api_network_policy,
     build_database_network_policy,
     build_redis_network_policy,
 )
@@ -70,6 +71,7 @@ def build_children(
         build_redis_network_policy(bot),
         build_redis_statefulset(bot, stopped=redis_stopped),
         build_api_service(bot),
+        build_api_network_policy(bot),
         build_api_deployment(bot, scrape_annotated=monitoring and not service_monitor_available),
         build_api_pdb(bot),
     ]

@@ -1,6 +1,14 @@
-"""NetworkPolicies: the database and Redis accept traffic only from this bot's API and backups."""
+"""NetworkPolicies: who may reach each component, and where the API pods may connect.
+
+The database and Redis accept traffic only from this bot's API and backup pods; the
+API pods accept connections on their port (from anywhere unless the spec lists
+clients) and connect only to this bot's database and Redis, DNS, and, in live mode,
+an exchange over HTTPS.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Final
 
 from traderbot_operator.desired.common import (
     APP_NAME,
@@ -16,6 +24,9 @@ from traderbot_operator.desired.common import (
     selector_labels,
 )
 from traderbot_operator.models import TraderBot
+
+DNS_PORT: Final = 53
+HTTPS_PORT: Final = 443
 
 
 def _ingress_only_from_clients(bot: TraderBot, *, name: str, component: str, port: int) -> Manifest:
@@ -61,3 +72,50 @@ def build_redis_network_policy(bot: TraderBot) -> Manifest:
     return _ingress_only_from_clients(
         bot, name=Names(bot.name).redis, component=COMPONENT_CACHE, port=REDIS_PORT
     )
+
+
+def _to_component(bot: TraderBot, *, component: str, port: int) -> dict[str, Any]:
+    return {
+        "to": [{"podSelector": {"matchLabels": selector_labels(bot, component)}}],
+        "ports": [{"protocol": "TCP", "port": port}],
+    }
+
+
+def build_api_network_policy(bot: TraderBot) -> Manifest:
+    """Build the policy of the API pods: who may connect to them, and where they may connect.
+
+    NB: DNS is allowed to any destination on port 53, not only to kube-dns pods: the
+    DNS pods' labels differ between distributions and node-local caches listen on a
+    link-local address no pod selector matches. /metrics is served on the API port, so
+    a spec that lists allowed clients must list the scraper too.
+    """
+    ingress: dict[str, Any] = {"ports": [{"protocol": "TCP", "port": bot.spec.api.port}]}
+    if bot.spec.api.allowed_clients:
+        ingress["from"] = [
+            peer.model_dump(by_alias=True, exclude_none=True)
+            for peer in bot.spec.api.allowed_clients
+        ]
+    egress = [
+        _to_component(bot, component=COMPONENT_DATABASE, port=DATABASE_PORT),
+        _to_component(bot, component=COMPONENT_CACHE, port=REDIS_PORT),
+        {
+            "ports": [
+                {"protocol": "UDP", "port": DNS_PORT},
+                {"protocol": "TCP", "port": DNS_PORT},
+            ]
+        },
+    ]
+    if bot.spec.mode == "live":
+        # The exchange is on the internet; paper mode trades in-process and needs none.
+        egress.append({"ports": [{"protocol": "TCP", "port": HTTPS_PORT}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(bot, name=Names(bot.name).api, component=COMPONENT_API),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(bot, COMPONENT_API)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [ingress],
+            "egress": egress,
+        },
+    }

@@ -179,9 +179,6 @@ def test_operator_generated_manifests_pass_checkov_but_for_accepted_findings(
     assert report["summary"]["passed"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the operator builds NetworkPolicies for the database and Redis only"
-)
 def test_every_operator_pod_is_selected_by_a_network_policy() -> None:
     children = operator_children(EXAMPLES[0])
     selectors = [

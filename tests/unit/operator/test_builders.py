@@ -233,16 +233,76 @@ def test_data_volumes_are_kept_unless_deletion_policy_is_delete() -> None:
         } == {policy}
 
 
-def test_network_policies_admit_only_this_bots_api_and_backup_pods() -> None:
-    policies = [c for c in _children(bot()) if c["kind"] == "NetworkPolicy"]
-    assert {
-        p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in policies
-    } == {
-        "database",
-        "cache",
+def _network_policies(model: TraderBot) -> dict[str, dict[str, Any]]:
+    return {
+        c["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]: c["spec"]
+        for c in _children(model)
+        if c["kind"] == "NetworkPolicy"
     }
+
+
+def test_every_pod_template_is_selected_by_a_network_policy() -> None:
+    for model in BOTS.values():
+        children = _children(model)
+        selectors = [c["spec"]["podSelector"] for c in children if c["kind"] == "NetworkPolicy"]
+        for child in children:
+            if child["kind"] in {"Deployment", "StatefulSet"}:
+                pod_labels = child["spec"]["template"]["metadata"]["labels"]
+                assert any(s["matchLabels"].items() <= pod_labels.items() for s in selectors), (
+                    child["metadata"]["name"]
+                )
+
+
+def test_the_api_accepts_clients_from_anywhere_unless_the_spec_lists_them() -> None:
+    [open_rule] = _network_policies(bot())["api"]["ingress"]
+    assert open_rule == {"ports": [{"protocol": "TCP", "port": 3000}]}
+    [listed] = _network_policies(BOTS["full"])["api"]["ingress"]
+    assert listed["ports"] == [{"protocol": "TCP", "port": 3000}]
+    assert listed["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "trading-desk"}}},
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        },
+        {"ipBlock": {"cidr": "203.0.113.0/24"}},
+    ]
+
+
+def _egress(model: TraderBot) -> list[tuple[str, str, int]]:
+    """Return (destination, protocol, port) for each connection the API pods may open."""
+    spec = _network_policies(model)["api"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    found = []
+    for rule in spec["egress"]:
+        targets = [peer["podSelector"]["matchLabels"] for peer in rule.get("to", [])]
+        where = ",".join(
+            f"{t['app.kubernetes.io/instance']}/{t['app.kubernetes.io/component']}" for t in targets
+        )
+        found += [(where or "anywhere", port["protocol"], port["port"]) for port in rule["ports"]]
+    return found
+
+
+def test_the_api_connects_only_to_its_database_redis_dns_and_in_live_mode_https() -> None:
+    assert _egress(bot()) == [
+        ("alpha/database", "TCP", 5432),
+        ("alpha/cache", "TCP", 6379),
+        ("anywhere", "UDP", 53),
+        ("anywhere", "TCP", 53),
+    ]
+    assert _egress(BOTS["live"]) == [
+        ("delta/database", "TCP", 5432),
+        ("delta/cache", "TCP", 6379),
+        ("anywhere", "UDP", 53),
+        ("anywhere", "TCP", 53),
+        ("anywhere", "TCP", 443),
+    ]
+
+
+def test_network_policies_admit_only_this_bots_api_and_backup_pods() -> None:
+    policies = [spec for component, spec in _network_policies(bot()).items() if component != "api"]
+    assert len(policies) == 2
     for policy in policies:
-        [rule] = policy["spec"]["ingress"]
+        [rule] = policy["ingress"]
         [peer] = rule["from"]
         assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "alpha"
         assert peer["podSelector"]["matchExpressions"][0]["values"] == ["api", "backup"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -17,7 +18,8 @@ from trader_api.services.runtime import MarketFactory
 
 T = TypeVar("T")
 
-API_KEY = "test-key-for-this-run"
+# Generated per run, as the operator generates a bot's key: no literal secret to leak or reuse.
+API_KEY = secrets.token_urlsafe(32)
 PRICES = {"BTCUSDT": Decimal(50000), "ETHUSDT": Decimal(3000)}
 
 
