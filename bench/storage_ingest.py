@@ -32,7 +32,6 @@ shared and its load moves every figure:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import gc
 import json
@@ -42,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,14 +52,16 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from benchlib import fixed_rate, percentile
 from support.servers import PostgresServer, running_postgres
 from support.trading_data import make_klines, make_order
 from trader_api.domain import Kline, Order
 from trader_api.storage.postgres import (
-    _INSERT_ORDER,
     COPY_THRESHOLD,
+    INSERT_ORDER,
     PostgresStore,
     _copy_text,
+    insert_order_args,
 )
 
 INGEST_TARGET_RATIO = 0.8
@@ -89,11 +90,6 @@ def _encode_cpu_s(klines: list[Kline], *, repeat: int = 5) -> float:
             _copy_text(klines[i : i + 1000])
         best = min(best, time.process_time() - started)
     return best
-
-
-def _percentile(samples: Sequence[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def _truncate(url: str, table: str) -> None:
@@ -203,23 +199,6 @@ def _psql_copy(
     return time.perf_counter() - started
 
 
-async def _fixed_rate(
-    call: Callable[[int], Awaitable[Any]], *, count: int, rate: float
-) -> list[float]:
-    """Start ``call(i)`` at ``t0 + i/rate``; return latencies (ms) from the scheduled start."""
-    latencies: list[float] = []
-    t0 = time.perf_counter() + 0.05
-
-    async def one(i: int) -> None:
-        scheduled = t0 + i / rate
-        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-        await call(i)
-        latencies.append((time.perf_counter() - scheduled) * 1000)
-
-    await asyncio.gather(*(one(i) for i in range(count)))
-    return latencies
-
-
 async def _orders(store: PostgresStore, url: str, args: argparse.Namespace) -> dict[str, Any]:
     """Alternate segments of three paths at a fixed rate; compare their latencies.
 
@@ -245,13 +224,13 @@ async def _orders(store: PostgresStore, url: str, args: argparse.Namespace) -> d
         for i in range(20):
             await bare_insert(i)
             await store.create_order(make_order())
-            await raw_pool.execute(_INSERT_ORDER, *_order_row(make_order()))
+            await raw_pool.execute(INSERT_ORDER, *insert_order_args(make_order()))
         segments = max(1, args.orders // args.segment)
         for segment in range(segments):
             batches = {name: [make_order() for _ in range(args.segment)] for name in names}
 
             async def orders_insert(i: int, batch: list[Order] = batches["orders_insert"]) -> None:
-                await raw_pool.execute(_INSERT_ORDER, *_order_row(batch[i]))
+                await raw_pool.execute(INSERT_ORDER, *insert_order_args(batch[i]))
 
             async def submit(i: int, batch: list[Order] = batches["store"]) -> None:
                 await store.create_order(batch[i])
@@ -266,7 +245,7 @@ async def _orders(store: PostgresStore, url: str, args: argparse.Namespace) -> d
             for name, call in paths[shift:] + paths[:shift]:
                 gc.collect()
                 started = time.process_time()
-                latencies[name] += await _fixed_rate(call, count=args.segment, rate=args.rate)
+                latencies[name] += await fixed_rate(call, count=args.segment, rate=args.rate)
                 cpu_s[name] += time.process_time() - started
     finally:
         await raw_pool.close()
@@ -279,35 +258,15 @@ async def _orders(store: PostgresStore, url: str, args: argparse.Namespace) -> d
     }
     for name in names:
         figures[f"{name}_p50_ms"] = round(statistics.median(latencies[name]), 2)
-        figures[f"{name}_p99_ms"] = round(_percentile(latencies[name], 0.99), 2)
+        figures[f"{name}_p99_ms"] = round(percentile(latencies[name], 0.99), 2)
         figures[f"{name}_client_cpu_us"] = round(cpu_s[name] / per_path * 1e6)
     for name in ("store", "orders_insert"):
         for q, label in ((0.5, "p50"), (0.99, "p99")):
-            ratio = _percentile(latencies[name], q) / _percentile(latencies["bare_insert"], q)
+            ratio = percentile(latencies[name], q) / percentile(latencies["bare_insert"], q)
             figures[f"{name}_{label}_vs_bare_insert"] = round(ratio, 2)
     figures["load_avg_1m_before_after"] = [load_before, _load()]
     figures["target_p99_ms"] = P99_TARGET_MS
     return figures
-
-
-def _order_row(order: Order) -> tuple[Any, ...]:
-    """Return ``order`` as the parameters of the store's INSERT."""
-    return (
-        order.id,
-        order.client_order_id,
-        order.symbol,
-        order.side.value,
-        order.type.value,
-        order.quantity,
-        order.limit_price,
-        order.status.value,
-        order.filled_quantity,
-        order.average_fill_price,
-        order.strategy,
-        order.reject_reason,
-        order.created_at,
-        order.updated_at,
-    )
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:

@@ -72,7 +72,7 @@ _ORDER_COLUMNS: Final = (
     "average_fill_price, strategy, reject_reason, created_at, updated_at"
 )
 _FILL_COLUMNS: Final = "id, order_id, symbol, side, quantity, price, fee, ts"
-_INSERT_ORDER: Final = f"""
+INSERT_ORDER: Final = f"""
 INSERT INTO orders ({_ORDER_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 ON CONFLICT (client_order_id) DO NOTHING
@@ -219,6 +219,26 @@ def _position(row: asyncpg.Record) -> Position:
         average_price=row["average_price"],
         realized_pnl=row["realized_pnl"],
         updated_at=row["updated_at"],
+    )
+
+
+def insert_order_args(order: Order) -> tuple[object, ...]:
+    """Return ``order`` as the parameters of ``INSERT_ORDER``, in ``_ORDER_COLUMNS`` order."""
+    return (
+        order.id,
+        order.client_order_id,
+        order.symbol,
+        order.side.value,
+        order.type.value,
+        order.quantity,
+        order.limit_price,
+        order.status.value,
+        order.filled_quantity,
+        order.average_fill_price,
+        order.strategy,
+        order.reject_reason,
+        order.created_at,
+        order.updated_at,
     )
 
 
@@ -486,23 +506,7 @@ class PostgresStore:
         """
         async with self._conn() as conn:
             try:
-                status = await conn.execute(
-                    _INSERT_ORDER,
-                    order.id,
-                    order.client_order_id,
-                    order.symbol,
-                    order.side.value,
-                    order.type.value,
-                    order.quantity,
-                    order.limit_price,
-                    order.status.value,
-                    order.filled_quantity,
-                    order.average_fill_price,
-                    order.strategy,
-                    order.reject_reason,
-                    order.created_at,
-                    order.updated_at,
-                )
+                status = await conn.execute(INSERT_ORDER, *insert_order_args(order))
             except asyncpg.UniqueViolationError as exc:
                 raise ConflictError(
                     f"order id {order.id} already used by another client order id"
