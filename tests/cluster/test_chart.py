@@ -5,8 +5,12 @@ credentials of the ServiceAccount the chart created and the RBAC the chart
 granted, so "the chart's RBAC is enough" and "and not more" are both checked
 against the real authorizer, not against a list.
 
-``TRADERBOT_PREVIOUS_CHART`` (a chart folder or .tgz) makes the upgrade test
-start from that release instead of the working tree's chart.
+The upgrade test starts from the previous chart release, taken from the
+repository's history (the chart and the operator code as of the last commit
+with another chart version), and runs that operator code as its own process
+before the upgrade. ``TRADERBOT_PREVIOUS_CHART`` (a chart folder or .tgz) names
+another previous chart instead; the operator before the upgrade is then the
+working tree's. Without either (a shallow clone) the test fails.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import json
 import os
 import secrets
 import subprocess
+import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import yaml
@@ -26,18 +32,31 @@ from lightkube import ApiError, Client
 from lightkube.codecs import from_dict
 from lightkube.models.core_v1 import Container, PodSpec, SecurityContext
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.batch_v1 import CronJob
 from lightkube.resources.core_v1 import Namespace, PersistentVolume, Pod, Secret, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
+from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.operator.runner import OperatorRunner
 from support.kube import ClusterUnderTest, client_for, eventually
 from traderbot_operator.kube import TraderBotResource
-from unit.delivery.delivery_tools import CHART_DIR, REPO_ROOT, find_helm, helm_env
+from traderbot_operator.testing.localcluster import free_loopback_ports
+from unit.delivery.delivery_tools import (
+    CHART_DIR,
+    REPO_ROOT,
+    PreviousReleaseMissingError,
+    chart_version,
+    find_helm,
+    helm_env,
+    previous_release,
+)
 
 READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 30.0
+DRIFT_INTERVAL_SECONDS = "2"
 HELM_TIMEOUT = "120s"
 PV_SIZE = "100Gi"
 PVS_PER_BOT = 4
@@ -245,12 +264,162 @@ def wait_converged(runner: OperatorRunner) -> None:
     eventually(quiet, what="two drift-timer passes without a write", timeout=READY_TIMEOUT)
 
 
+class PreviousOperator:
+    """The previous release's operator code, run as its own process as its image would.
+
+    NB: its own interpreter imports ``traderbot_operator`` from the extracted
+    tree first (PYTHONPATH precedes the venv's editable path), so the working
+    tree's code is not what runs. Convergence is read from its /metrics.
+    """
+
+    def __init__(self, *, source: Path, kubeconfig: Path, namespace: str, log: Path) -> None:
+        self.source = source
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.log = log
+        self.metrics_port, self.liveness_port = free_loopback_ports(2)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    def start(self) -> PreviousOperator:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(self.source),
+            "KUBECONFIG": str(self.kubeconfig),
+            "TRADERBOT_DRIFT_INTERVAL_SECONDS": DRIFT_INTERVAL_SECONDS,
+        }
+        self._log_file = self.log.open("wb")
+        self._process = subprocess.Popen(
+            [
+                sys.executable, "-m", "traderbot_operator",
+                "--namespace", self.namespace,
+                "--listen-address", "127.0.0.1",
+                "--metrics-port", str(self.metrics_port),
+                "--liveness-port", str(self.liveness_port),
+                "--log-format", "plain",
+            ],
+            env=env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        eventually(self._healthy, what=f"the previous operator's /healthz\n{self.log_tail()}")
+        return self
+
+    def _get(self, port: int, path: str) -> str:
+        assert self._process is not None
+        if self._process.poll() is not None:
+            raise AssertionError(f"the previous operator exited:\n{self.log_tail()}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            body: bytes = response.read()
+            return body.decode()
+
+    def _healthy(self) -> bool:
+        self._get(self.liveness_port, "/healthz")
+        return True
+
+    def counters(self) -> tuple[float, float]:
+        """Return (drift-timer passes, child writes) from the operator's /metrics."""
+        passes = writes = 0.0
+        names = set()
+        for family in text_string_to_metric_families(self._get(self.metrics_port, "/metrics")):
+            names.add(family.name)
+            for sample in family.samples:
+                if sample.name == "traderbot_operator_reconcile_total":
+                    passes += sample.value if sample.labels.get("trigger") == "timer" else 0
+                elif sample.name == "traderbot_operator_child_writes_total":
+                    writes += sample.value
+        missing = {"traderbot_operator_reconcile", "traderbot_operator_child_writes"} - names
+        assert not missing, f"the previous operator has no {missing} metric to wait on"
+        return passes, writes
+
+    def wait_converged(self) -> None:
+        """Wait until two drift-timer passes in a row write nothing."""
+
+        def quiet() -> bool:
+            passes, writes = self.counters()
+            eventually(lambda: self.counters()[0] >= passes + 2, what="two drift-timer passes")
+            return self.counters()[1] == writes
+
+        eventually(quiet, what="two drift-timer passes without a write", timeout=READY_TIMEOUT)
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(STOP_TIMEOUT)
+            raise AssertionError(
+                f"the previous operator ignored SIGTERM:\n{self.log_tail()}"
+            ) from None
+        finally:
+            self._process = None
+            if self._log_file is not None:
+                self._log_file.close()
+
+
+def put_crds(kube: Client, folder: Path) -> None:
+    """Make the cluster's TraderBot CRDs exactly those of a chart (replace, not merge).
+
+    NB: a server-side apply would keep fields another manager (helm) owns, so a
+    newer CRD would not really go back to an older one.
+    """
+    for path in sorted(folder.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        try:
+            live = kube.get(CustomResourceDefinition, body["metadata"]["name"])
+        except ApiError as error:
+            if error.status.code != 404:
+                raise
+            kube.create(from_dict(body))
+            continue
+        assert live.metadata is not None
+        body["metadata"]["resourceVersion"] = live.metadata.resourceVersion
+        kube.replace(from_dict(body))
+
+
 def forbidden(call: Callable[[], object]) -> bool:
     try:
         call()
     except ApiError as error:
         return error.status.code == 403
     return False
+
+
+def run_a_bot_before_the_upgrade(
+    *, kube: Client, credentials: Path, namespace: str, source: Path | None, log: Path
+) -> str:
+    """Create the example bot and run it to Ready and converged; return its name.
+
+    The operator is the previous release's code (``source``) in its own process,
+    or the working tree's in-process when only a previous chart was given.
+    """
+    if source is None:
+        runner = OperatorRunner(kubeconfig=credentials, namespace=namespace).start()
+        try:
+            bot = create_example_bot(kube, namespace)
+            wait_ready(kube, namespace, bot)
+            wait_converged(runner)
+        finally:
+            runner.stop()
+        return bot
+    old = PreviousOperator(
+        source=source, kubeconfig=credentials, namespace=namespace, log=log
+    ).start()
+    try:
+        bot = create_example_bot(kube, namespace)
+        wait_ready(kube, namespace, bot)
+        old.wait_converged()
+    finally:
+        old.stop()
+    return bot
 
 
 def test_helm_install_brings_up_the_operator_deployment(
@@ -263,7 +432,8 @@ def test_helm_install_brings_up_the_operator_deployment(
     statuses = json.loads(helm("list", "--namespace", release.namespace, "-o", "json"))
     (status,) = [item for item in statuses if item["name"] == release.name]
     assert status["status"] == "deployed"
-    assert status["chart"] == "traderbot-operator-0.1.0"
+    version = chart_version((CHART_DIR / "Chart.yaml").read_text())
+    assert status["chart"] == f"traderbot-operator-{version}"
 
 
 def test_operator_with_the_charts_credentials_reconciles_but_cannot_read_foreign_secrets(
@@ -299,42 +469,69 @@ def test_operator_with_the_charts_credentials_reconciles_but_cannot_read_foreign
     )
 
 
-def test_helm_upgrade_leaves_running_bots_untouched(
-    cluster: ClusterUnderTest, kube: Client, release: Release
+def test_helm_upgrade_from_the_previous_release_leaves_running_bots_untouched(
+    cluster: ClusterUnderTest, kube: Client, release: Release, tmp_path: Path
 ) -> None:
-    previous = os.environ.get("TRADERBOT_PREVIOUS_CHART") or str(CHART_DIR)
-    release.install(previous)
-    credentials = operator_credentials(cluster, kube, release)
-    runner = OperatorRunner(kubeconfig=credentials, namespace=release.watch).start()
-    try:
-        bot = create_example_bot(kube, release.watch)
-        wait_ready(kube, release.watch, bot)
-        wait_converged(runner)
-    finally:
-        runner.stop()
-    before = snapshot(kube, release.watch, bot)
-    operator_generation = kube.get(
-        Deployment, release.fullname, namespace=release.namespace
-    ).to_dict()["metadata"]["generation"]
+    """Install the previous chart, let its operator run a bot, upgrade: the bot's objects stay.
 
-    release.upgrade("--set", "logFormat=plain", "--set", "verbose=true")
+    "Untouched": every object of the bot keeps its uid and what a writer would
+    change (spec, data, labels, annotations, owner references, generation). The
+    new operator may add children the old one did not build, never rewrite one.
+    """
+    explicit = os.environ.get("TRADERBOT_PREVIOUS_CHART")
+    source: Path | None = None
+    if explicit:
+        previous = Path(explicit)
+    else:
+        try:
+            found = previous_release(into=tmp_path / "previous")
+        except PreviousReleaseMissingError as error:
+            pytest.fail(str(error), pytrace=False)
+        previous, source = found.chart, found.operator_source
+        assert found.version != chart_version((CHART_DIR / "Chart.yaml").read_text())
+
+    try:
+        if not explicit:
+            put_crds(kube, previous / "crds")
+        release.install(previous)
+        bot = run_a_bot_before_the_upgrade(
+            kube=kube,
+            credentials=operator_credentials(cluster, kube, release),
+            namespace=release.watch,
+            source=source,
+            log=tmp_path / "previous-operator.log",
+        )
+        before = snapshot(kube, release.watch, bot)
+        operator_generation = kube.get(
+            Deployment, release.fullname, namespace=release.namespace
+        ).to_dict()["metadata"]["generation"]
+
+        # The documented upgrade: helm upgrade, then the CRDs (helm never upgrades them).
+        release.upgrade("--set", "logFormat=plain", "--set", "verbose=true")
+        put_crds(kube, CHART_DIR / "crds")
+    finally:
+        put_crds(kube, CHART_DIR / "crds")
 
     upgraded = kube.get(Deployment, release.fullname, namespace=release.namespace).to_dict()
     assert upgraded["metadata"]["generation"] > operator_generation  # the upgrade did apply
     assert upgraded["spec"]["template"]["spec"]["containers"][0]["args"] == ["--verbose"]
+    assert upgraded["metadata"]["labels"]["helm.sh/chart"] == (
+        f"traderbot-operator-{chart_version((CHART_DIR / 'Chart.yaml').read_text())}"
+    )
     assert snapshot(kube, release.watch, bot) == before
 
-    # The upgraded operator (same ServiceAccount, new token) finds nothing to change.
+    # The upgraded operator (same ServiceAccount, new token) settles without rewriting any.
     runner = OperatorRunner(
         kubeconfig=operator_credentials(cluster, kube, release), namespace=release.watch
     ).start()
     try:
-        passes = runner.timer_passes()
-        eventually(lambda: runner.timer_passes() >= passes + 2, what="two drift-timer passes")
-        assert runner.writes == 0, dict(runner.state.kube.calls)
+        wait_converged(runner)
     finally:
         runner.stop()
-    assert snapshot(kube, release.watch, bot) == before
+    after = snapshot(kube, release.watch, bot)
+    assert {key: after.get(key) for key in before} == before, {
+        key: (before[key], after.get(key)) for key in before if after.get(key) != before[key]
+    }
 
 
 def test_restricted_namespaces_do_refuse_a_privileged_pod(

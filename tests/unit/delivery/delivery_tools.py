@@ -6,8 +6,10 @@ skips, so a machine without helm cannot report the chart as tested.
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
+import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "charts" / "traderbot-operator"
 BOTS_CHART_DIR = REPO_ROOT / "charts" / "traderbot"
 CHART_VALUE_SETS_DIR = CHART_DIR / "ci"
+CHART_IN_REPO = "charts/traderbot-operator"
 KUBERNETES_VERSION = "1.34.0"
 RELEASE_NAMESPACE = "traderbot-system"
 
@@ -148,3 +151,82 @@ def one(manifests: Sequence[Manifest], kind: str) -> Manifest:
     found = by_kind(manifests, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+class PreviousReleaseMissingError(RuntimeError):
+    """Raised when the repository's history cannot give the previous chart release."""
+
+
+@dataclass(frozen=True)
+class PreviousRelease:
+    """The chart and operator code as of the last commit with another chart version."""
+
+    commit: str
+    version: str
+    root: Path
+
+    @property
+    def chart(self) -> Path:
+        """Return the previous chart's folder."""
+        return self.root / CHART_IN_REPO
+
+    @property
+    def operator_source(self) -> Path:
+        """Return the folder to put on PYTHONPATH to import the previous operator."""
+        return self.root / "operator"
+
+
+def chart_version(chart_yaml: str) -> str:
+    """Return the ``version:`` of a Chart.yaml text."""
+    version: str = yaml.safe_load(chart_yaml)["version"]
+    return version
+
+
+def _git(repo: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise PreviousReleaseMissingError(
+            f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()}"
+        )
+    return result.stdout
+
+
+def previous_release(*, into: Path, repo: Path = REPO_ROOT) -> PreviousRelease:
+    """Extract the chart and operator as of the last commit with another chart version.
+
+    That commit is the parent of the oldest commit (since the version last
+    changed) whose Chart.yaml has the working tree's version; when no commit has
+    it yet (the bump is not committed), it is HEAD.
+    NB: a shallow clone lacks that history and an exported tree has none: both
+    raise, with what to do, so the upgrade test can never pass by upgrading the
+    chart to itself.
+    """
+    remedy = (
+        "fetch the full history (git fetch --unshallow) or set TRADERBOT_PREVIOUS_CHART "
+        "to the previous chart's folder or .tgz"
+    )
+    if _git(repo, "rev-parse", "--is-shallow-repository").strip() != "false":
+        raise PreviousReleaseMissingError(f"{repo} is a shallow clone: {remedy}")
+    chart_yaml = f"{CHART_IN_REPO}/Chart.yaml"
+    current = chart_version((repo / chart_yaml).read_text())
+    bump = None
+    for commit in _git(repo, "log", "--format=%H", "--", chart_yaml).split():
+        if chart_version(_git(repo, "show", f"{commit}:{chart_yaml}")) != current:
+            break
+        bump = commit
+    else:
+        raise PreviousReleaseMissingError(
+            f"no commit in {repo} has a chart version other than {current}: {remedy}"
+        )
+    commit = _git(repo, "rev-parse", f"{bump}^" if bump else "HEAD").strip()
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", "--format=tar", commit, CHART_IN_REPO, "operator"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    version = chart_version((into / chart_yaml).read_text())
+    return PreviousRelease(commit=commit, version=version, root=into)
