@@ -11,10 +11,8 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from integration.api.api_process import TraderApiProcess
-from trader_api.api.app import create_app
 from trader_api.config import Settings
-from trader_api.services.runtime import Runtime
-from unit.workload.api_support import API_KEY, eventually, scripted_market
+from unit.workload.api_support import API_KEY, api_client, serving
 
 
 @pytest.fixture
@@ -31,21 +29,13 @@ def service_settings(postgres_url: str, redis_url: str) -> Settings:
 
 @pytest.fixture
 async def app(service_settings: Settings) -> AsyncIterator[FastAPI]:
-    runtime = await Runtime.from_settings(service_settings, market=scripted_market())
-    application = create_app(runtime)
-    async with application.router.lifespan_context(application):
-        await eventually(_noop, until=lambda _: runtime.engine.running and len(runtime.marks) == 2)
+    async with serving(service_settings) as application:
         yield application
-
-
-async def _noop() -> None:
-    return None
 
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("10.0.0.9", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://trader-api") as http:
+    async with api_client(app, client_ip="10.0.0.9") as http:
         yield http
 
 

@@ -11,10 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from support.servers import PostgresServer, SeverableProxy
-from trader_api.api.app import create_app
 from trader_api.config import Settings
-from trader_api.services.runtime import Runtime
-from unit.workload.api_support import API_KEY, eventually, scripted_market
+from unit.workload.api_support import API_KEY, api_client, eventually, serving
 
 # Only list_orders sends this; the engine's own reads of orders do not.
 _LISTING_QUERY = "%ORDER BY created_at DESC, id DESC%"
@@ -40,12 +38,11 @@ async def client_via_proxy(
         pod_name="dropped-connection",
         database_pool_size=3,
     )
-    runtime = await Runtime.from_settings(settings, market=scripted_market())
-    application = create_app(runtime)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application, client=("10.0.0.9", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://trader-api") as http:
-            yield http
+    async with (
+        serving(settings) as application,
+        api_client(application, client_ip="10.0.0.9") as http,
+    ):
+        yield http
 
 
 async def test_a_connection_dropped_mid_query_is_503_and_the_next_request_reconnects(

@@ -16,10 +16,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from trader_api import __version__
-from trader_api.api.app import create_app
 from trader_api.config import Settings
-from trader_api.services.runtime import Runtime
-from unit.workload.api_support import API_KEY, eventually, scripted_market
+from unit.workload.api_support import (
+    API_KEY,
+    SEED_METRIC_FAMILIES,
+    api_client,
+    eventually,
+    serving,
+)
 
 KEY = {"X-API-Key": API_KEY}
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -38,21 +42,13 @@ def settings() -> Settings:
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    runtime = await Runtime.from_settings(settings, market=scripted_market())
-    application = create_app(runtime)
-    async with application.router.lifespan_context(application):
-        await eventually(_noop, until=lambda _: runtime.engine.running and len(runtime.marks) == 2)
+    async with serving(settings) as application:
         yield application
-
-
-async def _noop() -> None:
-    return None
 
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=("10.0.0.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://trader-api") as http:
+    async with api_client(app, client_ip="10.0.0.7") as http:
         yield http
 
 
@@ -115,17 +111,7 @@ async def test_metrics_exposes_the_seed_series_with_route_templates(
     await client.get("/no/such/path")
     text = (await client.get("/metrics")).text
     families = {family.name: family for family in text_string_to_metric_families(text)}
-    for name in (
-        "http_requests",
-        "http_request_duration_seconds",
-        "websocket_connections",
-        "orders",
-        "signals",
-        "risk_rejections",
-        "fills",
-        "circuit_breaker_state",
-        "leader",
-    ):
+    for name in SEED_METRIC_FAMILIES:
         assert name in families, name
     paths = {
         sample.labels["path"]

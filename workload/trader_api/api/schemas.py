@@ -20,6 +20,12 @@ from trader_api.strategy import StrategyConfig
 Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,30}$", examples=["BTCUSDT"])]
 Amount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=28, decimal_places=12)]
 
+# Response models whose fields are a domain value's attributes, by the same
+# names: ``Model.of(value)`` reads them (in pydantic-core, a little faster
+# than passing each one). NB: they mirror the domain types on purpose: the
+# API's schema is a contract and must not change when a domain type grows.
+_FROM_ATTRIBUTES = ConfigDict(from_attributes=True)
+
 
 class SubmitOrderRequest(BaseModel):
     """A new order; resubmitting its ``client_order_id`` returns the first order, unchanged."""
@@ -45,6 +51,8 @@ class SubmitOrderRequest(BaseModel):
 
 
 class OrderOut(BaseModel):
+    model_config = _FROM_ATTRIBUTES
+
     id: UUID
     client_order_id: str
     symbol: str
@@ -62,25 +70,12 @@ class OrderOut(BaseModel):
 
     @classmethod
     def of(cls, order: Order) -> OrderOut:
-        return cls(
-            id=order.id,
-            client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            type=order.type,
-            quantity=order.quantity,
-            limit_price=order.limit_price,
-            status=order.status,
-            filled_quantity=order.filled_quantity,
-            average_fill_price=order.average_fill_price,
-            created_at=order.created_at,
-            updated_at=order.updated_at,
-            strategy=order.strategy,
-            reject_reason=order.reject_reason,
-        )
+        return cls.model_validate(order)
 
 
 class FillOut(BaseModel):
+    model_config = _FROM_ATTRIBUTES
+
     id: UUID
     order_id: UUID
     symbol: str
@@ -92,16 +87,7 @@ class FillOut(BaseModel):
 
     @classmethod
     def of(cls, fill: Fill) -> FillOut:
-        return cls(
-            id=fill.id,
-            order_id=fill.order_id,
-            symbol=fill.symbol,
-            side=fill.side,
-            quantity=fill.quantity,
-            price=fill.price,
-            fee=fill.fee,
-            ts=fill.ts,
-        )
+        return cls.model_validate(fill)
 
 
 class PositionOut(BaseModel):
@@ -127,6 +113,8 @@ class PositionOut(BaseModel):
 
 
 class StrategyOut(BaseModel):
+    model_config = _FROM_ATTRIBUTES
+
     name: str
     kind: str
     symbol: str
@@ -136,17 +124,12 @@ class StrategyOut(BaseModel):
 
     @classmethod
     def of(cls, config: StrategyConfig) -> StrategyOut:
-        return cls(
-            name=config.name,
-            kind=config.kind,
-            symbol=config.symbol,
-            interval=config.interval,
-            params=config.params,
-            enabled=config.enabled,
-        )
+        return cls.model_validate(config)
 
 
 class KlineOut(BaseModel):
+    model_config = _FROM_ATTRIBUTES
+
     symbol: str
     interval: Interval
     open_time: datetime
@@ -159,20 +142,12 @@ class KlineOut(BaseModel):
 
     @classmethod
     def of(cls, kline: Kline) -> KlineOut:
-        return cls(
-            symbol=kline.symbol,
-            interval=kline.interval,
-            open_time=kline.open_time,
-            close_time=kline.close_time,
-            open=kline.open,
-            high=kline.high,
-            low=kline.low,
-            close=kline.close,
-            volume=kline.volume,
-        )
+        return cls.model_validate(kline)
 
 
 class RiskLimitsOut(BaseModel):
+    model_config = _FROM_ATTRIBUTES
+
     max_order_notional: Decimal
     max_position_notional: Decimal
     max_open_orders: int
@@ -180,12 +155,7 @@ class RiskLimitsOut(BaseModel):
 
     @classmethod
     def of(cls, limits: RiskLimits) -> RiskLimitsOut:
-        return cls(
-            max_order_notional=limits.max_order_notional,
-            max_position_notional=limits.max_position_notional,
-            max_open_orders=limits.max_open_orders,
-            daily_loss_limit=limits.daily_loss_limit,
-        )
+        return cls.model_validate(limits)
 
 
 class KillSwitchOut(BaseModel):

@@ -123,13 +123,18 @@ class MemoryStore:
         matching.sort(key=lambda o: (o.created_at, str(o.id)), reverse=True)
         return matching[: max(limit, 0)]
 
-    async def update_order(self, order: Order) -> Order:
-        self._check_open()
+    def _stored(self, order: Order) -> Order:
+        """Return the stored copy of ``order``; refuse an unknown id or another client id."""
         stored = self._orders.get(order.id)
         if stored is None:
             raise NotFoundError(f"order {order.id} not found")
         if stored.client_order_id != order.client_order_id:
             raise ConflictError(f"order {order.id} has client id {stored.client_order_id}")
+        return stored
+
+    async def update_order(self, order: Order) -> Order:
+        self._check_open()
+        stored = self._stored(order)
         updated = replace(
             stored,
             status=order.status,
@@ -141,11 +146,7 @@ class MemoryStore:
 
     async def record_fill(self, *, fill: Fill, order: Order) -> RecordedFill:
         self._check_open()
-        stored = self._orders.get(order.id)
-        if stored is None:
-            raise NotFoundError(f"order {order.id} not found")
-        if stored.client_order_id != order.client_order_id:
-            raise ConflictError(f"order {order.id} has client id {stored.client_order_id}")
+        stored = self._stored(order)
         position = self._positions.get(fill.symbol)
         if fill.id in self._fills:
             return RecordedFill(
