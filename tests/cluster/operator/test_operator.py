@@ -10,9 +10,11 @@ import base64
 import secrets
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from lightkube import ApiError, Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
@@ -25,9 +27,11 @@ from lightkube.types import PatchType
 from cluster.operator.runner import OperatorRunner
 from support.kube import ClusterUnderTest, eventually
 from traderbot_operator.kube import TraderBotResource
+from traderbot_operator.reconcile import differences
 from traderbot_operator.testing import Binaries
 
 READY_TIMEOUT = 120.0
+FULL_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "traderbot-full.yaml"
 INSTANCE = "app.kubernetes.io/instance"
 CHILD_KINDS: tuple[Any, ...] = (
     Secret,
@@ -44,7 +48,7 @@ EXPECTED_CHILDREN = {
     "Deployment": 1,
     "StatefulSet": 2,
     "PodDisruptionBudget": 1,
-    "NetworkPolicy": 2,
+    "NetworkPolicy": 3,
     "CronJob": 2,  # backups and their verification
 }
 
@@ -264,14 +268,36 @@ def test_a_traderbot_converges_to_ready_with_owned_children(
     assert not backup_claim["metadata"].get("ownerReferences")  # Retain: survives the bot
     assert "Created" in {e.get("reason") for e in _events_of(kube, namespace, "alpha")}
 
-    binaries = Binaries.find()
-    if binaries.kubectl is not None:
-        table = subprocess.run(
-            [str(binaries.kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
-             "get", "tb", "alpha", "--no-headers"],
-            check=True, capture_output=True, text=True, timeout=30,
-        ).stdout.split()  # fmt: skip
-        assert table[:4] == ["alpha", "Ready", "1/1", "0.1.0"]
+    kubectl = Binaries.find().kubectl
+    assert kubectl is not None, "no kubectl: make k8s-binaries builds it with the control plane"
+    table = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
+         "get", "tb", "alpha", "--no-headers"],
+        check=True, capture_output=True, text=True, timeout=30,
+    ).stdout.split()  # fmt: skip
+    assert table[:4] == ["alpha", "Ready", "1/1", "0.1.0"]
+
+
+def test_the_full_example_is_accepted_as_written_and_converges(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    body = yaml.safe_load(FULL_EXAMPLE.read_text())
+    key_ref = body["spec"]["api"]["apiKeySecretRef"]
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name=key_ref["name"], namespace=namespace),
+            data={key_ref["key"]: base64.b64encode(secrets.token_bytes(24)).decode()},
+        )
+    )
+    # The real server runs the CEL rules and prunes unknown fields; the unit tier cannot.
+    kube.create(TraderBotResource.from_dict(body), namespace=namespace)
+    name = body["metadata"]["name"]
+    bot = _wait_phase(kube, namespace, name, "Ready")
+    assert differences(body["spec"], bot["spec"]) == [], "the server dropped or changed a field"
+    assert bot["status"]["ready"] == "2/2"
+    policy = _get(kube, NetworkPolicy, f"{name}-api", namespace)["spec"]
+    [ingress] = policy["ingress"]
+    assert ingress["from"] == body["spec"]["api"]["allowedClients"]
 
 
 def test_a_converged_bot_gets_no_writes_from_reconciles(
