@@ -45,6 +45,17 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value or default
 
 
+def _int_env(name: str) -> int | None:
+    """Return an integer setting from the environment (trader-api's names), if set."""
+    value = _env(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise BackupError(f"{name} must be an integer, got {value!r}") from exc
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trader-backup", description="Back up, restore and verify a TraderBot's data."
@@ -133,6 +144,8 @@ def _sources(args: argparse.Namespace) -> Sources:
         redis_url=redis_url,
         redis_data_dir=None if data_dir is None else Path(data_dir),
         redis_appendonly=args.redis_appendonly,
+        klines_retention_days=_int_env("KLINES_RETENTION_DAYS"),
+        klines_compress_after_days=_int_env("KLINES_COMPRESS_AFTER_DAYS"),
     )
 
 

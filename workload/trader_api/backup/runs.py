@@ -14,8 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import asyncpg
+
 from trader_api.backup.errors import BackupError
 from trader_api.backup.files import publish_folder, remove_tree, sha256_of, write_file_atomically
+from trader_api.backup.maintenance import maintenance_report
 from trader_api.backup.manifest import MANIFEST_NAME, Manifest, read_manifest
 from trader_api.backup.postgres import PgTarget, dump_database, restore_database, verify_database
 from trader_api.backup.redis import DEFAULT_DBFILENAME, backup_redis, restore_redis
@@ -36,6 +39,8 @@ class Sources:
     redis_url: str | None = None
     redis_data_dir: Path | None = None
     redis_appendonly: bool = False  # Redis runs with --appendonly yes (loads its AOF at start)
+    klines_retention_days: int | None = None  # the engine's settings, for the maintenance report
+    klines_compress_after_days: int | None = None
 
 
 def _iso(ts: datetime) -> str:
@@ -93,6 +98,9 @@ def run_backup(
     except BaseException:
         remove_tree(staging)
         raise
+    maintenance = (
+        None if sources.database_url is None else _maintenance(sources.database_url, sources)
+    )
     pruned: list[Path] = []
     if retention_days is not None:
         pruned = prune(dest, bot=bot, retention_days=retention_days)
@@ -110,7 +118,27 @@ def run_backup(
         "started_at": _iso(started),
         "finished_at": _iso(manifest.completed_at),
         "pruned": [p.name for p in pruned],
+        "maintenance": maintenance,
     }
+
+
+def _maintenance(url: str, sources: Sources) -> dict[str, Any]:
+    """Report what keeps old klines in check; a failure to read it never fails the backup.
+
+    NB: the report is extra and runs after the backup is published: an unreadable
+    jobs view is reported (``error``) for the operator's status rather than raised.
+    """
+    try:
+        return asyncio.run(
+            maintenance_report(
+                PgTarget.from_url(url),
+                retention_days=sources.klines_retention_days,
+                compress_after_days=sources.klines_compress_after_days,
+            )
+        )
+    except (BackupError, asyncpg.InterfaceError, OSError) as exc:
+        logger.warning("maintenance report: %s", exc)
+        return {"backend": "unknown", "error": str(exc), "jobs": []}
 
 
 def resolve_backup(*, dest: Path, bot: str, backup: str | None) -> Path:
