@@ -253,6 +253,31 @@ class LastBackup(_Model):
     time: str | None = None
 
 
+class MaintenanceJob(_Model):
+    """One TimescaleDB policy job, as the last backup read it."""
+
+    job_id: int
+    proc: str
+    hypertable: str | None = None
+    schedule_interval: str | None = None
+    last_run_status: str | None = None
+    last_run_started_at: str | None = None
+    next_start: str | None = None
+
+
+class MaintenanceStatus(_Model):
+    """What keeps old klines in check (TimescaleDB's jobs or the engine), per the last backup."""
+
+    backend: str
+    retention: str | None = None
+    klines_retention_days: int | None = None
+    klines_compress_after_days: int | None = None
+    jobs: tuple[MaintenanceJob, ...] = ()
+    error: str | None = None
+    observed_at: str | None = None
+    backup_name: str | None = None
+
+
 UpgradePhase = Literal["BackingUp", "BackupFailed", "RollingOut", "RolledBack"]
 VersionOutcome = Literal["Installed", "Upgraded", "RolledBack", "Cancelled"]
 
@@ -288,6 +313,7 @@ class TraderBotStatus(_Model):
     selector: str | None = None
     endpoints: Endpoints | None = None
     last_backup: LastBackup | None = None
+    maintenance: MaintenanceStatus | None = None
     upgrade: UpgradeStatus | None = None
     version_history: tuple[VersionRecord, ...] = ()
     conditions: tuple[Condition, ...] = ()
