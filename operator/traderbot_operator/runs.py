@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from traderbot_operator.desired.common import ANNOTATION_PREFIX
-from traderbot_operator.models import BackupRun, RestoreRun, TraderBot
+from traderbot_operator.models import BackupRun, MaintenanceStatus, RestoreRun, TraderBot
 
 # --- backup runs (TraderBotBackup) --------------------------------------------------------
 
@@ -104,6 +106,33 @@ def backup_run_status(
     else:
         status["phase"] = "Pending"
     return {key: value for key, value in status.items() if value is not None}
+
+
+def maintenance_status(
+    result: Mapping[str, Any] | None, *, backup: str, completed: str | None
+) -> dict[str, Any] | None:
+    """Return the TraderBot's ``status.maintenance`` from a completed backup's result.
+
+    trader-backup reports what keeps old klines in check (TimescaleDB's policy jobs,
+    or the engine's retention on plain PostgreSQL) in snake_case; the status is the
+    same in camelCase, stamped with the backup that read it. None when the result has
+    no report (a Redis-only backup, an older trader-backup).
+    """
+    report = (result or {}).get("maintenance")
+    if not isinstance(report, Mapping):
+        return None
+    stamp = {"observed_at": completed, "backup_name": backup}
+    try:
+        model = MaintenanceStatus.model_validate({**report, **stamp})
+    except ValidationError as error:
+        model = MaintenanceStatus(
+            backend="unknown",
+            error=f"trader-backup's maintenance report is unreadable: {error.error_count()} "
+            f"problem(s), first: {error.errors()[0]['msg']}",
+            observed_at=completed,
+            backup_name=backup,
+        )
+    return model.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
 def backup_run_problem(run: BackupRun, bot: TraderBot | None) -> str | None:
@@ -341,9 +370,7 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
     if complete is not None and result is not None and result.get("ok") is True:
         restored = {
             **current,
-            "restoredAt": current.get("restoredAt")
-            or complete.get("lastTransitionTime")
-            or stamp,
+            "restoredAt": current.get("restoredAt") or complete.get("lastTransitionTime") or stamp,
         }
         if redis and not redis_ready:
             status = {
@@ -376,8 +403,7 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
             # writing, and never leaves a half-restored database: a reported failure
             # means the data is as it was, so trading may resume.
             message = (
-                f"restore failed before the data was changed: {reason}; "
-                "the API is started again"
+                f"restore failed before the data was changed: {reason}; the API is started again"
             )
             held = False
         else:

@@ -55,6 +55,9 @@ def backup_env(bot: TraderBot) -> list[dict[str, Any]]:
         {"name": "REDIS_HOST", "value": names.redis},
         {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
         secret_env("REDIS_PASSWORD", secret=names.redis_secret, key=REDIS_PASSWORD_KEY),
+        # The engine's retention settings, reported in the maintenance part of the result.
+        {"name": "KLINES_RETENTION_DAYS", "value": str(bot.spec.database.klines_retention_days)},
+        {"name": "KLINES_COMPRESS_AFTER_DAYS", "value": str(bot.spec.database.compress_after_days)},
     ]
 
 

@@ -44,6 +44,7 @@ from traderbot_operator.reconcile import (
 from traderbot_operator.runs import (
     backup_run_problem,
     backup_run_status,
+    maintenance_status,
     parse_backup_result,
 )
 from traderbot_operator.upgrade import PRE_UPGRADE_LABEL, running_version_bot
@@ -83,9 +84,8 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
         for c in (job.get("status") or {}).get("conditions") or []
     )
     message = await kube.termination_message(namespace=namespace, job=name) if finished else None
-    status = backup_run_status(
-        run, job=job, result=parse_backup_result(message), scheduled=scheduled, problem=problem
-    )
+    result = parse_backup_result(message)
+    status = backup_run_status(run, job=job, result=result, scheduled=scheduled, problem=problem)
     current = body.get("status") or {}
     if differences(status, current):
         await kube.patch_status(
@@ -97,6 +97,14 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
         )
         if status["phase"] != current.get("phase") and status["phase"] in _TERMINAL:
             await _record(state, body=body, status=status)
+            maintenance = maintenance_status(
+                result, backup=name, completed=status.get("completionTime")
+            )
+            if bot is not None and status["phase"] == "Completed" and maintenance is not None:
+                # NB: a merge patch of this one field: the bot's own pass never writes it.
+                await kube.patch_status(
+                    namespace=namespace, name=bot.name, status={"maintenance": maintenance}
+                )
     phase: str = status["phase"]
     return phase
 

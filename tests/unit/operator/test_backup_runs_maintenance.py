@@ -1,0 +1,120 @@
+"""status.maintenance: trader-backup's report of TimescaleDB jobs, copied into the TraderBot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import yaml
+
+from traderbot_operator.desired.backup import build_backup_cronjob
+from traderbot_operator.models import MaintenanceJob, MaintenanceStatus
+from traderbot_operator.runs import maintenance_status
+from unit.operator.bots import bot
+from unit.operator.crd_schema import ROOT, model_mismatches
+
+CRD = yaml.safe_load((ROOT / "crds" / "traderbot.dev_traderbots.yaml").read_text())
+STATUS = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+COMPLETED = "2026-01-28T03:01:40Z"
+TIMESCALE_REPORT: dict[str, Any] = {
+    "backend": "timescaledb",
+    "retention": "timescaledb-jobs",
+    "klines_retention_days": 90,
+    "klines_compress_after_days": 7,
+    "jobs": [
+        {
+            "job_id": 1000,
+            "proc": "policy_compression",
+            "hypertable": "public.klines",
+            "schedule_interval": "12:00:00",
+            "last_run_status": "Success",
+            "last_run_started_at": "2026-01-28T00:00:01Z",
+            "next_start": "2026-01-28T12:00:01Z",
+        },
+        {
+            "job_id": 1001,
+            "proc": "policy_retention",
+            "hypertable": "public.klines",
+            "schedule_interval": "1 day",
+            "last_run_status": None,
+            "last_run_started_at": None,
+            "next_start": "2026-01-29T00:00:00Z",
+        },
+    ],
+}
+
+
+def test_the_models_have_the_crd_fields() -> None:
+    maintenance = STATUS["properties"]["maintenance"]
+    assert model_mismatches(MaintenanceStatus, maintenance, "status.maintenance") == []
+    jobs = maintenance["properties"]["jobs"]["items"]
+    assert model_mismatches(MaintenanceJob, jobs, "status.maintenance.jobs[]") == []
+
+
+def test_timescaledb_jobs_are_copied_in_camel_case_with_the_backup_that_read_them() -> None:
+    status = maintenance_status(
+        {"ok": True, "maintenance": TIMESCALE_REPORT}, backup="nightly", completed=COMPLETED
+    )
+    assert status == {
+        "backend": "timescaledb",
+        "retention": "timescaledb-jobs",
+        "klinesRetentionDays": 90,
+        "klinesCompressAfterDays": 7,
+        "jobs": [
+            {
+                "jobId": 1000,
+                "proc": "policy_compression",
+                "hypertable": "public.klines",
+                "scheduleInterval": "12:00:00",
+                "lastRunStatus": "Success",
+                "lastRunStartedAt": "2026-01-28T00:00:01Z",
+                "nextStart": "2026-01-28T12:00:01Z",
+            },
+            {
+                "jobId": 1001,
+                "proc": "policy_retention",
+                "hypertable": "public.klines",
+                "scheduleInterval": "1 day",
+                "nextStart": "2026-01-29T00:00:00Z",
+            },
+        ],
+        "observedAt": COMPLETED,
+        "backupName": "nightly",
+    }
+
+
+def test_plain_postgresql_says_engine_retention() -> None:
+    report = {
+        "backend": "postgresql",
+        "retention": "engine-retention",
+        "klines_retention_days": 45,
+        "jobs": [],
+    }
+    status = maintenance_status({"maintenance": report}, backup="nightly", completed=COMPLETED)
+    assert status is not None
+    assert (status["retention"], status["klinesRetentionDays"], status["jobs"]) == (
+        "engine-retention",
+        45,
+        [],
+    )
+
+
+def test_no_report_means_no_status_and_a_strange_one_is_reported_not_dropped() -> None:
+    assert maintenance_status({"ok": True}, backup="b", completed=COMPLETED) is None
+    assert maintenance_status(None, backup="b", completed=COMPLETED) is None
+    odd = maintenance_status(
+        {"maintenance": {"backend": "timescaledb", "jobs": [{"proc": "x"}]}},
+        backup="b",
+        completed=COMPLETED,
+    )
+    assert odd is not None
+    assert odd["backend"] == "unknown"
+    assert "unreadable" in odd["error"]
+
+
+def test_the_backup_job_gets_the_engine_retention_settings() -> None:
+    cronjob = build_backup_cronjob(bot(database={"klinesRetentionDays": 45}))
+    kubernetes_validate.validate(cronjob, "1.34.0", strict=True)
+    [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["KLINES_RETENTION_DAYS"], env["KLINES_COMPRESS_AFTER_DAYS"]) == ("45", "7")
