@@ -59,3 +59,29 @@ def test_no_termination_message_file_is_created_outside_a_pod(
     with redirect_stdout(io.StringIO()):
         main(["--dest", str(tmp_path), "--bot", "demo", "prune"])
     assert not absent.exists()
+
+
+def test_a_long_result_still_fits_the_termination_message_as_json() -> None:
+    from trader_api.backup.cli import termination_line
+
+    result = {
+        "ok": True,
+        "action": "backup",
+        "location": "/backups/demo-20260128T030000Z",
+        "checksum": "sha256:" + "ab" * 32,
+        "pruned": [f"demo-202512{day:02d}T030000Z" for day in range(1, 31)] * 5,
+        "tables": {f"table_{i}": i for i in range(60)},
+        "maintenance": {"backend": "postgresql", "jobs": []},
+    }
+    line = termination_line(result)
+    assert len(line.encode()) <= 4096
+    parsed = json.loads(line)
+    assert (parsed["ok"], parsed["location"], parsed["checksum"]) == (
+        True,
+        result["location"],
+        result["checksum"],
+    )
+    assert parsed["truncated"] == ["pruned"]
+    assert parsed["maintenance"] == result["maintenance"]
+    short = {"ok": True, "action": "prune", "deleted": []}
+    assert json.loads(termination_line(short)) == short

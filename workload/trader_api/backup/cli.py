@@ -18,9 +18,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from trader_api.backup.errors import BackupError
 from trader_api.backup.runs import (
@@ -193,8 +193,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     line = json.dumps(result, separators=(",", ":"))
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-    _write_termination_message(line)
+    _write_termination_message(termination_line(result))
     return code
+
+
+# Dropped in this order until the line fits: details the operator can do without.
+_SHED_FIRST: Final = ("pruned", "tables", "maintenance", "scope")
+
+
+def termination_line(result: Mapping[str, Any]) -> str:
+    """Return the result as one JSON line that fits the termination message.
+
+    NB: the kubelet keeps only 4096 bytes and a cut line is no JSON at all, so the
+    operator would count a good backup as one without a result. Long details go
+    first (the full line is on stdout, in the pod's log); ``truncated`` names them.
+    """
+    line = json.dumps(result, separators=(",", ":"))
+    compact = dict(result)
+    shed: list[str] = []
+    for key in _SHED_FIRST:
+        if len(line.encode()) <= _TERMINATION_MESSAGE_LIMIT:
+            break
+        if key in compact:
+            del compact[key]
+            shed.append(key)
+            line = json.dumps({**compact, "truncated": shed}, separators=(",", ":"))
+    if len(line.encode()) > _TERMINATION_MESSAGE_LIMIT and "error" in compact:
+        error = str(compact["error"])[: _TERMINATION_MESSAGE_LIMIT // 2]
+        line = json.dumps({**compact, "error": error, "truncated": [*shed, "error"]})
+    return line
 
 
 def _write_termination_message(line: str) -> None:
