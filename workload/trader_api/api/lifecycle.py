@@ -49,10 +49,6 @@ class Lifecycle:
     def in_flight(self) -> int:
         return self._in_flight
 
-    @property
-    def open_websockets(self) -> int:
-        return len(self._sockets)
-
     def request_started(self) -> None:
         self._last_request_at = time.monotonic()
         self._in_flight += 1

@@ -21,10 +21,6 @@ class Side(enum.StrEnum):
         """+1 for buys, -1 for sells: the direction a fill moves a position."""
         return 1 if self is Side.BUY else -1
 
-    @property
-    def opposite(self) -> Side:
-        return Side.SELL if self is Side.BUY else Side.BUY
-
 
 class OrderType(enum.StrEnum):
     MARKET = "market"

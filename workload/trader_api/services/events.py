@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 from uuid import UUID
 
-from trader_api.domain import Fill, Kline, Order, Position, Tick
+from trader_api.domain import Fill, Kline, Order, Tick
 
 PUBLIC_TYPES: Final = frozenset({"order", "fill", "tick", "kline", "risk", "strategy"})
 EXECUTE: Final = "command.execute"
@@ -55,16 +55,6 @@ def encode_fill(fill: Fill) -> dict[str, Any]:
         "price": str(fill.price),
         "fee": str(fill.fee),
         "ts": fill.ts.isoformat(),
-    }
-
-
-def encode_position(position: Position) -> dict[str, Any]:
-    return {
-        "symbol": position.symbol,
-        "quantity": str(position.quantity),
-        "average_price": str(position.average_price),
-        "realized_pnl": str(position.realized_pnl),
-        "updated_at": position.updated_at.isoformat(),
     }
 
 

@@ -7,17 +7,7 @@ replicas in one interpreter, never collide or double count.
 
 from __future__ import annotations
 
-import enum
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-
-class BreakerGauge(enum.IntEnum):
-    """``circuit_breaker_state`` values: what a dashboard plots."""
-
-    CLOSED = 0
-    HALF_OPEN = 1
-    OPEN = 2
 
 
 class Metrics:

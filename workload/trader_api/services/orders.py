@@ -299,12 +299,10 @@ class OrderService:
         except BaseException:
             self.window.abandon(order.id)
             raise
-        if created:
-            self.window.committed(order.id)
-        else:
-            self.window.abandon(order.id)
         if not created:
+            self.window.abandon(order.id)
             return self._resubmission(ticket, stored), False
+        self.window.committed(order.id)
         self._metrics.orders.labels(stored.side.value, stored.status.value).inc()
         if stored.status is OrderStatus.REJECTED:
             self._metrics.risk_rejections.labels(reject_code(stored)).inc()
