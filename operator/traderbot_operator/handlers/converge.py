@@ -8,10 +8,11 @@ of its own beyond the order of steps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -76,11 +77,23 @@ _PAST_TENSE = {"create": "Created", "patch": "Updated", "delete": "Deleted"}
 
 
 @dataclass
+class KeyLock:
+    """A lock that serializes passes over one key, and how many passes use it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+@dataclass
 class OperatorState:
-    """What one operator process keeps between reconciles (lives on kopf's memo)."""
+    """What one operator process keeps between reconciles (lives on kopf's memo).
+
+    NB: ``locks`` holds only keys with a pass running or waiting (``one_at_a_time``
+    drops the rest), so deleted bots and restores leave nothing behind.
+    """
 
     kube: Kube
-    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    locks: dict[tuple[str, str], KeyLock] = field(default_factory=dict)
     dirty: set[tuple[str, str]] = field(default_factory=set)
     debouncing: set[tuple[str, str]] = field(default_factory=set)
     phases: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -529,6 +542,27 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     return Result(phase=status["phase"], writes=writes, invalid_spec=problems)
 
 
+@contextlib.asynccontextmanager
+async def one_at_a_time(state: OperatorState, key: tuple[str, str]) -> AsyncIterator[None]:
+    """Hold ``key``'s lock for one pass; forget the lock once no pass uses or awaits it."""
+    entry = state.locks.setdefault(key, KeyLock())
+    entry.users += 1
+    try:
+        async with entry.lock:
+            yield
+    finally:
+        entry.users -= 1
+        if entry.users == 0:
+            # NB: no await since the decrement, so no other pass can have taken it meanwhile.
+            del state.locks[key]
+            state.dirty.discard(key)
+
+
+def busy(state: OperatorState, key: tuple[str, str]) -> bool:
+    """Return whether a pass over ``key`` is running or waiting."""
+    return key in state.locks
+
+
 async def run_serialized(
     state: OperatorState, *, namespace: str, name: str, trigger: str, coalesce: bool = False
 ) -> Result | None:
@@ -539,11 +573,10 @@ async def run_serialized(
     Returns None when the request was folded into a running pass.
     """
     key = (namespace, name)
-    lock = state.locks.setdefault(key, asyncio.Lock())
-    if coalesce and lock.locked():
+    if coalesce and busy(state, key):
         state.dirty.add(key)
         return None
-    async with lock:
+    async with one_at_a_time(state, key):
         result: Result | None = None
         while True:
             state.dirty.discard(key)

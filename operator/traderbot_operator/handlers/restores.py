@@ -8,7 +8,6 @@ bot's own reconcile honours, so there is one writer of the Deployment.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
@@ -26,6 +25,7 @@ from traderbot_operator.desired.common import (
 from traderbot_operator.handlers.converge import (
     OperatorState,
     _restore_holding,  # NB: one definition of "held" for the bot and its restores
+    one_at_a_time,
     run_serialized,
 )
 from traderbot_operator.handlers.traderbot import (
@@ -228,8 +228,7 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
 
 async def _serialized(state: OperatorState, *, namespace: str, name: str) -> None:
     """Run one restore pass at a time per restore (timer and Job events race otherwise)."""
-    lock = state.locks.setdefault((namespace, f"{RESTORE_PLURAL}/{name}"), asyncio.Lock())
-    async with lock:
+    async with one_at_a_time(state, (namespace, f"{RESTORE_PLURAL}/{name}")):
         await converge_restore(state, namespace=namespace, name=name)
 
 

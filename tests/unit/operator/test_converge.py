@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from traderbot_operator import metrics
-from traderbot_operator.handlers.converge import converge
+from traderbot_operator.handlers.converge import Result, converge, run_serialized
 from unit.operator.fake_kube import FakeKube
 
 
@@ -56,3 +57,54 @@ async def test_turning_backups_off_drops_the_backup_health_series() -> None:
     kube = FakeKube(_body("quiet", paused=True, backup={"enabled": False}))
     await converge(kube.state(), namespace="trading", name="quiet")
     assert _backup_gauge("quiet") is None
+
+
+class _GatedKube(FakeKube):
+    """FakeKube whose TraderBot reads wait for the test to open a gate (a pass in flight)."""
+
+    def __init__(self, *bots: dict[str, Any]) -> None:
+        super().__init__(*bots)
+        self.gate = asyncio.Event()
+        self.reading = asyncio.Event()
+        self.reads = 0
+
+    async def get_bot(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads += 1
+        self.reading.set()
+        await self.gate.wait()
+        return await super().get_bot(namespace=namespace, name=name)
+
+
+async def test_per_bot_locks_live_only_while_a_pass_runs_or_waits() -> None:
+    kube = _GatedKube(_body(paused=True))
+    state = kube.state()
+    first = asyncio.create_task(
+        run_serialized(state, namespace="trading", name="alpha", trigger="create")
+    )
+    second = asyncio.create_task(
+        run_serialized(state, namespace="trading", name="alpha", trigger="update")
+    )
+    await kube.reading.wait()
+    assert list(state.locks) == [("trading", "alpha")]
+    assert state.locks[("trading", "alpha")].users == 2
+    folded = await run_serialized(
+        state, namespace="trading", name="alpha", trigger="child", coalesce=True
+    )
+    assert folded is None, "a child event during a pass is folded into it"
+    kube.gate.set()
+    await asyncio.gather(first, second)
+    assert kube.reads == 3, "the running pass went once more, then the waiting one ran"
+    assert state.locks == {}
+    assert state.dirty == set()
+
+
+async def test_a_deleted_bot_leaves_no_lock_phase_or_dirty_mark() -> None:
+    kube = FakeKube(_body(paused=True))
+    state = kube.state()
+    await run_serialized(state, namespace="trading", name="alpha", trigger="create")
+    assert state.phases == {("trading", "alpha"): "Paused"}
+    del kube.bots[("trading", "alpha")]
+    assert await run_serialized(
+        state, namespace="trading", name="alpha", trigger="child"
+    ) == Result(phase=None)
+    assert (state.locks, state.phases, state.dirty) == ({}, {}, set())
