@@ -7,8 +7,14 @@ created (credentials and Services before the pods that use them).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 
-from traderbot_operator.desired.api import build_api_deployment, build_api_pdb, build_api_service
+from traderbot_operator.desired.api import (
+    api_secret_names,
+    build_api_deployment,
+    build_api_pdb,
+    build_api_service,
+)
 from traderbot_operator.desired.backup import (
     build_backup_cronjob,
     build_backup_pvc,
@@ -20,6 +26,7 @@ from traderbot_operator.desired.credentials import (
     build_api_key_secret,
     build_database_secret,
     build_redis_secret,
+    secret_digest,
 )
 from traderbot_operator.desired.database import (
     build_database_headless_service,
@@ -46,12 +53,17 @@ def build_children(
     service_monitor_available: bool = False,
     token: TokenFactory = secrets.token_urlsafe,
     redis_stopped: bool = False,
+    live_secrets: Mapping[str, Manifest | None] | None = None,
 ) -> list[Manifest]:
     """Return every child object of ``bot``, in creation order.
 
     ``service_monitor_available`` says whether the cluster serves the Prometheus
     Operator's ServiceMonitor kind (observed by the caller, not guessed here);
     ``redis_stopped`` holds Redis at zero replicas (a Redis restore in progress).
+    ``live_secrets`` (name -> live Secret or None, as the caller read them) puts the
+    content of every Secret the API pods read into their config hash, so a rotated
+    key rolls them; a generated Secret not created yet counts with the content built
+    here. Without it (listing keys, tests) Secret content is left out of the hash.
     """
     monitoring = bot.spec.monitoring.enabled
     children: list[Manifest] = [
@@ -61,6 +73,14 @@ def build_children(
     api_key = build_api_key_secret(bot, token=token)
     if api_key is not None:
         children.append(api_key)
+    digests = None
+    if live_secrets is not None:
+        built = {secret["metadata"]["name"]: secret for secret in children}
+        digests = {
+            name: secret_digest(found)
+            for name in api_secret_names(bot)
+            if (found := live_secrets.get(name) or built.get(name)) is not None
+        }
     children += [
         build_database_headless_service(bot),
         build_database_service(bot),
@@ -72,7 +92,11 @@ def build_children(
         build_redis_statefulset(bot, stopped=redis_stopped),
         build_api_service(bot),
         build_api_network_policy(bot),
-        build_api_deployment(bot, scrape_annotated=monitoring and not service_monitor_available),
+        build_api_deployment(
+            bot,
+            scrape_annotated=monitoring and not service_monitor_available,
+            secret_digests=digests,
+        ),
         build_api_pdb(bot),
     ]
     if bot.spec.backup.enabled:

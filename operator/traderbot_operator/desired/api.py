@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from traderbot_operator.desired.common import (
@@ -95,14 +96,28 @@ def api_env(bot: TraderBot) -> list[dict[str, Any]]:
     return env
 
 
-def config_hash(bot: TraderBot) -> str:
+def api_secret_names(bot: TraderBot) -> list[str]:
+    """Return the names of the Secrets the API pods read (from their env), in env order."""
+    names = [
+        env["valueFrom"]["secretKeyRef"]["name"]
+        for env in api_env(bot)
+        if "secretKeyRef" in env.get("valueFrom", {})
+    ]
+    return list(dict.fromkeys(names))
+
+
+def config_hash(bot: TraderBot, *, secret_digests: Mapping[str, str] | None = None) -> str:
     """Return the hash of everything the API pods read at start.
 
     NB: it sits in a pod-template annotation, so any config change rolls the pods,
     as the seed's "recreate the API after an env change"; replicas are left out so
-    scaling does not restart anything.
+    scaling does not restart anything. ``secret_digests`` (Secret name -> content
+    hash) makes a rotated API key (or any Secret the pods read) roll them too.
     """
-    return content_hash({"env": api_env(bot), "image": image(bot)})
+    config: dict[str, Any] = {"env": api_env(bot), "image": image(bot)}
+    if secret_digests:
+        config["secrets"] = dict(secret_digests)
+    return content_hash(config)
 
 
 def scrape_annotations(bot: TraderBot) -> dict[str, str]:
@@ -114,15 +129,20 @@ def scrape_annotations(bot: TraderBot) -> dict[str, str]:
     }
 
 
-def build_api_deployment(bot: TraderBot, *, scrape_annotated: bool = False) -> Manifest:
+def build_api_deployment(
+    bot: TraderBot,
+    *,
+    scrape_annotated: bool = False,
+    secret_digests: Mapping[str, str] | None = None,
+) -> Manifest:
     """Build the trader-api Deployment.
 
     ``scrape_annotated`` adds prometheus.io annotations (monitoring enabled and no
-    ServiceMonitor CRD in the cluster).
+    ServiceMonitor CRD in the cluster); ``secret_digests`` go into the config hash.
     """
     spec = bot.spec
     port = spec.api.port
-    template_annotations = {CONFIG_HASH_ANNOTATION: config_hash(bot)}
+    template_annotations = {CONFIG_HASH_ANNOTATION: config_hash(bot, secret_digests=secret_digests)}
     if scrape_annotated:
         template_annotations.update(scrape_annotations(bot))
     http_get = {"port": "http", "scheme": "HTTP"}

@@ -7,8 +7,10 @@ initialised with, so a new one would lock the API out).
 
 from __future__ import annotations
 
+import base64
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from traderbot_operator.desired.common import (
     COMPONENT_API,
@@ -17,6 +19,7 @@ from traderbot_operator.desired.common import (
     DATABASE_USER,
     Manifest,
     Names,
+    content_hash,
     metadata,
 )
 from traderbot_operator.models import TraderBot
@@ -90,3 +93,16 @@ def api_key_ref(bot: TraderBot) -> tuple[str, str]:
     if ref is not None:
         return ref.name, ref.key
     return Names(bot.name).api_key_secret, API_KEY_KEY
+
+
+def secret_digest(secret: Mapping[str, Any]) -> str:
+    """Return a hash of a Secret's content, the same for a built manifest and the live object.
+
+    NB: the server stores ``stringData`` base64-encoded in ``data``; encoding it here
+    lets the hash of a Secret about to be created equal the hash of it once created,
+    so a new bot's pods do not roll once more after their first start.
+    """
+    data = dict(secret.get("data") or {})
+    for key, value in (secret.get("stringData") or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    return content_hash(data)

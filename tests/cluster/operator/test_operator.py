@@ -300,6 +300,40 @@ def test_the_full_example_is_accepted_as_written_and_converges(
     assert ingress["from"] == body["spec"]["api"]["allowedClients"]
 
 
+def _template_hash(kube: Client, deployment: str, namespace: str) -> str:
+    template = _get(kube, Deployment, deployment, namespace)["spec"]["template"]
+    found: str = template["metadata"]["annotations"]["traderbot.dev/config-hash"]
+    return found
+
+
+def test_a_rotated_api_key_rolls_the_api_pods(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    kube.create(
+        Secret(
+            metadata=ObjectMeta(name="keyed-key", namespace=namespace),
+            data={"api-key": base64.b64encode(secrets.token_bytes(24)).decode()},
+        )
+    )
+    _create_bot(kube, namespace, "keyed", {"api": {"apiKeySecretRef": {"name": "keyed-key"}}})
+    _wait_phase(kube, namespace, "keyed", "Ready")
+    before = _template_hash(kube, "keyed-api", namespace)
+    rotated = base64.b64encode(secrets.token_bytes(24)).decode()
+    kube.patch(
+        Secret,
+        "keyed-key",
+        {"data": {"api-key": rotated}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    # Secrets are not watched: the drift timer (2 s here) reads the new content.
+    eventually(
+        lambda: _template_hash(kube, "keyed-api", namespace) != before,
+        what="a new config hash on the API pod template",
+    )
+    _wait_phase(kube, namespace, "keyed", "Ready")
+
+
 def test_a_converged_bot_gets_no_writes_from_reconciles(
     kube: Client, namespace: str, operator: OperatorRunner
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -49,7 +51,7 @@ def _fixed_token(length: int) -> str:
 
 
 def _children(model: TraderBot, **kwargs: Any) -> list[dict[str, Any]]:
-    return build_children(model, token=_fixed_token, **kwargs)
+    return build_children(model, **{"token": _fixed_token, **kwargs})
 
 
 def _pod_specs(manifest: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -189,6 +191,46 @@ def test_config_hash_rolls_pods_on_config_changes_but_not_on_scaling() -> None:
     assert config_hash(bot(replicas=3)) == config_hash(base)
     annotations = build_api_deployment(base)["spec"]["template"]["metadata"]["annotations"]
     assert annotations["traderbot.dev/config-hash"] == config_hash(base)
+
+
+def _api_hash(model: TraderBot, live: dict[str, Any], **kwargs: Any) -> str:
+    [deployment] = [
+        c for c in _children(model, live_secrets=live, **kwargs) if c["kind"] == "Deployment"
+    ]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    hashed: str = annotations["traderbot.dev/config-hash"]
+    return hashed
+
+
+def _as_stored(secret: dict[str, Any]) -> dict[str, Any]:
+    """Return a built Secret as the API server stores it (stringData -> base64 data)."""
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in secret["stringData"].items()}
+    return {**{k: v for k, v in secret.items() if k != "stringData"}, "data": data}
+
+
+def test_a_rotated_api_key_rolls_the_pods() -> None:
+    own_key = bot(api={"apiKeySecretRef": {"name": "mine"}})
+    before = {"mine": {"data": {"api-key": base64.b64encode(b"old").decode()}}}
+    after = {"mine": {"data": {"api-key": base64.b64encode(b"new").decode()}}}
+    assert _api_hash(own_key, before) == _api_hash(own_key, before)
+    assert _api_hash(own_key, after) != _api_hash(own_key, before)
+    generated = bot()
+    secrets = {
+        c["metadata"]["name"]: _as_stored(c) for c in _children(generated) if c["kind"] == "Secret"
+    }
+    rotated = copy.deepcopy(secrets)
+    rotated["alpha-api-key"]["data"]["api-key"] = base64.b64encode(b"rotated").decode()
+    assert _api_hash(generated, rotated) != _api_hash(generated, secrets)
+
+
+def test_creating_the_generated_secrets_does_not_roll_the_pods_again() -> None:
+    model = bot()
+    created = {
+        c["metadata"]["name"]: _as_stored(c) for c in _children(model) if c["kind"] == "Secret"
+    }
+    # First pass: nothing exists yet, the Secrets are built with the same (fixed) tokens.
+    assert _api_hash(model, {}) == _api_hash(model, created)
+    assert _api_hash(model, {}) != _api_hash(model, {}, token=lambda _: "another-token")
 
 
 def test_selectors_do_not_depend_on_the_version() -> None:
