@@ -38,6 +38,7 @@ from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.resources.storage_v1 import StorageClass
 from lightkube.types import CascadeType
 
+from cluster.local_cli import process_alive, run_cli
 from support.kube import ClusterUnderTest, client_for, eventually
 from traderbot_operator.testing import Binaries, ClusterStartError, LocalCluster
 from traderbot_operator.testing.binaries import KUBERNETES_VERSION, VERSION_TAG
@@ -530,25 +531,6 @@ def test_the_storage_provisioner_binds_claims_and_removes_their_folders(
 # -- the runner itself ----------------------------------------------------------------
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "traderbot_operator.testing.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in {"Z", "X"}
-
-
 def test_cli_up_shows_a_ready_node_and_down_leaves_no_process(
     cluster: ClusterUnderTest, tmp_path: Path
 ) -> None:
@@ -556,14 +538,14 @@ def test_cli_up_shows_a_ready_node_and_down_leaves_no_process(
     binaries = Binaries.find()
     assert binaries.kubectl is not None, "hack/k8s-binaries.sh builds kubectl"
     workdir = tmp_path / "cluster"
-    up = _cli("up", "--dir", str(workdir), cwd=tmp_path)
+    up = run_cli("up", "--dir", str(workdir), cwd=tmp_path)
     try:
         assert up.returncode == 0, up.stderr
         export = up.stdout.strip().splitlines()[-1]
         assert export == f"export KUBECONFIG={workdir / 'kubeconfig'}"
         pids = [p["pid"] for p in json.loads((workdir / STATE_FILE).read_text())["processes"]]
         assert len(pids) == 5
-        assert all(_alive(pid) for pid in pids)
+        assert all(process_alive(pid) for pid in pids)
 
         nodes = subprocess.run(
             [str(binaries.kubectl), "get", "nodes", "--no-headers"],
@@ -585,7 +567,7 @@ def test_cli_up_shows_a_ready_node_and_down_leaves_no_process(
         )
         assert classes.stdout.split() == ["storageclass.storage.k8s.io/standard"]
 
-        minted = _cli(
+        minted = run_cli(
             "kubeconfig", "--serviceaccount", "default/default", "--dir", str(workdir), cwd=tmp_path
         )
         assert minted.returncode == 0, minted.stderr
@@ -599,13 +581,13 @@ def test_cli_up_shows_a_ready_node_and_down_leaves_no_process(
         )
         assert whoami.stdout == "system:serviceaccount:default:default"
 
-        status = _cli("status", "--dir", str(workdir), cwd=tmp_path)
+        status = run_cli("status", "--dir", str(workdir), cwd=tmp_path)
         assert status.returncode == 0
         assert "kube-apiserver" in status.stdout
     finally:
-        down = _cli("down", "--dir", str(workdir), cwd=tmp_path)
+        down = run_cli("down", "--dir", str(workdir), cwd=tmp_path)
     assert down.returncode == 0, down.stderr
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if process_alive(pid)]
     assert not workdir.exists()
 
 
@@ -632,12 +614,12 @@ def test_a_killed_test_process_leaves_no_orphans(cluster: ClusterUnderTest, tmp_
         assert child.stdout is not None
         pids = json.loads(child.stdout.readline())
         assert len(pids) == 5
-        assert all(_alive(pid) for pid in pids)
+        assert all(process_alive(pid) for pid in pids)
     finally:
         child.send_signal(signal.SIGKILL)  # no finalizer, no atexit: only the kernel can help
         child.wait(timeout=30)
     eventually(
-        lambda: not [pid for pid in pids if _alive(pid)],
+        lambda: not [pid for pid in pids if process_alive(pid)],
         what="every component to die with the killed parent",
         timeout=15,
     )

@@ -2,7 +2,8 @@
 
 The demo runs its own detached cluster (not the session's), exactly as a
 newcomer's first command does: cluster, CRDs, the operator in the background,
-examples/traderbot-minimal.yaml until phase Ready; then `down` must leave no
+examples/traderbot-minimal.yaml until phase Ready, the operator's /healthz and
+/metrics answering on loopback where the demo says; then `down` must leave no
 process (the operator included) and no volume folder behind.
 """
 
@@ -10,16 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
-import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import PersistentVolume, PersistentVolumeClaim
 
+from cluster.local_cli import process_alive, run_cli
 from support.kube import client_for, eventually
 from traderbot_operator.testing.localcluster import HOSTPATH_ROOT, STATE_FILE
 
@@ -36,22 +40,8 @@ def _local_only(request: pytest.FixtureRequest) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "traderbot_operator.testing.cli", *args],
-        cwd=REPO,  # crds/ and examples/ are found from the repository's root, as `make demo` runs
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in {"Z", "X"}
+    # crds/ and examples/ are found from the repository's root, as `make demo` runs
+    return run_cli(*args, cwd=REPO)
 
 
 def _pids(workdir: Path) -> dict[str, int]:
@@ -60,18 +50,43 @@ def _pids(workdir: Path) -> dict[str, int]:
     return {str(p["name"]): int(p["pid"]) for p in processes}
 
 
+def _endpoints(stderr: str) -> dict[str, str]:
+    """Return the operator's endpoints the demo printed ("operator healthz: URL")."""
+    found = dict(re.findall(r"^operator (healthz|metrics): (\S+)$", stderr, flags=re.MULTILINE))
+    assert set(found) == {"healthz", "metrics"}, stderr
+    return found
+
+
+def _assert_operator_answers_on_loopback(endpoints: dict[str, str]) -> None:
+    for url in endpoints.values():
+        assert urllib.parse.urlsplit(url).hostname == "127.0.0.1", url
+    assert httpx.get(endpoints["healthz"], timeout=5).status_code == 200
+    metrics = httpx.get(endpoints["metrics"], timeout=5)
+    assert metrics.status_code == 200
+    assert "traderbot_operator_reconcile_total" in metrics.text
+
+
+def _check_first_run(first: subprocess.CompletedProcess[str], workdir: Path) -> dict[str, str]:
+    """Check what the first `demo` says and serves; return the operator's endpoints."""
+    assert first.returncode == 0, first.stderr
+    assert "operator started" in first.stderr
+    assert f"kubectl get tb -n {NAMESPACE} -o wide" in first.stdout
+    assert f"export KUBECONFIG={workdir / 'kubeconfig'}" in first.stdout
+    assert str(workdir / "logs" / "traderbot-operator.log") in first.stdout
+    endpoints = _endpoints(first.stderr)
+    _assert_operator_answers_on_loopback(endpoints)
+    assert f"curl {endpoints['healthz']}" in first.stdout
+    status = _cli("status", "--dir", str(workdir))
+    assert f"healthz: {endpoints['healthz']}" in status.stdout
+    return endpoints
+
+
 def test_demo_brings_the_minimal_bot_to_ready_and_down_leaves_nothing(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     pids: dict[str, int] = {}
     folders: list[Path] = []
     try:
-        first = _cli("demo", "--dir", str(workdir))
-        assert first.returncode == 0, first.stderr
-        assert "operator started" in first.stderr
-        assert f"kubectl get tb -n {NAMESPACE} -o wide" in first.stdout
-        assert f"export KUBECONFIG={workdir / 'kubeconfig'}" in first.stdout
-        assert str(workdir / "logs" / "traderbot-operator.log") in first.stdout
-
+        endpoints = _check_first_run(_cli("demo", "--dir", str(workdir)), workdir)
         pids = _pids(workdir)
         assert set(pids) == {
             "etcd",
@@ -81,7 +96,7 @@ def test_demo_brings_the_minimal_bot_to_ready_and_down_leaves_nothing(tmp_path: 
             "kwok",
             "traderbot-operator",
         }
-        assert all(_alive(pid) for pid in pids.values())
+        assert all(process_alive(pid) for pid in pids.values())
 
         kube = client_for(workdir / "kubeconfig")
         bot = kube.get(TraderBot, "alpha", namespace=NAMESPACE)
@@ -100,6 +115,7 @@ def test_demo_brings_the_minimal_bot_to_ready_and_down_leaves_nothing(tmp_path: 
         again = _cli("demo", "--dir", str(workdir))
         assert again.returncode == 0, again.stderr
         assert "already running" in again.stderr
+        assert _endpoints(again.stderr) == endpoints, "the running operator's, from its record"
         assert _pids(workdir) == pids, "a second run reuses the cluster and the operator"
 
         refused = _cli("demo", "--dir", str(workdir), "--example", "examples/traderbot-full.yaml")
@@ -109,17 +125,20 @@ def test_demo_brings_the_minimal_bot_to_ready_and_down_leaves_nothing(tmp_path: 
         assert "last lines of the operator's log" in refused.stderr
 
         os.kill(pids["traderbot-operator"], signal.SIGKILL)
-        eventually(lambda: not _alive(pids["traderbot-operator"]), what="the operator to die")
+        eventually(
+            lambda: not process_alive(pids["traderbot-operator"]), what="the operator to die"
+        )
         revived = _cli("demo", "--dir", str(workdir))
         assert revived.returncode == 0, revived.stderr
         assert "operator started" in revived.stderr, "a dead operator is started again"
+        _assert_operator_answers_on_loopback(_endpoints(revived.stderr))
         restarted = _pids(workdir)
         assert restarted["traderbot-operator"] != pids["traderbot-operator"]
-        assert _alive(restarted["traderbot-operator"])
+        assert process_alive(restarted["traderbot-operator"])
         pids = restarted
     finally:
         down = _cli("down", "--dir", str(workdir))
     assert down.returncode == 0, down.stderr
-    assert [name for name, pid in pids.items() if _alive(pid)] == []
+    assert [name for name, pid in pids.items() if process_alive(pid)] == []
     assert not workdir.exists()
     assert [f for f in folders if f.exists()] == []

@@ -24,6 +24,7 @@ from traderbot_operator.testing.localcluster import (
     STATE_FILE,
     ClusterAccess,
     ClusterStartError,
+    addon_endpoints,
     addon_status,
     detached_status,
     ensure_detached,
@@ -125,6 +126,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"{name:<26} pid {pid:<8} {'running' if alive else 'STOPPED'}")  # noqa: T201
     for name, pid, alive in addon_status(workdir):
         print(f"{name:<26} pid {pid:<8} {'running' if alive else 'STOPPED'}")  # noqa: T201
+        for endpoint, url in sorted(addon_endpoints(workdir, name).items()):
+            print(f"  {endpoint}: {url}")  # noqa: T201
     print(f"server: {ClusterAccess.load(workdir).server}")  # noqa: T201
     print(f"kubeconfig: {workdir / 'kubeconfig'}")  # noqa: T201
     return 0 if all_alive else 1

@@ -9,8 +9,9 @@ it too), applies the examples and waits until every TraderBot is Ready.
 Running it again reuses the cluster and the operator when they still run, and
 re-applies the examples (a no-op for the operator when nothing changed).
 
-NB: the operator's metrics and liveness servers are turned off here: they bind
-every interface, and the demo keeps to loopback.
+The operator's liveness (``/healthz``) and metrics (``/metrics``) servers bind
+127.0.0.1 on free ports (the demo keeps to loopback); their URLs are printed and
+recorded with the operator, so ``traderbot-cluster status`` shows them too.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +41,12 @@ from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from traderbot_operator.rbac import cluster_role
 from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
 from traderbot_operator.testing.localcluster import (
+    LOOPBACK,
     ClusterAccess,
+    addon_endpoints,
     addon_status,
     detached_has_storage,
+    free_loopback_ports,
     log_tail,
     record_addon,
 )
@@ -101,6 +107,8 @@ class OperatorProcess:
     pid: int
     log_path: Path
     started: bool
+    # name -> URL: "healthz" (kopf's liveness) and "metrics" (Prometheus), on loopback
+    endpoints: dict[str, str]
 
     def alive(self, workdir: Path) -> bool:
         return any(
@@ -210,22 +218,27 @@ def ensure_operator(workdir: Path, *, kubeconfig: Path, namespace: str) -> Opera
     log_path = workdir / "logs" / "traderbot-operator.log"
     for name, pid, alive in addon_status(workdir):
         if name == OPERATOR_ADDON and alive:
-            return OperatorProcess(pid=pid, log_path=log_path, started=False)
+            return OperatorProcess(
+                pid=pid,
+                log_path=log_path,
+                started=False,
+                endpoints=addon_endpoints(workdir, OPERATOR_ADDON),
+            )
     env = dict(os.environ)
     env["KUBECONFIG"] = str(kubeconfig)
+    metrics_port, liveness_port = free_loopback_ports(2)
     args = [
-        sys.executable,
-        "-m",
-        "traderbot_operator",
-        "--namespace",
-        namespace,
-        "--metrics-port",
-        "0",
-        "--liveness-port",
-        "0",
-        "--log-format",
-        "plain",
-    ]
+        sys.executable, "-m", "traderbot_operator",
+        "--namespace", namespace,
+        "--listen-address", LOOPBACK,
+        "--metrics-port", str(metrics_port),
+        "--liveness-port", str(liveness_port),
+        "--log-format", "plain",
+    ]  # fmt: skip
+    endpoints = {
+        "healthz": f"http://{LOOPBACK}:{liveness_port}/healthz",
+        "metrics": f"http://{LOOPBACK}:{metrics_port}/metrics",
+    }
     with log_path.open("ab") as log:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
             args,
@@ -236,8 +249,24 @@ def ensure_operator(workdir: Path, *, kubeconfig: Path, namespace: str) -> Opera
             env=env,
             start_new_session=True,
         )
-    record_addon(workdir, name=OPERATOR_ADDON, pid=process.pid)
-    return OperatorProcess(pid=process.pid, log_path=log_path, started=True)
+    record_addon(workdir, name=OPERATOR_ADDON, pid=process.pid, endpoints=endpoints)
+    return OperatorProcess(pid=process.pid, log_path=log_path, started=True, endpoints=endpoints)
+
+
+def wait_answering(url: str, *, timeout: float) -> None:
+    """Wait until ``url`` answers 200, so the demo never prints an address that is dead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our loopback URL
+                if response.status == HTTPStatus.OK:
+                    return
+                last = f"HTTP {response.status}"
+        except OSError as error:
+            last = str(error)
+        if time.monotonic() > deadline:
+            raise DemoError(f"the operator does not answer at {url}: {last}")
+        time.sleep(POLL_SECONDS)
 
 
 def apply_examples(client: Client, paths: Sequence[Path], *, namespace: str) -> list[str]:
@@ -322,7 +351,12 @@ def wait_ready(
 
 
 def guide(
-    *, workdir: Path, kubectl_dir: Path | None, namespace: str, bots: Sequence[str], log: Path
+    *,
+    workdir: Path,
+    kubectl_dir: Path | None,
+    namespace: str,
+    bots: Sequence[str],
+    operator: OperatorProcess,
 ) -> str:
     """Return what a newcomer should look at next, as commands to copy."""
     bot = bots[0]
@@ -341,7 +375,10 @@ Look around:
   kubectl delete deployment -n {namespace} {bot}-api     # the operator restores it in seconds
   kubectl get pv                                         # bound by the host-path provisioner
 
-The operator's log:  tail -f {log}
+The operator:
+  tail -f {operator.log_path}
+  curl {operator.endpoints.get("healthz", "(not recorded)")}    # kopf's liveness
+  curl -s {operator.endpoints.get("metrics", "(not recorded)")} | grep ^traderbot_
 Stop everything (cluster, operator, volumes):  make demo-down
 
 NB: kwok plays the nodes: pods turn Ready but no container runs (no logs, no exec).
@@ -371,6 +408,8 @@ def run(args: argparse.Namespace, *, say: Say) -> int:
         operator = ensure_operator(workdir, kubeconfig=kubeconfig, namespace=args.namespace)
         verb = "started" if operator.started else "already running"
         say(f"operator {verb} (pid {operator.pid}), watching namespace {args.namespace}")
+        for name, url in sorted(operator.endpoints.items()):
+            say(f"operator {name}: {url}")
         bots = apply_examples(client, examples, namespace=args.namespace)
         say(f"applied {', '.join(str(e) for e in examples)}; waiting for Ready ...")
         seconds = wait_ready(
@@ -381,6 +420,8 @@ def run(args: argparse.Namespace, *, say: Say) -> int:
             operator=operator,
             timeout=args.timeout,
         )
+        for url in operator.endpoints.values():
+            wait_answering(url, timeout=args.timeout)
     except (DemoError, ApiError, OSError) as error:
         say(f"demo failed: {error}")
         return 1
@@ -400,7 +441,7 @@ def run(args: argparse.Namespace, *, say: Say) -> int:
             kubectl_dir=kubectl_dir,
             namespace=args.namespace,
             bots=bots,
-            log=operator.log_path,
+            operator=operator,
         )
     )
     return 0

@@ -894,17 +894,34 @@ def stop_detached(workdir: Path, *, remove: bool = True) -> list[int]:
     return survivors
 
 
-def record_addon(workdir: Path, *, name: str, pid: int) -> None:
+def record_addon(
+    workdir: Path, *, name: str, pid: int, endpoints: Mapping[str, str] | None = None
+) -> None:
     """Record a process started against a detached cluster so ``down`` stops it too.
 
-    The record replaces an earlier one of the same name.
+    ``endpoints`` (name -> URL) says where it serves, for ``status`` and for a
+    later run that finds it still running. The record replaces an earlier one
+    of the same name.
     """
     state = _load_state(workdir)
-    entry = {"name": name, "pid": pid, "executable": str(Path(f"/proc/{pid}/exe").readlink())}
+    entry = {
+        "name": name,
+        "pid": pid,
+        "executable": str(Path(f"/proc/{pid}/exe").readlink()),
+        "endpoints": dict(endpoints or {}),
+    }
     state["addons"] = [a for a in state.get("addons", []) if a["name"] != name] + [entry]
     tmp = workdir / f"{STATE_FILE}.tmp"
     tmp.write_text(json.dumps(state, indent=2))
     tmp.replace(workdir / STATE_FILE)
+
+
+def addon_endpoints(workdir: Path, name: str) -> dict[str, str]:
+    """Return the endpoints recorded for an add-on (empty when none or no such add-on)."""
+    for proc in _load_state(workdir).get("addons", []):
+        if proc["name"] == name:
+            return {str(key): str(url) for key, url in proc.get("endpoints", {}).items()}
+    return {}
 
 
 def detached_status(workdir: Path) -> Iterator[tuple[str, int, bool]]:
