@@ -92,46 +92,24 @@ TAG_PINNED = (
 ENV_CONTRACT = "credentials reach trader-api through the env contract (docs/configuration.md)"
 NO_CPU_LIMIT = "no CPU limit by design: throttling adds latency to order handling and probes"
 UPSTREAM_UID = "the upstream image runs as its own fixed UID (postgres 70 / redis 999)"
+# Every workload the operator builds: (kind, name suffix).
+OPERATOR_WORKLOADS = (
+    ("StatefulSet", "-db"),
+    ("StatefulSet", "-redis"),
+    ("Deployment", "-api"),
+    ("CronJob", "-backup"),
+    ("CronJob", "-verify"),
+)
 ACCEPTED_OPERATOR_FINDINGS: dict[tuple[str, str, str], str] = {
     **{
-        ("CKV_K8S_43", kind, suffix): TAG_PINNED
-        for kind, suffix in (
-            ("StatefulSet", "-db"),
-            ("StatefulSet", "-redis"),
-            ("Deployment", "-api"),
-            ("CronJob", "-backup"),
-            ("CronJob", "-verify"),
+        (check, kind, suffix): reason
+        for check, reason in (
+            ("CKV_K8S_43", TAG_PINNED),
+            ("CKV_K8S_15", TAG_PINNED),
+            ("CKV_K8S_35", ENV_CONTRACT),
+            ("CKV_K8S_11", NO_CPU_LIMIT),
         )
-    },
-    **{
-        ("CKV_K8S_15", kind, suffix): TAG_PINNED
-        for kind, suffix in (
-            ("StatefulSet", "-db"),
-            ("StatefulSet", "-redis"),
-            ("Deployment", "-api"),
-            ("CronJob", "-backup"),
-            ("CronJob", "-verify"),
-        )
-    },
-    **{
-        ("CKV_K8S_35", kind, suffix): ENV_CONTRACT
-        for kind, suffix in (
-            ("StatefulSet", "-db"),
-            ("StatefulSet", "-redis"),
-            ("Deployment", "-api"),
-            ("CronJob", "-backup"),
-            ("CronJob", "-verify"),
-        )
-    },
-    **{
-        ("CKV_K8S_11", kind, suffix): NO_CPU_LIMIT
-        for kind, suffix in (
-            ("StatefulSet", "-db"),
-            ("StatefulSet", "-redis"),
-            ("Deployment", "-api"),
-            ("CronJob", "-backup"),
-            ("CronJob", "-verify"),
-        )
+        for kind, suffix in OPERATOR_WORKLOADS
     },
     ("CKV_K8S_40", "StatefulSet", "-db"): UPSTREAM_UID,
     ("CKV_K8S_40", "StatefulSet", "-redis"): UPSTREAM_UID,
