@@ -1,4 +1,5 @@
-"""Which asyncpg failures mean "the database is unavailable" (503) and which are bugs (500).
+"""Which asyncpg failures mean "the database is unavailable" (503), which are bugs (500),
+and which make the pool replace its idle connections.
 
 NB: a fake pool, because asyncpg's client-side protocol failures cannot be
 provoked on demand against a real server; the real drop mid-query is in
@@ -22,6 +23,10 @@ class FakeFailingPool:
 
     def __init__(self, error: BaseException) -> None:
         self._error = error
+        self.expired = 0
+
+    async def expire_connections(self) -> None:
+        self.expired += 1
 
     def acquire(self) -> FakeFailingPool:
         return self
@@ -33,11 +38,11 @@ class FakeFailingPool:
         return None
 
 
-def _store(error: BaseException) -> PostgresStore:
+def _store(pool: FakeFailingPool) -> PostgresStore:
     retention = RetentionStatus(
         backend="postgresql", engine_retention=True, retention_days=90, compress_after_days=None
     )
-    return PostgresStore(cast("asyncpg.Pool", FakeFailingPool(error)), retention=retention)
+    return PostgresStore(cast("asyncpg.Pool", pool), retention=retention)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +60,7 @@ def _store(error: BaseException) -> PostgresStore:
 )
 async def test_a_lost_or_broken_connection_is_storage_unavailable(error: BaseException) -> None:
     with pytest.raises(StorageUnavailableError, match="database unreachable"):
-        await _store(error).ping()
+        await _store(FakeFailingPool(error)).ping()
 
 
 @pytest.mark.parametrize(
@@ -65,4 +70,26 @@ async def test_a_lost_or_broken_connection_is_storage_unavailable(error: BaseExc
 )
 async def test_a_bad_query_or_a_bug_is_not_called_an_outage(error: BaseException) -> None:
     with pytest.raises(type(error)):
-        await _store(error).ping()
+        await _store(FakeFailingPool(error)).ping()
+
+
+@pytest.mark.parametrize(
+    ("error", "expired"),
+    [
+        (asyncpg.InternalClientError("cannot switch to state 11"), 1),
+        (asyncpg.ConnectionDoesNotExistError("closed in the middle of operation"), 1),
+        (asyncpg.AdminShutdownError("terminating connection"), 1),
+        (ConnectionResetError("reset by peer"), 1),
+        (TimeoutError(), 0),  # a busy server: reconnecting everything would add load
+        (asyncpg.DataError("invalid input"), 0),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
+async def test_a_lost_connection_makes_the_pool_replace_its_idle_ones(
+    error: BaseException, expired: int
+) -> None:
+    """After a restart every pooled connection is dead; none may fail one more request."""
+    pool = FakeFailingPool(error)
+    with pytest.raises(Exception):  # noqa: B017, PT011 - which one is the tests above
+        await _store(pool).ping()
+    assert pool.expired == expired

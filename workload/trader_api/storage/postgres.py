@@ -145,6 +145,16 @@ _UNAVAILABLE: Final = (
     asyncpg.InternalClientError,
 )
 
+# Of those, the ones that mean the connection itself is gone (not a timeout of
+# a busy server, where reconnecting everything would only add load).
+_CONNECTION_LOST: Final = (
+    ConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
 
 @contextlib.contextmanager
 def _unavailable_as_storage_error() -> Iterator[None]:
@@ -397,9 +407,20 @@ class PostgresStore:
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[PgConnection]:
-        with _unavailable_as_storage_error():
-            async with self._pool.acquire() as conn:
-                yield conn
+        """Check a connection out; on an outage, have the pool replace every idle one.
+
+        NB: a server restart or a network cut kills all pooled connections at
+        once, but each one only shows it when next used: without the expiry,
+        every one of them would fail one more request after the server is back.
+        """
+        try:
+            with _unavailable_as_storage_error():
+                async with self._pool.acquire() as conn:
+                    yield conn
+        except StorageUnavailableError as exc:
+            if isinstance(exc.__cause__, _CONNECTION_LOST):
+                await self._pool.expire_connections()
+            raise
 
     async def insert_klines(self, klines: Iterable[Kline]) -> int:
         batch = klines if isinstance(klines, Sequence) else list(klines)
