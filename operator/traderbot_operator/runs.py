@@ -16,7 +16,13 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from traderbot_operator.desired.common import ANNOTATION_PREFIX
-from traderbot_operator.models import BackupRun, MaintenanceStatus, RestoreRun, TraderBot
+from traderbot_operator.models import (
+    KIND,
+    BackupRun,
+    MaintenanceStatus,
+    RestoreRun,
+    TraderBot,
+)
 
 # --- backup runs (TraderBotBackup) --------------------------------------------------------
 
@@ -133,6 +139,20 @@ def maintenance_status(
             backup_name=backup,
         )
     return model.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def owners_to_keep(metadata: Mapping[str, Any], bot: TraderBot) -> list[dict[str, Any]] | None:
+    """Return a scheduled record's owner references without the bot's, when it must drop them.
+
+    NB: records made before deletionPolicy was honoured (commit 0fbbe33) are owned
+    by their bot whatever its policy, so deleting a Retain bot would delete the
+    records of the backups it keeps. None when nothing needs to change.
+    """
+    if bot.spec.deletion_policy != "Retain":
+        return None
+    owners: list[dict[str, Any]] = list(metadata.get("ownerReferences") or [])
+    kept = [o for o in owners if not (o.get("kind") == KIND and o.get("uid") == bot.uid)]
+    return None if len(kept) == len(owners) else kept
 
 
 def backup_run_problem(run: BackupRun, bot: TraderBot | None) -> str | None:

@@ -33,6 +33,7 @@ from traderbot_operator.models import (
     BACKUP_KIND,
     BACKUP_PLURAL,
     GROUP,
+    KIND,
     VERSION,
     BackupRun,
     TraderBot,
@@ -45,6 +46,7 @@ from traderbot_operator.runs import (
     backup_run_problem,
     backup_run_status,
     maintenance_status,
+    owners_to_keep,
     parse_backup_result,
 )
 from traderbot_operator.upgrade import PRE_UPGRADE_LABEL, running_version_bot
@@ -62,11 +64,24 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
     if body is None:
         return None
     run = BackupRun.from_body(body)
-    if run.status.phase in _TERMINAL:
-        return run.status.phase
     scheduled = run.labels.get(SCHEDULED_LABEL) == "true"
+    owned_by_bot = any(o.get("kind") == KIND for o in body["metadata"].get("ownerReferences") or [])
+    if run.status.phase in _TERMINAL and not (scheduled and owned_by_bot):
+        return run.status.phase
     bot_body = await kube.get_bot(namespace=namespace, name=run.spec.bot_name)
     bot = None if bot_body is None else TraderBot.from_body(bot_body)
+    kept = None if bot is None or not scheduled else owners_to_keep(body["metadata"], bot)
+    if kept is not None:
+        await kube.set_owner_references(
+            namespace=namespace,
+            name=name,
+            kind=BACKUP_KIND,
+            owners=kept,
+            resource_version=body["metadata"]["resourceVersion"],
+        )
+        return await converge_backup(state, namespace=namespace, name=name)  # re-read
+    if run.status.phase in _TERMINAL:
+        return run.status.phase
     job_key = ("batch/v1", "Job", name)
     job = await kube.get(namespace=namespace, key=job_key)
     problem = None if (scheduled or job is not None) else backup_run_problem(run, bot)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -37,6 +38,46 @@ def _backup_phase(kube: Client, namespace: str, name: str, phase: str) -> dict[s
 
     found: dict[str, Any] = eventually(probe, what=f"TraderBotBackup {name} {phase}", timeout=90)
     return found
+
+
+def job_from_cronjob(
+    kube: Client,
+    namespace: str,
+    *,
+    cronjob: str,
+    name: str,
+    pod_labels: dict[str, str] | None = None,
+) -> None:
+    """Start a Job from a CronJob's jobTemplate, owned by it, as its controller does.
+
+    Also what ``kubectl create job --from=cronjob/...`` does: a CronJob cannot be
+    fired on demand, so this is how a test runs one now. ``pod_labels`` go onto
+    the pod template (``traderbot.dev/kwok-fail: "true"`` makes the run fail).
+    """
+    live = _get(kube, CronJob, cronjob, namespace)
+    template = copy.deepcopy(live["spec"]["jobTemplate"])
+    pod_metadata = template["spec"]["template"].setdefault("metadata", {})
+    pod_metadata["labels"] = {**(pod_metadata.get("labels") or {}), **(pod_labels or {})}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": template["metadata"]["labels"],
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "CronJob",
+                    "name": cronjob,
+                    "uid": live["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": template["spec"],
+    }
+    kube.create(from_dict(job))
 
 
 def test_an_on_demand_backup_runs_a_job_it_owns_and_completes(
@@ -87,29 +128,7 @@ def test_a_scheduled_run_is_recorded_as_a_traderbotbackup(
 ) -> None:
     _create_bot(kube, namespace, "alpha")
     _wait_phase(kube, namespace, "alpha", "Ready")
-    cronjob = _get(kube, CronJob, "alpha-backup", namespace)
-    template = cronjob["spec"]["jobTemplate"]
-    # What the CronJob controller does at 03:00 (and `kubectl create job --from=cronjob/...`).
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": "alpha-backup-29440980",
-            "namespace": namespace,
-            "labels": template["metadata"]["labels"],
-            "ownerReferences": [
-                {
-                    "apiVersion": "batch/v1",
-                    "kind": "CronJob",
-                    "name": "alpha-backup",
-                    "uid": cronjob["metadata"]["uid"],
-                    "controller": True,
-                }
-            ],
-        },
-        "spec": template["spec"],
-    }
-    kube.create(from_dict(job))
+    job_from_cronjob(kube, namespace, cronjob="alpha-backup", name="alpha-backup-29440980")
     recorded = _backup_phase(kube, namespace, "alpha-backup-29440980", "Completed")
     assert recorded["status"]["scheduled"] is True
     assert recorded["spec"]["botName"] == "alpha"
@@ -141,3 +160,38 @@ def test_a_failed_scheduled_backup_turns_backup_healthy_false_with_a_warning(
     assert condition["reason"] == "LastRunFailed"
     events = _events_of(kube, namespace, "alpha")
     assert any(e.get("reason") == "BackupFailed" and e.get("type") == "Warning" for e in events)
+
+
+def test_a_scheduled_record_made_before_deletion_policy_loses_its_owner_on_a_retain_bot(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "alpha")  # deletionPolicy Retain, the default
+    bot = _wait_phase(kube, namespace, "alpha", "Ready")
+    # A record as the operator wrote them before commit 0fbbe33: owned by its bot.
+    body = {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBotBackup",
+        "metadata": {
+            "name": "alpha-backup-29000000",
+            "labels": {"traderbot.dev/scheduled": "true"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "traderbot.dev/v1alpha1",
+                    "kind": "TraderBot",
+                    "name": "alpha",
+                    "uid": bot["metadata"]["uid"],
+                    "controller": False,
+                }
+            ],
+        },
+        "spec": {"botName": "alpha"},
+    }
+    kube.create(TraderBotBackupResource.from_dict(body), namespace=namespace)
+
+    def unowned() -> dict[str, Any] | None:
+        record = _get(kube, TraderBotBackupResource, "alpha-backup-29000000", namespace)
+        return None if record["metadata"].get("ownerReferences") else record
+
+    record = eventually(unowned, what="the record without its bot as owner", timeout=60)
+    assert record["spec"] == {"botName": "alpha", "database": True, "redis": True}
+    assert record["metadata"]["labels"] == {"traderbot.dev/scheduled": "true"}
