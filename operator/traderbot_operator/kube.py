@@ -394,6 +394,40 @@ class Kube:
                 _describe(error, verb="annotate", what=f"{KIND} {namespace}/{name}")
             ) from error
 
+    async def set_owner_references(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        kind: str,
+        owners: list[dict[str, Any]],
+        resource_version: str,
+    ) -> None:
+        """Replace the owner references of one of our custom resources (a merge patch).
+
+        NB: not server-side apply: an apply naming only metadata would drop every field
+        the operator applied before (spec, labels). ``resource_version`` makes it land
+        only on the object as it was read (ConflictError otherwise).
+        """
+        self._count("patch", kind)
+        patch = {"metadata": {"ownerReferences": owners, "resourceVersion": resource_version}}
+        try:
+            await self._client.patch(
+                _STATUS_RESOURCES[kind],
+                name,
+                patch,
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+                field_manager=self._field_manager,
+            )
+        except ApiError as error:
+            if error.status.code == NOT_FOUND:
+                return
+            message = _describe(error, verb="patch owners of", what=f"{kind} {namespace}/{name}")
+            if error.status.code == CONFLICT:
+                raise ConflictError(message) from error
+            raise KubeError(message) from error
+
     async def termination_message(self, *, namespace: str, job: str) -> str | None:
         """Return the termination message of a Job's newest finished pod, if any.
 
