@@ -15,7 +15,6 @@ working tree's. Without either (a shallow clone) the test fails.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -69,8 +68,8 @@ CHILD_KINDS: tuple[Any, ...] = (
     NetworkPolicy,
     CronJob,
 )
-# (kind, name) -> (uid, fingerprint of what a writer would change)
-Snapshot = dict[tuple[str, str], tuple[str, str]]
+# (kind, name) -> (uid, what a writer would change)
+Snapshot = dict[tuple[str, str], tuple[str, dict[str, Any]]]
 
 
 class HelmCli:
@@ -223,12 +222,12 @@ def wait_ready(kube: Client, namespace: str, name: str) -> dict[str, Any]:
 
 
 def snapshot(kube: Client, namespace: str, bot: str) -> Snapshot:
-    """Return (kind, name) -> (uid, fingerprint of what a writer would change).
+    """Return (kind, name) -> (uid, what a writer would change).
 
     NB: resourceVersion is left out on purpose: Kubernetes' own controllers keep
     updating the status of Deployments and StatefulSets (kwok reports pods), which
-    is not "touching the bot". uid catches a re-creation; the fingerprint covers
-    spec, data, labels, annotations and owner references.
+    is not "touching the bot". uid catches a re-creation; the rest covers spec,
+    data, labels, annotations, owner references and generation.
     """
     found = {}
     objects: list[Any] = [kube.get(TraderBotResource, bot, namespace=namespace)]
@@ -245,9 +244,21 @@ def snapshot(kube: Client, namespace: str, bot: str) -> Snapshot:
             "ownerReferences": meta.get("ownerReferences"),
             "generation": meta.get("generation"),
         }
-        fingerprint = hashlib.sha256(json.dumps(written, sort_keys=True).encode()).hexdigest()
-        found[(type(obj).__name__, meta["name"])] = (meta["uid"], fingerprint)
+        found[(type(obj).__name__, meta["name"])] = (meta["uid"], written)
     return found
+
+
+def differing_paths(old: Any, new: Any, path: str = "") -> list[str]:
+    """Return the dotted paths where two JSON-like values differ (lists compared whole)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            found
+            for key in sorted(set(old) | set(new))
+            for found in differing_paths(
+                old.get(key), new.get(key), f"{path}.{key}" if path else key
+            )
+        ]
+    return [] if old == new else [path]
 
 
 # Kinds a new operator version may update in place when it takes over: nothing
@@ -262,14 +273,14 @@ def changed_by_upgrade(before: Snapshot, after: Snapshot) -> dict[str, str]:
     Objects it adds (a child the previous version did not build) are allowed.
     """
     changed = {}
-    for (kind, name), (uid, fingerprint) in before.items():
+    for (kind, name), (uid, written) in before.items():
         now = after.get((kind, name))
         if now is None:
             changed[f"{kind}/{name}"] = "deleted"
         elif now[0] != uid:
             changed[f"{kind}/{name}"] = "re-created"
-        elif now[1] != fingerprint and kind not in UPDATABLE_ON_UPGRADE:
-            changed[f"{kind}/{name}"] = "rewritten"
+        elif now[1] != written and kind not in UPDATABLE_ON_UPGRADE:
+            changed[f"{kind}/{name}"] = "rewritten: " + ", ".join(differing_paths(written, now[1]))
     return changed
 
 
