@@ -189,3 +189,16 @@ def test_scheduled_records_outlive_a_retained_bot_with_its_backups() -> None:
     dropped = scheduled_run_record(bot(deletionPolicy="Delete"), name="alpha-backup-29001")
     [owner] = dropped["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("TraderBot", "alpha", False)
+
+
+def test_a_retain_bot_s_old_scheduled_record_drops_only_that_bot_as_owner() -> None:
+    from traderbot_operator.runs import owners_to_keep
+
+    retain, delete = bot(), bot(deletionPolicy="Delete")
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "other-uid"}
+    mine = {"apiVersion": "traderbot.dev/v1alpha1", "kind": "TraderBot", "uid": retain.uid}
+    assert owners_to_keep({"ownerReferences": [mine, other]}, retain) == [other]
+    assert owners_to_keep({"ownerReferences": [other]}, retain) is None
+    assert owners_to_keep({}, retain) is None
+    # With deletionPolicy Delete the records go with the bot, as its backups do.
+    assert owners_to_keep({"ownerReferences": [mine]}, delete) is None
