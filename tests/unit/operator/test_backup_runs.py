@@ -15,6 +15,7 @@ from traderbot_operator.models import BackupRun, BackupRunSpec, BackupRunStatus,
 from traderbot_operator.runs import (
     backup_run_problem,
     backup_run_status,
+    owners_to_keep,
     parse_backup_result,
 )
 from unit.operator.bots import bot
@@ -192,8 +193,6 @@ def test_scheduled_records_outlive_a_retained_bot_with_its_backups() -> None:
 
 
 def test_a_retain_bot_s_old_scheduled_record_drops_only_that_bot_as_owner() -> None:
-    from traderbot_operator.runs import owners_to_keep
-
     retain, delete = bot(), bot(deletionPolicy="Delete")
     other = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "other-uid"}
     mine = {"apiVersion": "traderbot.dev/v1alpha1", "kind": "TraderBot", "uid": retain.uid}
