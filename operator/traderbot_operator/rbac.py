@@ -78,6 +78,22 @@ def cluster_role(name: str = "traderbot-operator") -> dict[str, Any]:
     }
 
 
+def cluster_role_binding(
+    *, service_account: str, namespace: str, role: str = "traderbot-operator"
+) -> dict[str, Any]:
+    """Return the ClusterRoleBinding giving ``namespace/service_account`` the operator's role.
+
+    Named after the ServiceAccount, as the local demo and the cluster tests bind it.
+    """
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": service_account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }
+
+
 def markdown_table() -> str:
     """Return the rules as the Markdown table docs/operator.md carries (a test compares)."""
     rows = ["| API group | resources | verbs |", "| --- | --- | --- |"]

@@ -24,7 +24,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBi
 
 from cluster.operator.runner import OperatorRunner
 from support.kube import ClusterUnderTest, eventually
-from traderbot_operator.rbac import cluster_role
+from traderbot_operator.rbac import cluster_role, cluster_role_binding
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD_PATHS = sorted((ROOT / "crds").glob("traderbot.dev_*.yaml"))
@@ -69,23 +69,7 @@ def operator_kubeconfig(kube: Client, cluster: ClusterUnderTest, crd: dict[str, 
     kube.apply(from_dict(cluster_role()), field_manager=FIELD_MANAGER, force=True)
     kube.apply(
         from_dict(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": OPERATOR_ACCOUNT},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "traderbot-operator",
-                },
-                "subjects": [
-                    {
-                        "kind": "ServiceAccount",
-                        "name": OPERATOR_ACCOUNT,
-                        "namespace": SYSTEM_NAMESPACE,
-                    }
-                ],
-            }
+            cluster_role_binding(service_account=OPERATOR_ACCOUNT, namespace=SYSTEM_NAMESPACE)
         ),
         field_manager=FIELD_MANAGER,
         force=True,
