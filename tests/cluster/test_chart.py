@@ -20,6 +20,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -357,26 +358,24 @@ def run_a_bot_before_the_upgrade(
     The operator is the previous release's code (``source``) in its own process,
     or the working tree's in-process when only a previous chart was given.
     """
+    converge: Callable[[], None]
+    stop: Callable[[], None]
     if source is None:
         runner = OperatorRunner(kubeconfig=credentials, namespace=namespace).start()
-        try:
-            bot = create_example_bot(kube, namespace)
-            wait_ready(kube, namespace, bot)
-            wait_converged(runner)
-        finally:
-            runner.stop()
-        return bot
-    # NB: PYTHONPATH precedes the venv's editable path, so the console script
-    # imports the previous release's traderbot_operator, not the working tree's.
-    old = OperatorProcess(
-        kubeconfig=credentials, namespaces=[namespace], log=log, env={"PYTHONPATH": str(source)}
-    ).start()
+        converge, stop = partial(wait_converged, runner), runner.stop
+    else:
+        # NB: PYTHONPATH precedes the venv's editable path, so the console script
+        # imports the previous release's traderbot_operator, not the working tree's.
+        old = OperatorProcess(
+            kubeconfig=credentials, namespaces=[namespace], log=log, env={"PYTHONPATH": str(source)}
+        ).start()
+        converge, stop = partial(wait_process_converged, old), old.stop
     try:
         bot = create_example_bot(kube, namespace)
         wait_ready(kube, namespace, bot)
-        wait_process_converged(old)
+        converge()
     finally:
-        old.stop()
+        stop()
     return bot
 
 

@@ -38,7 +38,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
-from traderbot_operator.rbac import cluster_role
+from traderbot_operator.rbac import cluster_role, cluster_role_binding
 from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
 from traderbot_operator.testing.localcluster import (
     LOOPBACK,
@@ -182,28 +182,12 @@ def install_operator_rbac(client: Client, access: ClusterAccess) -> Path:
     )
     role = cluster_role()
     client.apply(from_dict(role), force=True)
-    client.apply(
-        from_dict(
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": OPERATOR_ACCOUNT},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": role["metadata"]["name"],
-                },
-                "subjects": [
-                    {
-                        "kind": "ServiceAccount",
-                        "name": OPERATOR_ACCOUNT,
-                        "namespace": OPERATOR_NAMESPACE,
-                    }
-                ],
-            }
-        ),
-        force=True,
+    binding = cluster_role_binding(
+        service_account=OPERATOR_ACCOUNT,
+        namespace=OPERATOR_NAMESPACE,
+        role=role["metadata"]["name"],
     )
+    client.apply(from_dict(binding), force=True)
     return access.kubeconfig_for_service_account(
         OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, expiration_seconds=OPERATOR_TOKEN_SECONDS
     )
