@@ -53,13 +53,15 @@ def build_children(
     service_monitor_available: bool = False,
     token: TokenFactory = secrets.token_urlsafe,
     redis_stopped: bool = False,
+    backups_held: bool = False,
     live_secrets: Mapping[str, Manifest | None] | None = None,
 ) -> list[Manifest]:
     """Return every child object of ``bot``, in creation order.
 
     ``service_monitor_available`` says whether the cluster serves the Prometheus
     Operator's ServiceMonitor kind (observed by the caller, not guessed here);
-    ``redis_stopped`` holds Redis at zero replicas (a Redis restore in progress).
+    ``redis_stopped`` holds Redis at zero replicas (a Redis restore in progress);
+    ``backups_held`` suspends the backup and verify CronJobs (any restore in progress).
     ``live_secrets`` (name -> live Secret or None, as the caller read them) puts the
     content of every Secret the API pods read into their config hash, so a rotated
     key rolls them; a generated Secret not created yet counts with the content built
@@ -100,9 +102,9 @@ def build_children(
         build_api_pdb(bot),
     ]
     if bot.spec.backup.enabled:
-        children += [build_backup_pvc(bot), build_backup_cronjob(bot)]
+        children += [build_backup_pvc(bot), build_backup_cronjob(bot, held=backups_held)]
         if bot.spec.backup.verify.enabled:
-            children.append(build_verify_cronjob(bot))
+            children.append(build_verify_cronjob(bot, held=backups_held))
     if monitoring and service_monitor_available:
         children.append(build_service_monitor(bot))
     return children

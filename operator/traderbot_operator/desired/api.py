@@ -9,9 +9,6 @@ from typing import Any
 from traderbot_operator.desired.common import (
     COMPONENT_API,
     CONFIG_HASH_ANNOTATION,
-    DATABASE_NAME,
-    DATABASE_PORT,
-    REDIS_PORT,
     WORKLOAD_UID,
     Manifest,
     Names,
@@ -26,10 +23,8 @@ from traderbot_operator.desired.common import (
     selector_labels,
 )
 from traderbot_operator.desired.credentials import (
-    DATABASE_PASSWORD_KEY,
-    DATABASE_USER_KEY,
-    REDIS_PASSWORD_KEY,
     api_key_ref,
+    connection_env,
 )
 from traderbot_operator.models import TraderBot
 
@@ -55,7 +50,6 @@ def api_env(bot: TraderBot) -> list[dict[str, Any]]:
     NB: every credential comes from a ``secretKeyRef``; no value here is secret.
     """
     spec = bot.spec
-    names = Names(bot.name)
     key_secret, key_key = api_key_ref(bot)
     env: list[dict[str, Any]] = [
         {"name": "PORT", "value": str(spec.api.port)},
@@ -63,14 +57,7 @@ def api_env(bot: TraderBot) -> list[dict[str, Any]]:
         {"name": "TRADING_MODE", "value": spec.mode},
         {"name": "EXCHANGE", "value": spec.engine.exchange.name},
         secret_env("API_KEY", secret=key_secret, key=key_key),
-        {"name": "DATABASE_HOST", "value": names.database},
-        {"name": "DATABASE_PORT", "value": str(DATABASE_PORT)},
-        {"name": "DATABASE_NAME", "value": DATABASE_NAME},
-        secret_env("DATABASE_USER", secret=names.database_secret, key=DATABASE_USER_KEY),
-        secret_env("DATABASE_PASSWORD", secret=names.database_secret, key=DATABASE_PASSWORD_KEY),
-        {"name": "REDIS_HOST", "value": names.redis},
-        {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
-        secret_env("REDIS_PASSWORD", secret=names.redis_secret, key=REDIS_PASSWORD_KEY),
+        *connection_env(bot),
     ]
     if spec.engine.strategies is not None:
         strategies = [s.model_dump(mode="json") for s in spec.engine.strategies]

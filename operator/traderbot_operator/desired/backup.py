@@ -144,8 +144,12 @@ def _backup_job_spec(
     }
 
 
-def build_backup_cronjob(bot: TraderBot) -> Manifest:
-    """Build the backup CronJob: one run at a time, never piling up after an outage."""
+def build_backup_cronjob(bot: TraderBot, *, held: bool = False) -> Manifest:
+    """Build the backup CronJob: one run at a time, never piling up after an outage.
+
+    NB: suspended while a restore ``held`` the bot: a backup taken then would record
+    a half-restored database as the newest backup (which retention always keeps).
+    """
     spec = bot.spec.backup
     job_labels = labels(bot, COMPONENT_BACKUP)
     return {
@@ -155,7 +159,7 @@ def build_backup_cronjob(bot: TraderBot) -> Manifest:
         "spec": {
             "schedule": spec.schedule,
             "timeZone": spec.time_zone,
-            "suspend": spec.suspend,
+            "suspend": spec.suspend or held,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
             "successfulJobsHistoryLimit": 3,
@@ -171,13 +175,14 @@ def build_backup_cronjob(bot: TraderBot) -> Manifest:
 VERIFY_JOB_HISTORY = 3
 
 
-def build_verify_cronjob(bot: TraderBot) -> Manifest:
+def build_verify_cronjob(bot: TraderBot, *, held: bool = False) -> Manifest:
     """Build the CronJob that verifies the newest backup on a schedule (weekly by default).
 
     NB: ``trader-backup verify`` restores the newest successful backup into a scratch
     database and compares row counts and checksums with its manifest: a backup that
     cannot be restored is found on a quiet Sunday, not during an incident. Its pods
     are labelled as backup pods, so the NetworkPolicies let them reach the database.
+    Suspended like the backup CronJob while a restore ``held`` the bot.
     """
     spec = bot.spec.backup
     job_labels = labels(bot, COMPONENT_BACKUP)
@@ -190,7 +195,7 @@ def build_verify_cronjob(bot: TraderBot) -> Manifest:
         "spec": {
             "schedule": spec.verify.schedule,
             "timeZone": spec.time_zone,
-            "suspend": spec.suspend,
+            "suspend": spec.suspend or held,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
             "successfulJobsHistoryLimit": VERIFY_JOB_HISTORY,

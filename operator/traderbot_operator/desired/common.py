@@ -7,7 +7,13 @@ import json
 from typing import Any, Final
 
 from traderbot_operator import __version__
-from traderbot_operator.models import API_VERSION, KIND, ResourceRequirements, TraderBot
+from traderbot_operator.models import (
+    API_VERSION,
+    KIND,
+    ResourceRequirements,
+    StorageSpec,
+    TraderBot,
+)
 
 Manifest = dict[str, Any]
 
@@ -207,3 +213,33 @@ def build_service(
         "metadata": metadata(bot, name=name, component=component),
         "spec": spec,
     }
+
+
+def build_statefulset_services(
+    bot: TraderBot, *, name: str, headless_name: str, component: str, port_name: str, port: int
+) -> list[Manifest]:
+    """Build a StatefulSet's headless Service (its pod's stable DNS name) and client Service."""
+    return [
+        build_service(
+            bot,
+            name=headless_name,
+            component=component,
+            port_name=port_name,
+            port=port,
+            headless=True,
+        ),
+        build_service(
+            bot, name=name, component=component, port_name=port_name, port=port, headless=False
+        ),
+    ]
+
+
+def claim_spec(storage: StorageSpec) -> dict[str, Any]:
+    """Return a PersistentVolumeClaim spec for ``storage`` (one node reads and writes it)."""
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": storage.size}},
+    }
+    if storage.storage_class_name is not None:
+        spec["storageClassName"] = storage.storage_class_name
+    return spec

@@ -16,11 +16,15 @@ from traderbot_operator.desired.common import (
     COMPONENT_API,
     COMPONENT_CACHE,
     COMPONENT_DATABASE,
+    DATABASE_NAME,
+    DATABASE_PORT,
     DATABASE_USER,
+    REDIS_PORT,
     Manifest,
     Names,
     content_hash,
     metadata,
+    secret_env,
 )
 from traderbot_operator.models import TraderBot
 
@@ -106,3 +110,22 @@ def secret_digest(secret: Mapping[str, Any]) -> str:
     for key, value in (secret.get("stringData") or {}).items():
         data[key] = base64.b64encode(str(value).encode()).decode()
     return content_hash(data)
+
+
+def connection_env(bot: TraderBot) -> list[dict[str, Any]]:
+    """Return the env that reaches this bot's database and Redis: hosts, ports, credentials.
+
+    NB: one list for every pod that connects (trader-api, trader-backup), so a renamed
+    variable or Secret key cannot drift between them.
+    """
+    names = Names(bot.name)
+    return [
+        {"name": "DATABASE_HOST", "value": names.database},
+        {"name": "DATABASE_PORT", "value": str(DATABASE_PORT)},
+        {"name": "DATABASE_NAME", "value": DATABASE_NAME},
+        secret_env("DATABASE_USER", secret=names.database_secret, key=DATABASE_USER_KEY),
+        secret_env("DATABASE_PASSWORD", secret=names.database_secret, key=DATABASE_PASSWORD_KEY),
+        {"name": "REDIS_HOST", "value": names.redis},
+        {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
+        secret_env("REDIS_PASSWORD", secret=names.redis_secret, key=REDIS_PASSWORD_KEY),
+    ]

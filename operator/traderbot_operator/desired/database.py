@@ -10,7 +10,8 @@ from traderbot_operator.desired.common import (
     DATABASE_PORT,
     Manifest,
     Names,
-    build_service,
+    build_statefulset_services,
+    claim_spec,
     metadata,
     resources,
     restricted_container_security,
@@ -29,17 +30,11 @@ DATA_MOUNT = "/var/lib/postgresql/data"
 
 def volume_claim_template(*, name: str, storage: StorageSpec) -> dict[str, Any]:
     """Return a StatefulSet volumeClaimTemplate for ``storage``."""
-    spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": storage.size}},
-    }
-    if storage.storage_class_name is not None:
-        spec["storageClassName"] = storage.storage_class_name
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
         "metadata": {"name": name},
-        "spec": spec,
+        "spec": claim_spec(storage),
     }
 
 
@@ -121,27 +116,14 @@ def build_database_statefulset(bot: TraderBot) -> Manifest:
     }
 
 
-def build_database_headless_service(bot: TraderBot) -> Manifest:
-    """Build the headless Service that gives the StatefulSet pod its stable DNS name."""
+def build_database_services(bot: TraderBot) -> list[Manifest]:
+    """Build the headless Service of the StatefulSet and the client Service of the API."""
     names = Names(bot.name)
-    return build_service(
-        bot,
-        name=names.database_headless,
-        component=COMPONENT_DATABASE,
-        port_name="postgres",
-        port=DATABASE_PORT,
-        headless=True,
-    )
-
-
-def build_database_service(bot: TraderBot) -> Manifest:
-    """Build the client Service the API and backup pods connect to."""
-    names = Names(bot.name)
-    return build_service(
+    return build_statefulset_services(
         bot,
         name=names.database,
+        headless_name=names.database_headless,
         component=COMPONENT_DATABASE,
         port_name="postgres",
         port=DATABASE_PORT,
-        headless=False,
     )

@@ -9,7 +9,7 @@ from traderbot_operator.desired.common import (
     REDIS_PORT,
     Manifest,
     Names,
-    build_service,
+    build_statefulset_services,
     metadata,
     resources,
     restricted_container_security,
@@ -101,27 +101,14 @@ def build_redis_statefulset(bot: TraderBot, *, stopped: bool = False) -> Manifes
     }
 
 
-def build_redis_headless_service(bot: TraderBot) -> Manifest:
-    """Build the headless Service of the Redis StatefulSet."""
+def build_redis_services(bot: TraderBot) -> list[Manifest]:
+    """Build the headless Service of the StatefulSet and the client Service of the API."""
     names = Names(bot.name)
-    return build_service(
-        bot,
-        name=names.redis_headless,
-        component=COMPONENT_CACHE,
-        port_name="redis",
-        port=REDIS_PORT,
-        headless=True,
-    )
-
-
-def build_redis_service(bot: TraderBot) -> Manifest:
-    """Build the client Service the API pods connect to."""
-    names = Names(bot.name)
-    return build_service(
+    return build_statefulset_services(
         bot,
         name=names.redis,
+        headless_name=names.redis_headless,
         component=COMPONENT_CACHE,
         port_name="redis",
         port=REDIS_PORT,
-        headless=False,
     )
