@@ -74,6 +74,12 @@ def _get(kube: Client, kind: Any, name: str, namespace: str) -> dict[str, Any]:
     return found
 
 
+def _create_key_secret(kube: Client, namespace: str, name: str, *, key: str = "api-key") -> None:
+    """Create a user's API key Secret, as an SRE would before referencing it."""
+    value = base64.b64encode(secrets.token_bytes(24)).decode()
+    kube.create(Secret(metadata=ObjectMeta(name=name, namespace=namespace), data={key: value}))
+
+
 def _bot(kube: Client, namespace: str, name: str) -> dict[str, Any]:
     return _get(kube, TraderBotResource, name, namespace)
 
@@ -283,12 +289,7 @@ def test_the_full_example_is_accepted_as_written_and_converges(
 ) -> None:
     body = yaml.safe_load(FULL_EXAMPLE.read_text())
     key_ref = body["spec"]["api"]["apiKeySecretRef"]
-    kube.create(
-        Secret(
-            metadata=ObjectMeta(name=key_ref["name"], namespace=namespace),
-            data={key_ref["key"]: base64.b64encode(secrets.token_bytes(24)).decode()},
-        )
-    )
+    _create_key_secret(kube, namespace, key_ref["name"], key=key_ref["key"])
     # The real server runs the CEL rules and prunes unknown fields; the unit tier cannot.
     kube.create(TraderBotResource.from_dict(body), namespace=namespace)
     name = body["metadata"]["name"]
@@ -309,12 +310,7 @@ def _template_hash(kube: Client, deployment: str, namespace: str) -> str:
 def test_a_rotated_api_key_rolls_the_api_pods(
     kube: Client, namespace: str, operator: OperatorRunner
 ) -> None:
-    kube.create(
-        Secret(
-            metadata=ObjectMeta(name="keyed-key", namespace=namespace),
-            data={"api-key": base64.b64encode(secrets.token_bytes(24)).decode()},
-        )
-    )
+    _create_key_secret(kube, namespace, "keyed-key")
     _create_bot(kube, namespace, "keyed", {"api": {"apiKeySecretRef": {"name": "keyed-key"}}})
     _wait_phase(kube, namespace, "keyed", "Ready")
     before = _template_hash(kube, "keyed-api", namespace)
@@ -432,12 +428,7 @@ def test_an_invalid_spec_fails_loudly_and_deletes_nothing(
     events = _events_of(kube, namespace, "strict")
     assert any(e.get("reason") == "InvalidSpec" and e.get("type") == "Warning" for e in events)
 
-    kube.create(
-        Secret(
-            metadata=ObjectMeta(name="strict-own-key", namespace=namespace),
-            data={"api-key": base64.b64encode(secrets.token_bytes(24)).decode()},
-        )
-    )
+    _create_key_secret(kube, namespace, "strict-own-key")
     _wait_phase(kube, namespace, "strict", "Ready")
     [container] = _pod_spec(kube, "strict-api", namespace)["containers"]
     [api_key] = [e for e in container["env"] if e["name"] == "API_KEY"]

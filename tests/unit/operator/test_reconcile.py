@@ -233,6 +233,13 @@ def _ready(observed: dict[ObjectKey, dict[str, Any] | None], *, replicas: int = 
             }
 
 
+def _running(model: TraderBot) -> dict[ObjectKey, dict[str, Any] | None]:
+    """Return the children of a converged bot whose pods are all ready."""
+    observed = _converged(model)
+    _ready(observed)
+    return observed
+
+
 def _with_status(model: TraderBot, status: dict[str, Any]) -> TraderBot:
     return model.model_copy(update={"status": TraderBotStatus.model_validate(status)})
 
@@ -250,8 +257,7 @@ def test_status_is_pending_before_anything_exists() -> None:
 
 def test_status_is_ready_when_api_database_and_cache_are_ready() -> None:
     model = bot()
-    observed = _converged(model)
-    _ready(observed)
+    observed = _running(model)
     status = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
     conditions = _conditions(status)
     assert status["phase"] == "Ready"
@@ -276,8 +282,7 @@ def test_status_is_ready_when_api_database_and_cache_are_ready() -> None:
 
 def test_a_component_lost_after_ready_is_degraded_and_named() -> None:
     model = bot()
-    observed = _converged(model)
-    _ready(observed)
+    observed = _running(model)
     ready = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
     db = observed[("apps/v1", "StatefulSet", "alpha-db")]
     assert db is not None
@@ -302,8 +307,7 @@ def test_a_new_bot_coming_up_is_progressing_not_degraded() -> None:
 
 def test_an_unchanged_world_yields_an_identical_status() -> None:
     model = bot()
-    observed = _converged(model)
-    _ready(observed)
+    observed = _running(model)
     first = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
     again = compute_status(
         _with_status(model, first),
@@ -317,8 +321,7 @@ def test_an_unchanged_world_yields_an_identical_status() -> None:
 
 def test_rollout_of_a_new_version_is_progressing_and_keeps_the_running_version() -> None:
     old = bot()
-    observed = _converged(old)
-    _ready(observed)
+    observed = _running(old)
     ready = compute_status(old, observed=observed, outcome=Outcome(), now=NOW)
     deployment = observed[("apps/v1", "Deployment", "alpha-api")]
     assert deployment is not None
@@ -331,8 +334,7 @@ def test_rollout_of_a_new_version_is_progressing_and_keeps_the_running_version()
 
 def test_paused_invalid_and_forbidden_outcomes_set_phase_and_reconciled() -> None:
     model = bot()
-    observed = _converged(model)
-    _ready(observed)
+    observed = _running(model)
     paused = compute_status(bot(paused=True), observed=observed, outcome=Outcome(), now=NOW)
     assert paused["phase"] == "Paused"
     failed = compute_status(
@@ -368,8 +370,7 @@ def test_last_backup_comes_from_the_cronjob() -> None:
 
 def test_an_api_error_is_shown_in_status_without_hiding_the_components() -> None:
     model = bot()
-    observed = _converged(model)
-    _ready(observed)
+    observed = _running(model)
     error = "create Service trading/alpha-api failed: HTTP 500 InternalError: range is full"
     status = compute_status(model, observed=observed, outcome=Outcome(errors=(error,)), now=NOW)
     reconciled = _conditions(status)["Reconciled"]
@@ -461,8 +462,7 @@ def test_live_mode_is_refused_until_trader_api_supports_it() -> None:
 
 def test_a_rollout_past_its_deadline_is_degraded_with_the_reason() -> None:
     model = bot()
-    observed = _converged(model)
-    _ready(observed)
+    observed = _running(model)
     deployment = observed[("apps/v1", "Deployment", "alpha-api")]
     assert deployment is not None
     deployment["status"].update(
@@ -507,8 +507,7 @@ def test_a_statefulset_never_ready_past_its_deadline_is_degraded_naming_the_pod(
     statefulset: str, condition: str, pod: str
 ) -> None:
     model = bot()
-    observed = _converged(model)
-    _ready(observed)
+    observed = _running(model)
     stuck = observed[("apps/v1", "StatefulSet", statefulset)]
     assert stuck is not None
     stuck["status"]["readyReplicas"] = 0
@@ -541,8 +540,7 @@ def test_a_statefulset_never_ready_past_its_deadline_is_degraded_naming_the_pod(
 
 def test_a_statefulset_deadline_is_counted_from_when_it_was_first_seen_not_ready() -> None:
     model = bot()
-    observed = _converged(model)
-    _ready(observed)
+    observed = _running(model)
     ready = compute_status(model, observed=observed, outcome=Outcome(), now=NOW)
     db = observed[("apps/v1", "StatefulSet", "alpha-db")]
     assert db is not None
