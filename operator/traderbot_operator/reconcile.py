@@ -420,7 +420,6 @@ def referenced_secret_names(bot: TraderBot) -> list[str]:
 
 # --- status -----------------------------------------------------------------------------
 
-
 @dataclass(frozen=True)
 class ComponentState:
     """Readiness of one component, with the reason and message for its condition."""
@@ -560,6 +559,10 @@ def backup_state(bot: TraderBot, cronjob: Mapping[str, Any] | None) -> Component
     if cronjob is None:
         return ComponentState(False, "NotFound", f"CronJob {Names(bot.name).backup} does not exist")
     if cronjob.get("spec", {}).get("suspend"):
+        if not bot.spec.backup.suspend:
+            return ComponentState(
+                False, "HeldForRestore", "suspended while a TraderBotRestore holds the bot"
+            )
         return ComponentState(False, "Suspended", "spec.backup.suspend is true")
     return ComponentState(
         True, "Scheduled", f"schedule {bot.spec.backup.schedule!r} ({bot.spec.backup.time_zone})"

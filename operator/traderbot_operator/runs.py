@@ -332,11 +332,13 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
     redis_pods: int = 0,
     redis_ready: bool = False,
     paused: bool = False,
+    backup_jobs: int = 0,
 ) -> RestoreDecision:
     """Return the next step of a restore: stop the API (and Redis), restore, release.
 
     NB: the order is the seed's ("stop trader-api first, for integrity"): the Job is
-    started only when no API pod (and, for a Redis restore, no Redis pod) is left;
+    started only when no API pod (and, for a Redis restore, no Redis pod) is left
+    and no scheduled backup runs (its CronJob is suspended meanwhile);
     Redis is started before the API, so the API never sees a Redis still loading.
     A restore that failed without trader-backup reporting why (killed, no result)
     keeps the API held, so nothing writes into a half-restored database; deleting
@@ -367,11 +369,11 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
             )
         left = [
             f"{count} {what} pod(s)"
-            for count, what in ((api_pods, "API"), (redis_pods, "Redis"))
+            for count, what in ((api_pods, "API"), (redis_pods, "Redis"), (backup_jobs, "backup"))
             if count > 0
         ]
         if left:
-            message = f"waiting for {' and '.join(left)} to stop before restoring"
+            message = f"waiting for {' and '.join(left)} to end before restoring"
             return RestoreDecision(
                 status={**current, "phase": "StoppingApi", "message": message},
                 hold_api=True,

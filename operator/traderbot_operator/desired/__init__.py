@@ -29,8 +29,7 @@ from traderbot_operator.desired.credentials import (
     secret_digest,
 )
 from traderbot_operator.desired.database import (
-    build_database_headless_service,
-    build_database_service,
+    build_database_services,
     build_database_statefulset,
 )
 from traderbot_operator.desired.monitoring import build_service_monitor
@@ -40,8 +39,7 @@ from traderbot_operator.desired.network import (
     build_redis_network_policy,
 )
 from traderbot_operator.desired.redis import (
-    build_redis_headless_service,
-    build_redis_service,
+    build_redis_services,
     build_redis_statefulset,
 )
 from traderbot_operator.models import TraderBot
@@ -84,12 +82,10 @@ def build_children(
             if (found := live_secrets.get(name) or built.get(name)) is not None
         }
     children += [
-        build_database_headless_service(bot),
-        build_database_service(bot),
+        *build_database_services(bot),
         build_database_network_policy(bot),
         build_database_statefulset(bot),
-        build_redis_headless_service(bot),
-        build_redis_service(bot),
+        *build_redis_services(bot),
         build_redis_network_policy(bot),
         build_redis_statefulset(bot, stopped=redis_stopped),
         build_api_service(bot),

@@ -7,23 +7,16 @@ from typing import Any
 from traderbot_operator.desired.api import image
 from traderbot_operator.desired.common import (
     COMPONENT_BACKUP,
-    DATABASE_NAME,
-    DATABASE_PORT,
-    REDIS_PORT,
     WORKLOAD_UID,
     Manifest,
     Names,
+    claim_spec,
     labels,
     metadata,
     restricted_container_security,
     restricted_pod_security,
-    secret_env,
 )
-from traderbot_operator.desired.credentials import (
-    DATABASE_PASSWORD_KEY,
-    DATABASE_USER_KEY,
-    REDIS_PASSWORD_KEY,
-)
+from traderbot_operator.desired.credentials import connection_env
 from traderbot_operator.models import (
     API_VERSION,
     BACKUP_KIND,
@@ -40,21 +33,13 @@ ACTIVE_DEADLINE_SECONDS = 3 * 3600
 
 def backup_env(bot: TraderBot) -> list[dict[str, Any]]:
     """Return the env of ``trader-backup`` (documented in docs/operator.md)."""
-    names = Names(bot.name)
     spec = bot.spec.backup
     return [
         {"name": "BOT_NAME", "value": bot.name},
         {"name": "BACKUP_DIR", "value": BACKUP_MOUNT},
         {"name": "BACKUP_RETENTION_DAYS", "value": str(spec.retention_days)},
         {"name": "BACKUP_INCLUDE_REDIS", "value": "true" if spec.include_redis else "false"},
-        {"name": "DATABASE_HOST", "value": names.database},
-        {"name": "DATABASE_PORT", "value": str(DATABASE_PORT)},
-        {"name": "DATABASE_NAME", "value": DATABASE_NAME},
-        secret_env("DATABASE_USER", secret=names.database_secret, key=DATABASE_USER_KEY),
-        secret_env("DATABASE_PASSWORD", secret=names.database_secret, key=DATABASE_PASSWORD_KEY),
-        {"name": "REDIS_HOST", "value": names.redis},
-        {"name": "REDIS_PORT", "value": str(REDIS_PORT)},
-        secret_env("REDIS_PASSWORD", secret=names.redis_secret, key=REDIS_PASSWORD_KEY),
+        *connection_env(bot),
         # The engine's retention settings, reported in the maintenance part of the result.
         {"name": "KLINES_RETENTION_DAYS", "value": str(bot.spec.database.klines_retention_days)},
         {"name": "KLINES_COMPRESS_AFTER_DAYS", "value": str(bot.spec.database.compress_after_days)},
@@ -67,13 +52,6 @@ def build_backup_pvc(bot: TraderBot) -> Manifest:
     NB: owner-referenced only with ``deletionPolicy: Delete``; with Retain it outlives
     the TraderBot, so deleting the bot by mistake keeps every backup.
     """
-    storage = bot.spec.backup.storage
-    spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": storage.size}},
-    }
-    if storage.storage_class_name is not None:
-        spec["storageClassName"] = storage.storage_class_name
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -83,7 +61,7 @@ def build_backup_pvc(bot: TraderBot) -> Manifest:
             component=COMPONENT_BACKUP,
             owned=bot.spec.deletion_policy == "Delete",
         ),
-        "spec": spec,
+        "spec": claim_spec(bot.spec.backup.storage),
     }
 
 

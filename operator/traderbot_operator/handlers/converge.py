@@ -480,6 +480,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         _deploying(bot, upgrade),
         service_monitor_available=monitor,
         redis_stopped=held_by is not None and held_by.redis,
+        backups_held=held_by is not None,
         # NB: Secrets this pass read anyway: hashing their content costs no request.
         live_secrets={k[2]: obj for k, obj in observed.items() if k[1] == "Secret"} | referenced,
     )

@@ -91,6 +91,7 @@ class _Pods(NamedTuple):
     api: int
     redis: int
     redis_ready: bool
+    backups: int = 0  # scheduled backup Jobs still running
 
 
 _NOTHING_RUNS: Final = _Pods(api=0, redis=0, redis_ready=False)
@@ -104,7 +105,11 @@ async def _pods(
     job: dict[str, Any] | None,
     finished: bool,
 ) -> _Pods:
-    """Read only what the next step needs: pods left before the Job, Redis ready after it."""
+    """Read only what the next step needs: what runs before the Job, Redis ready after it.
+
+    NB: a scheduled backup still running when the restore starts would finish by
+    recording the half-restored data as the newest backup; the restore waits for it.
+    """
     kube, namespace = state.kube, bot.namespace
     if job is None:
         api = await kube.count_pods(namespace=namespace, labels=selector_labels(bot, COMPONENT_API))
@@ -113,7 +118,11 @@ async def _pods(
             redis = await kube.count_pods(
                 namespace=namespace, labels=selector_labels(bot, COMPONENT_CACHE)
             )
-        return _Pods(api=api, redis=redis, redis_ready=False)
+        cronjob = await kube.get(
+            namespace=namespace, key=("batch/v1", "CronJob", Names(bot.name).backup)
+        )
+        backups = len(((cronjob or {}).get("status") or {}).get("active") or [])
+        return _Pods(api=api, redis=redis, redis_ready=False, backups=backups)
     if not (finished and restores_redis(restore)):
         return _NOTHING_RUNS
     statefulset = await kube.get(
@@ -184,6 +193,7 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
         api_pods=pods.api,
         redis_pods=pods.redis,
         redis_ready=pods.redis_ready,
+        backup_jobs=pods.backups,
         paused=bot is not None and bot.spec.paused,
         job=job,
         result=parse_backup_result(message),

@@ -19,10 +19,11 @@ from lightkube import ApiError, Client
 from lightkube.codecs import from_dict
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
-from lightkube.resources.core_v1 import Namespace, PersistentVolume, ServiceAccount
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBinding
 
 from cluster.operator.runner import OperatorRunner
+from cluster.volumes import host_path_volumes
 from support.kube import ClusterUnderTest, eventually
 from traderbot_operator.rbac import cluster_role, cluster_role_binding
 
@@ -31,7 +32,6 @@ CRD_PATHS = sorted((ROOT / "crds").glob("traderbot.dev_*.yaml"))
 SYSTEM_NAMESPACE = "traderbot-system"
 OPERATOR_ACCOUNT = "traderbot-operator"
 FIELD_MANAGER = "traderbot-tests"
-PV_SIZE = "100Gi"
 PVS_PER_TEST = 4
 
 
@@ -88,32 +88,8 @@ def volumes(kube: Client, namespace: str) -> Iterator[list[str]]:
     NB: kwok never mounts anything, so the hostPath is never touched.
     """
     names = [f"pv-{namespace}-{i}-{secrets.token_hex(2)}"[:63] for i in range(PVS_PER_TEST)]
-    for name in names:
-        kube.create(
-            from_dict(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolume",
-                    "metadata": {
-                        "name": name,
-                        "labels": {"traderbot.dev/test-namespace": namespace},
-                    },
-                    "spec": {
-                        "capacity": {"storage": PV_SIZE},
-                        "accessModes": ["ReadWriteOnce"],
-                        "persistentVolumeReclaimPolicy": "Retain",
-                        "hostPath": {"path": f"/nonexistent/{name}"},
-                    },
-                }
-            )
-        )
-    yield names
-    for name in names:
-        try:
-            kube.delete(PersistentVolume, name)
-        except ApiError as error:
-            if error.status.code != 404:
-                raise
+    with host_path_volumes(kube, names, labels={"traderbot.dev/test-namespace": namespace}) as made:
+        yield made
 
 
 @pytest.fixture

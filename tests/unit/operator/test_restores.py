@@ -9,7 +9,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from traderbot_operator.desired.backup import build_restore_job, redis_data_claim
+from traderbot_operator.desired.backup import (
+    build_backup_cronjob,
+    build_restore_job,
+    build_verify_cronjob,
+    redis_data_claim,
+)
 from traderbot_operator.desired.redis import build_redis_statefulset
 from traderbot_operator.models import (
     BackupRun,
@@ -420,3 +425,33 @@ def test_a_restore_whose_bot_is_paused_before_its_pods_stopped_ends_untouched() 
         now=NOW,
     )
     assert running.status["phase"] == "Restoring"
+
+
+def test_a_restore_waits_for_a_running_scheduled_backup_to_end() -> None:
+    waiting = restore_decision(
+        _restore(phase="StoppingApi"),
+        refusal=None,
+        api_pods=0,
+        backup_jobs=1,
+        job=None,
+        result=None,
+        now=NOW,
+    )
+    assert (waiting.status["phase"], waiting.start_job) == ("StoppingApi", False)
+    assert "waiting for 1 backup" in waiting.status["message"]
+
+
+def test_backups_are_suspended_while_a_restore_holds_the_bot_and_the_status_says_why() -> None:
+    model = bot()
+    held = build_backup_cronjob(model, held=True)
+    assert held["spec"]["suspend"] is True
+    assert build_verify_cronjob(model, held=True)["spec"]["suspend"] is True
+    assert build_backup_cronjob(model)["spec"]["suspend"] is False
+    status = compute_status(
+        model,
+        observed={("batch/v1", "CronJob", "alpha-backup"): held},
+        outcome=Outcome(held_by=("undo", "Restoring")),
+        now=NOW,
+    )
+    scheduled = next(c for c in status["conditions"] if c["type"] == "BackupScheduled")
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "HeldForRestore")
