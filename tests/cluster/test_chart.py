@@ -33,12 +33,13 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.batch_v1 import CronJob
-from lightkube.resources.core_v1 import Namespace, PersistentVolume, Pod, Secret, Service
+from lightkube.resources.core_v1 import Namespace, Pod, Secret, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
 from cluster.operator.process import OperatorProcess
 from cluster.operator.runner import OperatorRunner
+from cluster.volumes import PVS_PER_BOT, host_path_volumes
 from support.kube import ClusterUnderTest, client_for, eventually
 from traderbot_operator.kube import TraderBotResource
 from unit.delivery.delivery_tools import (
@@ -53,8 +54,6 @@ from unit.delivery.delivery_tools import (
 
 READY_TIMEOUT = 120.0
 HELM_TIMEOUT = "120s"
-PV_SIZE = "100Gi"
-PVS_PER_BOT = 4
 INSTANCE = "app.kubernetes.io/instance"
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -125,32 +124,11 @@ def make_namespace(kube: Client) -> Iterator[Callable[[str], str]]:
 
 
 @pytest.fixture
-def volumes(kube: Client) -> Iterator[None]:
+def volumes(kube: Client) -> Iterator[list[str]]:
     """PersistentVolumes for one bot's claims (the local cluster has no provisioner)."""
     names = [f"pv-chart-{secrets.token_hex(4)}" for _ in range(PVS_PER_BOT)]
-    for name in names:
-        kube.create(
-            from_dict(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolume",
-                    "metadata": {"name": name},
-                    "spec": {
-                        "capacity": {"storage": PV_SIZE},
-                        "accessModes": ["ReadWriteOnce"],
-                        "persistentVolumeReclaimPolicy": "Retain",
-                        "hostPath": {"path": f"/nonexistent/{name}"},
-                    },
-                }
-            )
-        )
-    yield
-    for name in names:
-        try:
-            kube.delete(PersistentVolume, name)
-        except ApiError as error:
-            if error.status.code != 404:
-                raise
+    with host_path_volumes(kube, names) as made:
+        yield made
 
 
 class Release:
@@ -182,7 +160,7 @@ class Release:
 
 @pytest.fixture
 def release(
-    helm: HelmCli, make_namespace: Callable[[str], str], volumes: None
+    helm: HelmCli, make_namespace: Callable[[str], str], volumes: list[str]
 ) -> Iterator[Release]:
     installed = Release(helm, namespace=make_namespace("system"), watch=make_namespace("bots"))
     yield installed
