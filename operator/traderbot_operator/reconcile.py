@@ -420,6 +420,7 @@ def referenced_secret_names(bot: TraderBot) -> list[str]:
 
 # --- status -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ComponentState:
     """Readiness of one component, with the reason and message for its condition."""
