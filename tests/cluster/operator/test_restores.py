@@ -6,7 +6,7 @@ from typing import Any
 
 from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.batch_v1 import Job
+from lightkube.resources.batch_v1 import CronJob, Job
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
@@ -104,12 +104,16 @@ def test_a_failed_restore_keeps_the_api_stopped_until_it_is_deleted(
     assert ready["reason"] == "ApiHeldForRestore"
     assert _get(kube, Deployment, "alpha-api", namespace)["spec"]["replicas"] == 0
     assert _api_pods(kube, namespace) == 0
+    # No scheduled backup records the half-restored database as the newest backup.
+    assert _get(kube, CronJob, "alpha-backup", namespace)["spec"]["suspend"] is True
+    assert _get(kube, CronJob, "alpha-verify", namespace)["spec"]["suspend"] is True
     events = _events_of(kube, namespace, "broken")
     assert any(e.get("reason") == "RestoreFailed" and e.get("type") == "Warning" for e in events)
 
     kube.delete(TraderBotRestoreResource, "broken", namespace=namespace)
     _wait_phase(kube, namespace, "alpha", "Ready")
     assert _get(kube, Deployment, "alpha-api", namespace)["spec"]["replicas"] == 1
+    assert _get(kube, CronJob, "alpha-backup", namespace)["spec"]["suspend"] is False
 
 
 def test_a_restore_from_an_unfinished_backup_is_refused_and_touches_nothing(
