@@ -118,6 +118,13 @@ async def test_an_execution_dropped_in_an_outage_is_executed_once_storage_return
             assert filled.json()["filled_quantity"] == "0.01"
             rested = await http.get(f"/api/v1/orders/{resting.json()['id']}")
             assert rested.json()["status"] == "filled"
+            # The retried fill was stored once: one fill per order, both in the position.
+            fills = (await http.get("/api/v1/fills")).json()
+            assert sorted(f["order_id"] for f in fills) == sorted(
+                (resting.json()["id"], market_order.json()["id"])
+            )
+            (position,) = (await http.get("/api/v1/positions")).json()
+            assert Decimal(position["quantity"]) == Decimal("0.02")
 
 
 def _order(client_order_id: str, *, limit: str | None = None) -> dict[str, Any]:

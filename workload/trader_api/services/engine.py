@@ -439,11 +439,13 @@ class TradingEngine:
         self, updates: Iterable[OrderUpdate], *, base: Order | None = None
     ) -> None:
         for update in updates:
-            current = base if base is not None else await self._store.get_order(update.order.id)
-            if current is None:
-                current = update.order
+            # NB: record_fill reads the stored order itself (under its lock) and
+            # returns it, so an update with fills needs no read of its own.
+            current = base
             for fill in update.fills:
-                current = await self._record_fill(current, fill)
+                current = await self._record_fill(current or update.order, fill)
+            if current is None:
+                current = await self._store.get_order(update.order.id) or update.order
             final = _merge(current, update.order)
             if final != current or not update.fills:
                 await self._save(final)
