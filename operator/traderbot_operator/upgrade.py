@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from traderbot_operator.desired.common import COMPONENT_BACKUP, Manifest, labels, owner_reference
+from traderbot_operator.desired.backup import build_backup_record
+from traderbot_operator.desired.common import Manifest
 from traderbot_operator.models import (
-    API_VERSION,
-    BACKUP_KIND,
     BackupRun,
     TraderBot,
     UpgradeStatus,
@@ -80,26 +79,10 @@ def pre_upgrade_backup_name(bot: TraderBot) -> str:
 def build_pre_upgrade_backup(bot: TraderBot, *, name: str) -> Manifest:
     """Build the TraderBotBackup taken before an upgrade.
 
-    NB: like the scheduled records it follows ``deletionPolicy``: owned (not
-    controlled) by the bot only with Delete, so with Retain a re-created bot can
-    still restore the backup taken before its last upgrade.
+    NB: like the scheduled records it follows ``deletionPolicy``, so with Retain a
+    re-created bot can still restore the backup taken before its last upgrade.
     """
-    owners = (
-        [{**owner_reference(bot), "controller": False}]
-        if bot.spec.deletion_policy == "Delete"
-        else []
-    )
-    return {
-        "apiVersion": API_VERSION,
-        "kind": BACKUP_KIND,
-        "metadata": {
-            "name": name,
-            "namespace": bot.namespace,
-            "labels": {**labels(bot, COMPONENT_BACKUP), PRE_UPGRADE_LABEL: "true"},
-            "ownerReferences": owners,
-        },
-        "spec": {"botName": bot.name, "database": True, "redis": bot.spec.backup.include_redis},
-    }
+    return build_backup_record(bot, name=name, label=PRE_UPGRADE_LABEL)
 
 
 def running_version_bot(bot: TraderBot) -> TraderBot:

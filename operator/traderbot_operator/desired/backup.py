@@ -13,6 +13,7 @@ from traderbot_operator.desired.common import (
     claim_spec,
     labels,
     metadata,
+    owner_reference,
     restricted_container_security,
     restricted_pod_security,
 )
@@ -220,6 +221,32 @@ def build_backup_job(bot: TraderBot, *, run: BackupRun) -> Manifest:
             ],
         },
         "spec": spec,
+    }
+
+
+def build_backup_record(bot: TraderBot, *, name: str, label: str) -> Manifest:
+    """Build a TraderBotBackup the operator makes for a bot, marked with ``label``.
+
+    For the record of a scheduled run and for the backup taken before an upgrade.
+    NB: owned (not controlled) by the bot only with ``deletionPolicy: Delete``. With
+    Retain the backup volume outlives the bot, and so must the records naming its
+    backups: a bot re-created under the same name can then restore them.
+    """
+    owners = (
+        [{**owner_reference(bot), "controller": False}]
+        if bot.spec.deletion_policy == "Delete"
+        else []
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": BACKUP_KIND,
+        "metadata": {
+            "name": name,
+            "namespace": bot.namespace,
+            "labels": {**labels(bot, COMPONENT_BACKUP), label: "true"},
+            "ownerReferences": owners,
+        },
+        "spec": {"botName": bot.name, "database": True, "redis": bot.spec.backup.include_redis},
     }
 
 

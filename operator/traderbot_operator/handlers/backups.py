@@ -13,13 +13,14 @@ from typing import Any
 
 import kopf
 
-from traderbot_operator.desired.backup import BACKUP_RUN_LABEL, build_backup_job
+from traderbot_operator.desired.backup import (
+    BACKUP_RUN_LABEL,
+    build_backup_job,
+    build_backup_record,
+)
 from traderbot_operator.desired.common import (
-    COMPONENT_BACKUP,
     MANAGED_BY,
     Names,
-    labels,
-    owner_reference,
 )
 from traderbot_operator.handlers.converge import OperatorState, run_serialized
 from traderbot_operator.handlers.traderbot import (
@@ -164,33 +165,11 @@ async def _record(state: OperatorState, *, body: dict[str, Any], status: dict[st
 
 
 def scheduled_run_record(bot: TraderBot, *, name: str) -> dict[str, Any]:
-    """Return the TraderBotBackup record of a scheduled backup Job.
+    """Return the TraderBotBackup record of a scheduled backup Job (it follows deletionPolicy).
 
-    NB: owner-referenced to the bot only with ``deletionPolicy: Delete``. With Retain
-    the backup volume outlives the bot, and so must the records naming its backups:
-    a bot re-created under the same name can then restore them.
+    NB: not a controller of the Job: the record describes the Job, it does not own it.
     """
-    owners = (
-        [{**owner_reference(bot), "controller": False}]
-        if bot.spec.deletion_policy == "Delete"
-        else []
-    )
-    return {
-        "apiVersion": API_VERSION,
-        "kind": BACKUP_KIND,
-        "metadata": {
-            "name": name,
-            "namespace": bot.namespace,
-            "labels": {**labels(bot, COMPONENT_BACKUP), SCHEDULED_LABEL: "true"},
-            # NB: not a controller reference: the record describes the Job, it does not own it.
-            "ownerReferences": owners,
-        },
-        "spec": {
-            "botName": bot.name,
-            "database": True,
-            "redis": bot.spec.backup.include_redis,
-        },
-    }
+    return build_backup_record(bot, name=name, label=SCHEDULED_LABEL)
 
 
 async def record_scheduled_run(
