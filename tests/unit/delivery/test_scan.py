@@ -117,10 +117,6 @@ ACCEPTED_OPERATOR_FINDINGS: dict[tuple[str, str, str], str] = {
         "KNOWN GAP, reported to the operator: PostgreSQL needs writable run/tmp dirs "
         "(emptyDir mounts would allow a read-only root)"
     ),
-    ("CKV2_K8S_6", "Pod", "-api"): (
-        "KNOWN GAP, reported to the operator: no NetworkPolicy selects the API pods yet "
-        "(see test_every_operator_pod_is_selected_by_a_network_policy)"
-    ),
 }
 
 
