@@ -19,7 +19,6 @@ from decimal import Decimal
 
 from trader_api.domain import Order, OrderStatus, OrderType, Position, Side
 from trader_api.risk import (
-    OrderRequest,
     PortfolioSnapshot,
     RejectCode,
     Rejected,
@@ -271,13 +270,7 @@ class OrderService:
         try:
             stored, seen = await self._read_portfolio(pending=self.window.pending())
             portfolio = self.window.adjust(stored, seen=seen)
-            request = OrderRequest(
-                symbol=ticket.symbol,
-                side=ticket.side,
-                quantity=ticket.quantity,
-                limit_price=ticket.limit_price,
-            )
-            decision = self._risk.check(request, portfolio)
+            decision = self._risk.check(ticket, portfolio)  # a ticket is an OrderIntent
             order = self._new_order(ticket)
             if isinstance(decision, Rejected):
                 order = order.with_status(
