@@ -21,10 +21,10 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 .PHONY: setup
-setup: $(STAMP) system-deps ## create .venv and install the project, its tools and system packages
+setup: system-deps $(STAMP) ## install the system packages, then create .venv with the project and its tools
 
 .PHONY: system-deps
-system-deps: ## install PostgreSQL and Redis servers (Debian packages) when missing
+system-deps: ## install the Debian packages scripts and tests need (PostgreSQL, Redis, python3-venv, git, curl, unzip) when missing
 	bash hack/install-system-deps.sh
 
 .PHONY: lint
