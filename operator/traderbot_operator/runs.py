@@ -23,6 +23,7 @@ from traderbot_operator.models import (
     RestoreRun,
     TraderBot,
 )
+from traderbot_operator.schedule import parse_time
 
 # --- backup runs (TraderBotBackup) --------------------------------------------------------
 
@@ -191,15 +192,6 @@ class RestoreDecision:
     event: tuple[str, str, str] | None = None  # (type, reason, message) on a transition
 
 
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
 def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
     restore: RestoreRun,
     *,
@@ -243,7 +235,7 @@ def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
         )
     if backup is None:
         return f"TraderBotBackup {restore.namespace}/{spec.backup_name} does not exist"
-    completed = _parse_time(backup.status.completion_time)
+    completed = parse_time(backup.status.completion_time)
     retention = bot.spec.backup.retention_days
     checks = (
         (

@@ -28,7 +28,8 @@ _MACROS: Final = {
 OVERDUE_PERIODS: Final = 2
 
 
-def _parse_time(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
+    """Return an RFC 3339 time as the API server writes it; None when absent or malformed."""
     if not text:
         return None
     try:
@@ -75,13 +76,13 @@ def backup_overdue(
     cannot be evaluated.
     """
     due = due_before(schedule, time_zone=time_zone, now=now, count=OVERDUE_PERIODS)
-    born = _parse_time(created)
+    born = parse_time(created)
     if len(due) < OVERDUE_PERIODS or born is None:
         return None
     oldest = due[-1]
     if born > oldest:
         return None
-    succeeded = _parse_time(last_success)
+    succeeded = parse_time(last_success)
     if succeeded is not None and succeeded >= oldest:
         return None
     return Overdue(due_since=oldest, last_success=last_success)

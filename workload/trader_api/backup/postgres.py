@@ -242,6 +242,33 @@ async def _compare_counts(conn: asyncpg.Connection, part: DatabasePart, *, where
         raise BackupError(f"row counts in {where} differ from the manifest: {differing}")
 
 
+async def _pg_restore(
+    target: PgTarget, *, folder: Path, part: DatabasePart, clean: bool, where: str
+) -> None:
+    """Run ``pg_restore`` in one transaction, then check every table's row count.
+
+    ``clean`` drops the objects first (a restore over the live database); a scratch
+    database is empty and needs none.
+    """
+    argv = [_tool("pg_restore")]
+    if clean:
+        argv += ["--clean", "--if-exists"]
+    argv += [
+        "--single-transaction",
+        "--exit-on-error",
+        "--no-owner",
+        "--no-privileges",
+        f"--dbname={target.database}",
+        str(folder / part.file),
+    ]
+    await _run(argv, env=target.env(), what=f"pg_restore into {where}")
+    conn = await target.connect()
+    try:
+        await _compare_counts(conn, part, where=where)
+    finally:
+        await conn.close()
+
+
 async def restore_database(
     target: PgTarget, *, folder: Path, part: DatabasePart, force: bool = False
 ) -> dict[str, int]:
@@ -255,26 +282,7 @@ async def restore_database(
         await _check_restorable(conn, part, force=force)
     finally:
         await conn.close()
-    await _run(
-        [
-            _tool("pg_restore"),
-            "--clean",
-            "--if-exists",
-            "--single-transaction",
-            "--exit-on-error",
-            "--no-owner",
-            "--no-privileges",
-            f"--dbname={target.database}",
-            str(folder / part.file),
-        ],
-        env=target.env(),
-        what="pg_restore",
-    )
-    conn = await target.connect()
-    try:
-        await _compare_counts(conn, part, where=target.database)
-    finally:
-        await conn.close()
+    await _pg_restore(target, folder=folder, part=part, clean=True, where=target.database)
     return dict(part.tables)
 
 
@@ -293,24 +301,13 @@ async def verify_database(target: PgTarget, *, folder: Path, part: DatabasePart)
         await admin.close()
     scratch_target = target.with_database(scratch)
     try:
-        await _run(
-            [
-                _tool("pg_restore"),
-                "--single-transaction",
-                "--exit-on-error",
-                "--no-owner",
-                "--no-privileges",
-                f"--dbname={scratch}",
-                str(folder / part.file),
-            ],
-            env=scratch_target.env(),
-            what="pg_restore into scratch database",
+        await _pg_restore(
+            scratch_target,
+            folder=folder,
+            part=part,
+            clean=False,
+            where=f"scratch database {scratch}",
         )
-        conn = await scratch_target.connect()
-        try:
-            await _compare_counts(conn, part, where=f"scratch database {scratch}")
-        finally:
-            await conn.close()
     finally:
         admin = await target.connect()
         try:
