@@ -184,6 +184,36 @@ def build_verify_cronjob(bot: TraderBot, *, held: bool = False) -> Manifest:
     }
 
 
+def _job_of_run(
+    run: BackupRun | RestoreRun, *, kind: str, job_labels: dict[str, str], spec: dict[str, Any]
+) -> Manifest:
+    """Wrap a Job spec into the Job of one run, named after it and controlled by it.
+
+    NB: kept 7 days after it finishes (``ttlSecondsAfterFinished``); the run's record
+    keeps the outcome after that.
+    """
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": run.name,
+            "namespace": run.namespace,
+            "labels": job_labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": kind,
+                    "name": run.name,
+                    "uid": run.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {**spec, "ttlSecondsAfterFinished": JOB_HISTORY_SECONDS},
+    }
+
+
 def build_backup_job(bot: TraderBot, *, run: BackupRun) -> Manifest:
     """Build the Job of an on-demand TraderBotBackup, owned by that TraderBotBackup.
 
@@ -201,27 +231,7 @@ def build_backup_job(bot: TraderBot, *, run: BackupRun) -> Manifest:
     overridden = {entry["name"] for entry in extra_env}
     env = [entry for entry in backup_env(bot) if entry["name"] not in overridden] + extra_env
     spec = _backup_job_spec(bot, env=env, pod_labels=pod_labels)
-    spec["ttlSecondsAfterFinished"] = JOB_HISTORY_SECONDS
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": run.name,
-            "namespace": run.namespace,
-            "labels": job_labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": BACKUP_KIND,
-                    "name": run.name,
-                    "uid": run.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": spec,
-    }
+    return _job_of_run(run, kind=BACKUP_KIND, job_labels=job_labels, spec=spec)
 
 
 def build_backup_record(bot: TraderBot, *, name: str, label: str) -> Manifest:
@@ -297,24 +307,4 @@ def build_restore_job(bot: TraderBot, *, restore: RestoreRun, location: str) -> 
             {"name": "redis-data", "mountPath": REDIS_DATA_MOUNT}
         )
     spec["backoffLimit"] = 0
-    spec["ttlSecondsAfterFinished"] = JOB_HISTORY_SECONDS
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": restore.name,
-            "namespace": restore.namespace,
-            "labels": job_labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": RESTORE_KIND,
-                    "name": restore.name,
-                    "uid": restore.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": spec,
-    }
+    return _job_of_run(restore, kind=RESTORE_KIND, job_labels=job_labels, spec=spec)
