@@ -141,6 +141,12 @@ def _describe(error: ApiError, *, verb: str, what: str) -> str:
     return f"{verb} {what} failed: HTTP {status.code} {status.reason}: {status.message}"
 
 
+def _failure(error: ApiError, *, verb: str, what: str) -> ConflictError | KubeError:
+    """Return the error to raise for a failed write: ConflictError for a 409, else KubeError."""
+    message = _describe(error, verb=verb, what=what)
+    return ConflictError(message) if error.status.code == CONFLICT else KubeError(message)
+
+
 class _BoundedClient:
     """The lightkube client with at most ``limit`` requests in flight, the rest queued."""
 
@@ -305,10 +311,7 @@ class Kube:
                     force=action.verb != "create",
                 )
         except ApiError as error:
-            message = _describe(error, verb=action.verb, what=what)
-            if error.status.code == CONFLICT:
-                raise ConflictError(message) from error
-            raise KubeError(message) from error
+            raise _failure(error, verb=action.verb, what=what) from error
         result: dict[str, Any] = patched.to_dict()
         return result
 
@@ -344,10 +347,8 @@ class Kube:
         except ApiError as error:
             if error.status.code == NOT_FOUND:
                 return  # deleted meanwhile: nothing left to report on
-            message = _describe(error, verb="patch status of", what=f"{kind} {namespace}/{name}")
-            if error.status.code == CONFLICT:
-                raise ConflictError(message) from error
-            raise KubeError(message) from error
+            what = f"{kind} {namespace}/{name}"
+            raise _failure(error, verb="patch status of", what=what) from error
 
     async def backup_runs(self, *, namespace: str) -> list[dict[str, Any]]:
         """Return every TraderBotBackup in ``namespace`` as dicts."""
@@ -423,10 +424,8 @@ class Kube:
         except ApiError as error:
             if error.status.code == NOT_FOUND:
                 return
-            message = _describe(error, verb="patch owners of", what=f"{kind} {namespace}/{name}")
-            if error.status.code == CONFLICT:
-                raise ConflictError(message) from error
-            raise KubeError(message) from error
+            what = f"{kind} {namespace}/{name}"
+            raise _failure(error, verb="patch owners of", what=what) from error
 
     async def termination_message(self, *, namespace: str, job: str) -> str | None:
         """Return the termination message of a Job's newest finished pod, if any.
