@@ -246,10 +246,35 @@ def differing_paths(old: Any, new: Any, path: str = "") -> list[str]:
 UPDATABLE_ON_UPGRADE = frozenset({"CronJob", "NetworkPolicy"})
 
 
-def changed_by_upgrade(before: Snapshot, after: Snapshot) -> dict[str, str]:
+# Pod-template changes a chart release declares in its CHANGELOG ("rolls every
+# bot's API pods once"), by the previous chart version upgraded from:
+# (kind, name suffix) -> the paths that may change. Nothing else may.
+DECLARED_UPGRADE_CHANGES: dict[str, dict[tuple[str, str], frozenset[str]]] = {
+    # 0.2.0: the API config hash covers the content of the Secrets the pods read.
+    "0.1.0": {
+        ("Deployment", "-api"): frozenset(
+            {"spec.template.metadata.annotations.traderbot.dev/config-hash"}
+        ),
+    },
+}
+# What follows any accepted rewrite: the API server's generation, the Deployment
+# controller's rollout count and the operator's record of what it applied.
+CONSEQUENCES = frozenset(
+    {
+        "generation",
+        "annotations.deployment.kubernetes.io/revision",
+        "annotations.traderbot.dev/applied-hash",
+    }
+)
+
+
+def changed_by_upgrade(
+    before: Snapshot, after: Snapshot, *, declared: dict[tuple[str, str], frozenset[str]]
+) -> dict[str, str]:
     """Return what the upgraded operator rewrote or re-created of a bot, as 'Kind/name: how'.
 
-    Objects it adds (a child the previous version did not build) are allowed.
+    Objects it adds (a child the previous version did not build) are allowed, and
+    so are the ``declared`` changes (with their CONSEQUENCES), and no others.
     """
     changed = {}
     for (kind, name), (uid, written) in before.items():
@@ -259,7 +284,15 @@ def changed_by_upgrade(before: Snapshot, after: Snapshot) -> dict[str, str]:
         elif now[0] != uid:
             changed[f"{kind}/{name}"] = "re-created"
         elif now[1] != written and kind not in UPDATABLE_ON_UPGRADE:
-            changed[f"{kind}/{name}"] = "rewritten: " + ", ".join(differing_paths(written, now[1]))
+            allowed = {
+                path
+                for (declared_kind, suffix), paths in declared.items()
+                if declared_kind == kind and name.endswith(suffix)
+                for path in paths
+            }
+            paths = set(differing_paths(written, now[1]))
+            if not allowed or not paths - CONSEQUENCES <= allowed:
+                changed[f"{kind}/{name}"] = "rewritten: " + ", ".join(sorted(paths))
     return changed
 
 
@@ -413,11 +446,13 @@ def test_helm_upgrade_from_the_previous_release_leaves_running_bots_untouched(
     re-creates none and rewrites none of those a running bot depends on
     (its Secrets, Services, Deployment, StatefulSets, PodDisruptionBudgets and
     the TraderBot itself: spec, data, labels, annotations, owner references,
-    generation). It may add children the old one did not build, and update a
-    CronJob or NetworkPolicy in place (UPDATABLE_ON_UPGRADE).
+    generation). It may add children the old one did not build, update a
+    CronJob or NetworkPolicy in place (UPDATABLE_ON_UPGRADE), and make the
+    pod-template changes the release declares (DECLARED_UPGRADE_CHANGES).
     """
     explicit = os.environ.get("TRADERBOT_PREVIOUS_CHART")
     source: Path | None = None
+    declared: dict[tuple[str, str], frozenset[str]] = {}
     if explicit:
         previous = Path(explicit)
     else:
@@ -427,6 +462,7 @@ def test_helm_upgrade_from_the_previous_release_leaves_running_bots_untouched(
             pytest.fail(str(error), pytrace=False)
         previous, source = found.chart, found.operator_source
         assert found.version != chart_version((CHART_DIR / "Chart.yaml").read_text())
+        declared = DECLARED_UPGRADE_CHANGES.get(found.version, {})
 
     try:
         if not explicit:
@@ -466,7 +502,8 @@ def test_helm_upgrade_from_the_previous_release_leaves_running_bots_untouched(
         wait_converged(runner)
     finally:
         runner.stop()
-    assert changed_by_upgrade(before, snapshot(kube, release.watch, bot)) == {}
+    after = snapshot(kube, release.watch, bot)
+    assert changed_by_upgrade(before, after, declared=declared) == {}
 
 
 def test_restricted_namespaces_do_refuse_a_privileged_pod(
