@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,27 +45,36 @@ async def test_a_corrupt_archive_is_refused_before_anything_is_touched(
     assert "checksum mismatch" in verified.result["error"]
 
 
-async def test_a_wrong_checksum_in_the_manifest_is_refused(
-    cli: Cli, trading_database: str, good_backup: Path
-) -> None:
-    manifest_path = good_backup / "manifest.json"
+def _wrong_checksum_in_manifest(backup: Path) -> None:
+    manifest_path = backup / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["redis"]["sha256"] = "0" * 64
     manifest_path.write_text(json.dumps(manifest))
-    before = await snapshot_rows(trading_database)
-
-    _assert_refused(cli, good_backup, trading_database, "checksum mismatch")
-
-    assert await snapshot_rows(trading_database) == before
 
 
-async def test_a_missing_file_is_refused(
-    cli: Cli, trading_database: str, good_backup: Path
+def _redis_file_missing(backup: Path) -> None:
+    (backup / "redis.rdb").unlink()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_wrong_checksum_in_manifest, "checksum mismatch"),
+        (_redis_file_missing, "backup file missing"),
+    ],
+    ids=["wrong-checksum", "missing-file"],
+)
+async def test_a_damaged_backup_is_refused_and_nothing_is_touched(
+    cli: Cli,
+    trading_database: str,
+    good_backup: Path,
+    damage: Callable[[Path], None],
+    message: str,
 ) -> None:
-    (good_backup / "redis.rdb").unlink()
+    damage(good_backup)
     before = await snapshot_rows(trading_database)
 
-    _assert_refused(cli, good_backup, trading_database, "backup file missing")
+    _assert_refused(cli, good_backup, trading_database, message)
 
     assert await snapshot_rows(trading_database) == before
 
