@@ -31,13 +31,19 @@ def _create_backup(
     kube.create(TraderBotBackupResource.from_dict(body), namespace=namespace)
 
 
-def _backup_phase(kube: Client, namespace: str, name: str, phase: str) -> dict[str, Any]:
+def run_phase(kube: Client, resource: Any, namespace: str, name: str, phase: str) -> dict[str, Any]:
+    """Wait until a run resource (TraderBotBackup, TraderBotRestore) reaches ``phase``."""
+
     def probe() -> dict[str, Any] | None:
-        body = _get(kube, TraderBotBackupResource, name, namespace)
+        body = _get(kube, resource, name, namespace)
         return body if (body.get("status") or {}).get("phase") == phase else None
 
-    found: dict[str, Any] = eventually(probe, what=f"TraderBotBackup {name} {phase}", timeout=90)
+    found: dict[str, Any] = eventually(probe, what=f"{name} {phase}", timeout=90)
     return found
+
+
+def _backup_phase(kube: Client, namespace: str, name: str, phase: str) -> dict[str, Any]:
+    return run_phase(kube, TraderBotBackupResource, namespace, name, phase)
 
 
 def job_from_cronjob(

@@ -11,6 +11,7 @@ from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 from cluster.operator.runner import OperatorRunner
+from cluster.operator.test_backups import run_phase
 from cluster.operator.test_operator import _bot, _create_bot, _events_of, _get, _wait_phase
 from support.kube import eventually
 from traderbot_operator.kube import TraderBotBackupResource, TraderBotRestoreResource
@@ -42,24 +43,33 @@ def _completed_backup(kube: Client, namespace: str, *, phase: str = "Completed")
 
 
 def _create_restore(
-    kube: Client, namespace: str, name: str, *, labels: dict[str, str] | None = None
+    kube: Client,
+    namespace: str,
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    what: str = "database",
 ) -> None:
     body = {
         "apiVersion": "traderbot.dev/v1alpha1",
         "kind": "TraderBotRestore",
         "metadata": {"name": name, "labels": labels or {}},
-        "spec": {"botName": "alpha", "backupName": "nightly"},
+        "spec": {"botName": "alpha", "backupName": "nightly", "what": what},
     }
     kube.create(TraderBotRestoreResource.from_dict(body), namespace=namespace)
 
 
 def _restore_phase(kube: Client, namespace: str, name: str, phase: str) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        body = _get(kube, TraderBotRestoreResource, name, namespace)
-        return body if (body.get("status") or {}).get("phase") == phase else None
+    return run_phase(kube, TraderBotRestoreResource, namespace, name, phase)
 
-    found: dict[str, Any] = eventually(probe, what=f"TraderBotRestore {name} {phase}", timeout=90)
-    return found
+
+def _ready_bot_with_a_backup(
+    kube: Client, namespace: str, spec: dict[str, Any] | None = None
+) -> None:
+    """Create bot alpha, wait until it is Ready, and record a Completed backup of it."""
+    _create_bot(kube, namespace, "alpha", spec)
+    _wait_phase(kube, namespace, "alpha", "Ready")
+    _completed_backup(kube, namespace)
 
 
 def _api_pods(kube: Client, namespace: str) -> int:
@@ -69,9 +79,7 @@ def _api_pods(kube: Client, namespace: str) -> int:
 def test_a_restore_stops_the_api_restores_then_starts_it_again(
     kube: Client, namespace: str, operator: OperatorRunner
 ) -> None:
-    _create_bot(kube, namespace, "alpha")
-    _wait_phase(kube, namespace, "alpha", "Ready")
-    _completed_backup(kube, namespace)
+    _ready_bot_with_a_backup(kube, namespace)
     _create_restore(kube, namespace, "undo")
     done = _restore_phase(kube, namespace, "undo", "Completed")
     job = _get(kube, Job, "undo", namespace)
@@ -93,9 +101,7 @@ def test_a_restore_stops_the_api_restores_then_starts_it_again(
 def test_a_failed_restore_keeps_the_api_stopped_until_it_is_deleted(
     kube: Client, namespace: str, operator: OperatorRunner
 ) -> None:
-    _create_bot(kube, namespace, "alpha")
-    _wait_phase(kube, namespace, "alpha", "Ready")
-    _completed_backup(kube, namespace)
+    _ready_bot_with_a_backup(kube, namespace)
     _create_restore(kube, namespace, "broken", labels={"traderbot.dev/kwok-fail": "true"})
     failed = _restore_phase(kube, namespace, "broken", "Failed")
     assert "the API stays stopped" in failed["status"]["message"]
@@ -133,9 +139,7 @@ def test_a_restore_from_an_unfinished_backup_is_refused_and_touches_nothing(
 def test_a_second_restore_is_refused_while_another_holds_the_bot(
     kube: Client, namespace: str, operator: OperatorRunner
 ) -> None:
-    _create_bot(kube, namespace, "alpha")
-    _wait_phase(kube, namespace, "alpha", "Ready")
-    _completed_backup(kube, namespace)
+    _ready_bot_with_a_backup(kube, namespace)
     _create_restore(kube, namespace, "broken", labels={"traderbot.dev/kwok-fail": "true"})
     _restore_phase(kube, namespace, "broken", "Failed")
     _create_restore(kube, namespace, "second")

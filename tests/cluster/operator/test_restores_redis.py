@@ -20,15 +20,16 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod
 
 from cluster.operator.runner import OperatorRunner
-from cluster.operator.test_operator import _create_bot, _events_of, _get, _wait_phase
+from cluster.operator.test_operator import _events_of, _get, _wait_phase
 from cluster.operator.test_restores import (
     HOLD,
     LOCATION,
-    _completed_backup,
+    _create_restore,
+    _ready_bot_with_a_backup,
     _restore_phase,
 )
 from support.kube import eventually
-from traderbot_operator.kube import TraderBotResource, TraderBotRestoreResource
+from traderbot_operator.kube import TraderBotResource
 
 RESTORE_LABEL = "traderbot.dev/restore"
 
@@ -138,24 +139,12 @@ def _alive_at(events: list[PodEvent], index: int, role: str) -> set[str]:
 def test_a_redis_restore_stops_api_and_redis_first_and_starts_redis_before_the_api(
     kube: Client, namespace: str, operator: OperatorRunner, pod_journal: PodJournal
 ) -> None:
-    _create_bot(kube, namespace, "alpha")
-    _wait_phase(kube, namespace, "alpha", "Ready")
-    _completed_backup(kube, namespace)
+    _ready_bot_with_a_backup(kube, namespace)
     eventually(
         lambda: {e.role for e in pod_journal.snapshot()} >= {"api", "redis"},
         what="the journal to see the API and Redis pods",
     )
-    kube.create(
-        TraderBotRestoreResource.from_dict(
-            {
-                "apiVersion": "traderbot.dev/v1alpha1",
-                "kind": "TraderBotRestore",
-                "metadata": {"name": "undo"},
-                "spec": {"botName": "alpha", "backupName": "nightly", "what": "both"},
-            }
-        ),
-        namespace=namespace,
-    )
+    _create_restore(kube, namespace, "undo", what="both")
 
     done = _restore_phase(kube, namespace, "undo", "Completed")
     _wait_phase(kube, namespace, "alpha", "Ready")
@@ -205,21 +194,9 @@ def test_a_redis_restore_stops_api_and_redis_first_and_starts_redis_before_the_a
 def test_a_redis_restore_of_a_bot_without_redis_persistence_is_refused_untouched(
     kube: Client, namespace: str, operator: OperatorRunner
 ) -> None:
-    _create_bot(kube, namespace, "alpha", {"redis": {"persistence": False}})
-    _wait_phase(kube, namespace, "alpha", "Ready")
-    _completed_backup(kube, namespace)
+    _ready_bot_with_a_backup(kube, namespace, {"redis": {"persistence": False}})
     before = _get(kube, StatefulSet, "alpha-redis", namespace)["metadata"]["generation"]
-    kube.create(
-        TraderBotRestoreResource.from_dict(
-            {
-                "apiVersion": "traderbot.dev/v1alpha1",
-                "kind": "TraderBotRestore",
-                "metadata": {"name": "undo"},
-                "spec": {"botName": "alpha", "backupName": "nightly", "what": "redis"},
-            }
-        ),
-        namespace=namespace,
-    )
+    _create_restore(kube, namespace, "undo", what="redis")
     refused = _restore_phase(kube, namespace, "undo", "Failed")
     assert "spec.redis.persistence false" in refused["status"]["message"]
     events = _events_of(kube, namespace, "undo")
