@@ -14,14 +14,15 @@
 #   hack/k8s-binaries.sh --check      exit 1 unless every binary is present
 #   hack/k8s-binaries.sh --print-go   say which Go the build would use (key=value
 #                                     lines), fetch nothing
+#   hack/k8s-binaries.sh --fetch-go   fetch that Go if needed, print its go binary
 #
 # Environment:
 #   TRADERBOT_K8S_BIN_DIR  output folder (default: the versioned cache below)
 #   KUBEBUILDER_ASSETS     a folder of ready binaries (e.g. from setup-envtest);
 #                          any binary found there is used and not built
 #   TRADERBOT_GO_BUILD_JOBS  go build -p (default 2: the machines have 2 cores)
-#   GOPROXY                the first proxy of the list serves the Go toolchain
-#                          too (default https://proxy.golang.org)
+#   GOPROXY                the first proxy of the list (http, https or file URL)
+#                          serves the Go toolchain too (default https://proxy.golang.org)
 #   TRADERBOT_GO_MACHINE   `uname -m` to plan the toolchain for (default: this one)
 set -euo pipefail
 
@@ -144,7 +145,8 @@ plan_go() {
   # GOPROXY is a list ("https://proxy.golang.org,direct"): its first proxy serves the zip.
   proxy="${GOPROXY:-https://proxy.golang.org}"
   proxy="${proxy%%[,|]*}"
-  if [[ "${proxy}" != http*://* ]]; then
+  # "direct" and "off" name no proxy; file:// serves a local mirror, as for go itself.
+  if [[ "${proxy}" != http*://* && "${proxy}" != file://* ]]; then
     proxy=https://proxy.golang.org
   fi
   go_url="${proxy%/}/${module%@*}/@v/${module#*@}.zip"
@@ -167,6 +169,13 @@ print_go_plan() {
 fetch_go() {
   local work zip top
   mkdir -p "$(dirname "${go_root}")"
+  # NB: fd 8, not lib.sh's 9: a build holds its folder's lock while it fetches.
+  exec 8>"$(dirname "${go_root}")/.fetch.lock"
+  flock 8
+  if [[ -x "${go_bin}" && -f "${go_root}/.verified" ]]; then
+    log "Go ${GO_VERSION} was fetched by another run meanwhile (${go_root})"
+    return 0
+  fi
   work="$(mktemp -d "$(dirname "${go_root}")/.fetch.XXXXXX")"
   # shellcheck disable=SC2064  # expand now: work is local to this function
   trap "rm -rf '${work}'" EXIT
@@ -213,6 +222,14 @@ case "${1:-}" in
     print_go_plan
     exit 0
     ;;
+  --fetch-go)
+    plan_go
+    if [[ "${go_source}" == proxy ]]; then
+      fetch_go
+    fi
+    printf '%s\n' "${go_bin}"
+    exit 0
+    ;;
   --check)
     missing=0
     for name in "${BINARIES[@]}"; do
@@ -224,7 +241,7 @@ case "${1:-}" in
     exit "${missing}"
     ;;
   "") ;;
-  *) usage_error "$0 [--print-dir|--check|--print-go]" ;;
+  *) usage_error "$0 [--print-dir|--check|--print-go|--fetch-go]" ;;
 esac
 
 mkdir -p "${bin_dir}"

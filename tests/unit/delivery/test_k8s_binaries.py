@@ -236,3 +236,40 @@ def test_helm_lint_judges_deprecated_apis_by_the_control_planes_version(
     )
     linted = helm.run("lint", str(chart)).stdout
     assert "flowcontrol.apiserver.k8s.io/v1beta3 FlowSchema is deprecated" in linted
+
+
+def test_a_toolchain_zip_with_another_hash_is_refused_and_not_unpacked(
+    bare_path: Path, tmp_path: Path
+) -> None:
+    """The fetch path offline: a local file:// proxy serves a zip that is not the pinned one."""
+    for tool in ("curl", "rm", "chmod", "mv", "touch"):
+        found = shutil.which(tool)
+        assert found, f"{tool} is not installed"
+        (bare_path / tool).symlink_to(found)
+    version = script_value("GO_VERSION")
+    proxy = tmp_path / "proxy"
+    served = proxy / "golang.org" / "toolchain" / "@v" / f"v0.0.1-go{version}.linux-amd64.zip"
+    served.parent.mkdir(parents=True)
+    served.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: valid, but not Go
+    cache = tmp_path / "cache"
+
+    result = run_script(
+        "--fetch-go",
+        path=bare_path,
+        cache=cache,
+        extra_env={"TRADERBOT_GO_MACHINE": "x86_64", "GOPROXY": f"file://{proxy},direct"},
+    )
+
+    assert result.returncode != 0
+    assert f"SHA-256 mismatch for file://{served}" in result.stderr
+    go_folder = cache / "traderbot" / "go"
+    assert [path.name for path in go_folder.iterdir() if not path.name.startswith(".")] == []
+    assert not [path for path in go_folder.glob(".fetch.*") if path.is_dir()], "work folder left"
+
+
+def test_fetch_go_with_a_usable_go_on_path_fetches_nothing(bare_path: Path, tmp_path: Path) -> None:
+    fake_go(bare_path, "1.22.3")
+    result = run_script("--fetch-go", path=bare_path, cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(bare_path / "go")
+    assert not (tmp_path / "cache" / "traderbot" / "go").exists()
