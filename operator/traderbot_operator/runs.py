@@ -57,6 +57,13 @@ def _job_condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | No
     return None
 
 
+def job_finished(job: Mapping[str, Any] | None) -> bool:
+    """Return whether a Job ended (Complete or Failed): its pod's result can be read."""
+    return job is not None and any(
+        _job_condition(job, type_) is not None for type_ in ("Complete", "Failed")
+    )
+
+
 def backup_run_status(
     run: BackupRun,
     *,

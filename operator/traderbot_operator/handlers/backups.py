@@ -46,6 +46,7 @@ from traderbot_operator.reconcile import (
 from traderbot_operator.runs import (
     backup_run_problem,
     backup_run_status,
+    job_finished,
     maintenance_status,
     owners_to_keep,
     parse_backup_result,
@@ -95,11 +96,9 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
                 verb="create", key=job_key, body=build_backup_job(running_version_bot(bot), run=run)
             ),
         )
-    finished = job is not None and any(
-        c.get("type") in {"Complete", "Failed"} and c.get("status") == "True"
-        for c in (job.get("status") or {}).get("conditions") or []
+    message = (
+        await kube.termination_message(namespace=namespace, job=name) if job_finished(job) else None
     )
-    message = await kube.termination_message(namespace=namespace, job=name) if finished else None
     result = parse_backup_result(message)
     status = backup_run_status(run, job=job, result=result, scheduled=scheduled, problem=problem)
     current = body.get("status") or {}

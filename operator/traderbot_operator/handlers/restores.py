@@ -52,6 +52,7 @@ from traderbot_operator.reconcile import (
 from traderbot_operator.runs import (
     HOLD_ANNOTATION,
     hold_change,
+    job_finished,
     newest_completed_backup,
     parse_backup_result,
     restore_decision,
@@ -132,6 +133,42 @@ async def _pods(
     return _Pods(api=0, redis=0, redis_ready=ready > 0)
 
 
+async def _refusal(
+    state: OperatorState,
+    *,
+    restore: RestoreRun,
+    bot: TraderBot | None,
+    bot_body: dict[str, Any] | None,
+    backup: BackupRun | None,
+) -> str | None:
+    """Read what the up-front checks need (holder, newest backup) and run them."""
+    holding = None if bot_body is None else await _restore_holding(state, body=bot_body)
+    listed = await state.kube.backup_runs(namespace=restore.namespace)
+    runs = [BackupRun.from_body(run) for run in listed]
+    return restore_refusal(
+        restore,
+        bot=bot,
+        backup=backup,
+        holder=None if holding is None else holding.name,
+        newest_completed=newest_completed_backup(runs, bot=restore.spec.bot_name),
+        now=datetime.now(UTC),
+    )
+
+
+async def _post(state: OperatorState, *, body: dict[str, Any], event: tuple[str, str, str]) -> None:
+    """Post a step's Event on the TraderBotRestore (never fatal: the status says it too)."""
+    type_, reason, text = event
+    try:
+        await state.kube.event(
+            bot=body,
+            type_="Warning" if type_ == "Warning" else "Normal",
+            reason=reason,
+            message=text,
+        )
+    except KubeError:
+        logger.exception("could not record %s for %s", reason, body["metadata"]["name"])
+
+
 async def converge_restore(state: OperatorState, *, namespace: str, name: str) -> str | None:
     """Take the next step of one TraderBotRestore; return its phase."""
     kube = state.kube
@@ -157,30 +194,22 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
             await _set_hold(state, bot=bot, annotations=annotations, restore=name, hold=False)
         return restore.status.phase
 
-    backup_body = await kube.get(
-        namespace=namespace, key=(API_VERSION, BACKUP_KIND, restore.spec.backup_name)
-    )
-    backup = None if backup_body is None else BackupRun.from_body(backup_body)
+    job_key = ("batch/v1", "Job", name)
+    job = await kube.get(namespace=namespace, key=job_key)
+    backup: BackupRun | None = None
+    if job is None:  # NB: the backup matters until its location is in the Job
+        backup_body = await kube.get(
+            namespace=namespace, key=(API_VERSION, BACKUP_KIND, restore.spec.backup_name)
+        )
+        backup = None if backup_body is None else BackupRun.from_body(backup_body)
     # NB: refused only before anything was touched; later steps follow through.
     refusal: str | None = None
     if restore.status.phase in {None, "Pending"}:
-        holding = None if bot_body is None else await _restore_holding(state, body=bot_body)
-        runs = [BackupRun.from_body(run) for run in await kube.backup_runs(namespace=namespace)]
-        refusal = rejected or restore_refusal(
-            restore,
-            bot=bot,
-            backup=backup,
-            holder=None if holding is None else holding[0],
-            newest_completed=newest_completed_backup(runs, bot=restore.spec.bot_name),
-            now=datetime.now(UTC),
+        refusal = rejected or await _refusal(
+            state, restore=restore, bot=bot, bot_body=bot_body, backup=backup
         )
 
-    job_key = ("batch/v1", "Job", name)
-    job = await kube.get(namespace=namespace, key=job_key)
-    finished = job is not None and any(
-        c.get("type") in {"Complete", "Failed"} and c.get("status") == "True"
-        for c in (job.get("status") or {}).get("conditions") or []
-    )
+    finished = job_finished(job)
     pods = _NOTHING_RUNS
     if bot is not None and refusal is None:
         await _set_hold(state, bot=bot, annotations=annotations, restore=name, hold=True)
@@ -220,16 +249,7 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
             ),
         )
     if decision.event is not None:
-        type_, reason, text = decision.event
-        try:
-            await kube.event(
-                bot=body,
-                type_="Warning" if type_ == "Warning" else "Normal",
-                reason=reason,
-                message=text,
-            )
-        except KubeError:
-            logger.exception("could not record %s for %s", reason, name)
+        await _post(state, body=body, event=decision.event)
     if bot is not None and not decision.hold_api:
         await _set_hold(state, bot=bot, annotations=annotations, restore=name, hold=False)
     phase: str = decision.status["phase"]
