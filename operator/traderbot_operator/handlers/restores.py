@@ -51,6 +51,7 @@ from traderbot_operator.reconcile import (
 )
 from traderbot_operator.runs import (
     HOLD_ANNOTATION,
+    RestoreDecision,
     hold_change,
     job_finished,
     newest_completed_backup,
@@ -169,6 +170,27 @@ async def _post(state: OperatorState, *, body: dict[str, Any], event: tuple[str,
         logger.exception("could not record %s for %s", reason, body["metadata"]["name"])
 
 
+async def _follow_up(
+    state: OperatorState,
+    *,
+    bot: TraderBot,
+    annotations: dict[str, str],
+    restore: RestoreRun,
+    decision: RestoreDecision,
+) -> None:
+    """Release the bot when the step says so, or let it start Redis when the step began.
+
+    NB: the bot's own pass starts Redis once the restore is StartingRedis; it runs
+    now rather than at the next drift check (up to a minute of Redis down for nothing).
+    """
+    if not decision.hold_api:
+        await _set_hold(state, bot=bot, annotations=annotations, restore=restore.name, hold=False)
+    elif decision.status["phase"] == "StartingRedis" != restore.status.phase:
+        await run_serialized(
+            state, namespace=bot.namespace, name=bot.name, trigger="restore", coalesce=True
+        )
+
+
 async def converge_restore(state: OperatorState, *, namespace: str, name: str) -> str | None:
     """Take the next step of one TraderBotRestore; return its phase."""
     kube = state.kube
@@ -250,8 +272,10 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
         )
     if decision.event is not None:
         await _post(state, body=body, event=decision.event)
-    if bot is not None and not decision.hold_api:
-        await _set_hold(state, bot=bot, annotations=annotations, restore=name, hold=False)
+    if bot is not None:
+        await _follow_up(
+            state, bot=bot, annotations=annotations, restore=restore, decision=decision
+        )
     phase: str = decision.status["phase"]
     return phase
 
