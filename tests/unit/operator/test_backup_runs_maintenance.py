@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import kubernetes_validate
 import yaml
 
 from traderbot_operator.desired.backup import build_backup_cronjob
+from traderbot_operator.handlers.backups import converge_backup
 from traderbot_operator.models import MaintenanceJob, MaintenanceStatus
+from traderbot_operator.reconcile import ObjectKey
 from traderbot_operator.runs import maintenance_status
 from unit.operator.bots import bot
 from unit.operator.crd_schema import ROOT, model_mismatches
+from unit.operator.fake_kube import FakeKube
 
 CRD = yaml.safe_load((ROOT / "crds" / "traderbot.dev_traderbots.yaml").read_text())
 STATUS = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
@@ -118,3 +124,74 @@ def test_the_backup_job_gets_the_engine_retention_settings() -> None:
     [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert (env["KLINES_RETENTION_DAYS"], env["KLINES_COMPRESS_AFTER_DAYS"]) == ("45", "7")
+
+
+class _RunFake(FakeKube):
+    """FakeKube that also holds one TraderBotBackup, its Job, and its pod's result line."""
+
+    def __init__(self, bot: dict[str, Any], run: dict[str, Any], job: dict[str, Any], line: str):
+        super().__init__(bot)
+        self.objects = {
+            (run["apiVersion"], run["kind"], run["metadata"]["name"]): run,
+            ("batch/v1", "Job", job["metadata"]["name"]): job,
+        }
+        self.line = line
+        self.writes: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def get(self, *, namespace: str, key: ObjectKey) -> dict[str, Any] | None:
+        found = self.objects.get(key)
+        return None if found is None else copy.deepcopy(found)
+
+    async def termination_message(self, *, namespace: str, job: str) -> str | None:
+        return self.line
+
+    async def patch_status(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        kind: str = "TraderBot",
+        **_: Any,
+    ) -> None:
+        self.writes.append((kind, name, dict(status)))
+
+
+async def test_a_completed_backup_writes_only_status_maintenance_into_its_bot() -> None:
+    bot_body = {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBot",
+        "metadata": {"name": "alpha", "namespace": "trading", "uid": "u-1", "generation": 1},
+        "spec": {},
+    }
+    run = {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBotBackup",
+        "metadata": {
+            "name": "alpha-backup-29440980",
+            "namespace": "trading",
+            "uid": "r-1",
+            "resourceVersion": "7",
+            "labels": {"traderbot.dev/scheduled": "true"},
+        },
+        "spec": {"botName": "alpha"},
+    }
+    job = {
+        "metadata": {"name": "alpha-backup-29440980"},
+        "status": {
+            "startTime": "2026-01-28T03:00:01Z",
+            "completionTime": COMPLETED,
+            "conditions": [{"type": "Complete", "status": "True"}],
+        },
+    }
+    line = json.dumps({"ok": True, "location": "/backups/x", "maintenance": TIMESCALE_REPORT})
+    kube = _RunFake(bot_body, run, job, line)
+
+    phase = await converge_backup(kube.state(), namespace="trading", name="alpha-backup-29440980")
+
+    assert phase == "Completed"
+    [(kind, name, status)] = [w for w in kube.writes if w[0] == "TraderBot"]
+    assert (kind, name) == ("TraderBot", "alpha")
+    assert list(status) == ["maintenance"]  # a merge patch of that field alone
+    assert status["maintenance"]["backupName"] == "alpha-backup-29440980"
+    assert [j["jobId"] for j in status["maintenance"]["jobs"]] == [1000, 1001]
