@@ -25,6 +25,7 @@ from traderbot_operator.models import (
     VersionRecord,
 )
 from traderbot_operator.reconcile import api_state
+from traderbot_operator.schedule import parse_time
 
 HISTORY_LIMIT: Final = 5
 PRE_UPGRADE_LABEL: Final = "traderbot.dev/pre-upgrade"
@@ -106,10 +107,6 @@ def rollout_done(bot: TraderBot, deployment: Mapping[str, Any] | None, *, versio
         return False
     state = api_state(bot, deployment)
     return state.ready and not state.progressing
-
-
-def _parse(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp)
 
 
 def _steady(*, running: str, history: tuple[VersionRecord, ...]) -> str:
@@ -311,7 +308,7 @@ def _rolling_out(
             event=("Normal", "Upgraded", f"upgraded from {running} to {target}"),
         )
     seconds = bot.spec.upgrade.progress_deadline_seconds
-    started = _parse(current.started_at) if current.started_at else step.now
+    started = parse_time(current.started_at) or step.now
     deadline = started + timedelta(seconds=seconds)
     if step.now < deadline:
         message = (
