@@ -272,7 +272,11 @@ def test_a_traderbot_converges_to_ready_with_owned_children(
             )
     backup_claim = _get(kube, PersistentVolumeClaim, "alpha-backup", namespace)
     assert not backup_claim["metadata"].get("ownerReferences")  # Retain: survives the bot
-    assert "Created" in {e.get("reason") for e in _events_of(kube, namespace, "alpha")}
+    reasons = {e.get("reason") for e in _events_of(kube, namespace, "alpha")}
+    assert "Created" in reasons
+    # Built once and right: no child (the API pod template's config hash above all) was
+    # patched on the way to Ready.
+    assert "Updated" not in reasons
 
     kubectl = Binaries.find().kubectl
     assert kubectl is not None, "no kubectl: make k8s-binaries builds it with the control plane"
