@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from lightkube import Client, KubeConfig
+from lightkube import ApiError, Client, KubeConfig
 from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccount
@@ -55,6 +55,17 @@ def eventually(
                 f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}"
             )
         time.sleep(interval)
+
+
+def delete_if_present(
+    kube: Client, kind: type[Any], name: str, *, namespace: str | None = None
+) -> None:
+    """Delete an object for a test's cleanup; one that is already gone is fine."""
+    try:
+        kube.delete(kind, name, namespace=namespace)
+    except ApiError as error:
+        if error.status.code != 404:
+            raise
 
 
 def client_for(kubeconfig: Path, *, field_manager: str = "traderbot-tests") -> Client:
