@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lightkube import ApiError, Client
+from lightkube import Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
 from support.cluster_options import add_cluster_options
-from support.kube import ClusterUnderTest, client_for, eventually
+from support.kube import ClusterUnderTest, client_for, delete_if_present, eventually
 from traderbot_operator.testing import Binaries, BinariesMissingError, LocalCluster
 
 NAMESPACE_LABEL = "traderbot.dev/test-namespace"
@@ -83,8 +83,4 @@ def namespace(kube: Client, request: pytest.FixtureRequest) -> Iterator[str]:
         what=f"ServiceAccount {name}/default",
     )
     yield name
-    try:
-        kube.delete(Namespace, name)
-    except ApiError as error:
-        if error.status.code != 404:  # a test may delete its own namespace
-            raise
+    delete_if_present(kube, Namespace, name)  # a test may have deleted its own namespace

@@ -40,7 +40,7 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from cluster.operator.process import OperatorProcess
 from cluster.operator.runner import OperatorRunner
 from cluster.volumes import PVS_PER_BOT, host_path_volumes
-from support.kube import ClusterUnderTest, client_for, eventually
+from support.kube import ClusterUnderTest, client_for, delete_if_present, eventually
 from traderbot_operator.kube import TraderBotResource
 from unit.delivery.delivery_tools import (
     CHART_DIR,
@@ -116,11 +116,7 @@ def make_namespace(kube: Client) -> Iterator[Callable[[str], str]]:
 
     yield make
     for name in made:
-        try:
-            kube.delete(Namespace, name)
-        except ApiError as error:
-            if error.status.code != 404:
-                raise
+        delete_if_present(kube, Namespace, name)
 
 
 @pytest.fixture

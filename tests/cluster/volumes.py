@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from lightkube import ApiError, Client
+from lightkube import Client
 from lightkube.codecs import from_dict
 from lightkube.resources.core_v1 import PersistentVolume
+
+from support.kube import delete_if_present
 
 # Larger than any claim a bot makes, so each volume can bind any of them.
 PV_SIZE = "100Gi"
@@ -43,8 +45,4 @@ def host_path_volumes(
         yield list(names)
     finally:
         for name in names:
-            try:
-                kube.delete(PersistentVolume, name)
-            except ApiError as error:
-                if error.status.code != 404:
-                    raise
+            delete_if_present(kube, PersistentVolume, name)
