@@ -127,20 +127,23 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
 CONFLICT_ATTEMPTS = 3
 
 
-async def converge_backup_retrying(state: OperatorState, *, namespace: str, name: str) -> None:
+async def converge_backup_retrying(
+    state: OperatorState, *, namespace: str, name: str
+) -> str | None:
     """Run ``converge_backup``, re-reading after a conflict (another writer got there first).
 
+    Returns the run's phase, None when there is no such TraderBotBackup.
     NB: Job events are the only trigger after a backup starts; a lost update would
     leave the record Running, so conflicts are retried here rather than dropped.
     """
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+    attempt = 1
+    while True:
         try:
-            await converge_backup(state, namespace=namespace, name=name)
+            return await converge_backup(state, namespace=namespace, name=name)
         except ConflictError:
             if attempt == CONFLICT_ATTEMPTS:
                 raise
-        else:
-            return
+            attempt += 1
 
 
 async def _record(state: OperatorState, *, body: dict[str, Any], status: dict[str, Any]) -> None:
@@ -174,11 +177,13 @@ def scheduled_run_record(bot: TraderBot, *, name: str) -> dict[str, Any]:
 async def record_scheduled_run(
     state: OperatorState, *, namespace: str, job: dict[str, Any], bot_name: str
 ) -> None:
-    """Create the TraderBotBackup record of a Job the backup CronJob started (once)."""
+    """Create the TraderBotBackup record of a Job the backup CronJob started.
+
+    NB: called once the record was found missing; a create racing another event's is
+    harmless (an apply without force of the same body by the same manager).
+    """
     name = job["metadata"]["name"]
     key = (API_VERSION, BACKUP_KIND, name)
-    if await state.kube.get(namespace=namespace, key=key) is not None:
-        return
     bot_body = await state.kube.get_bot(namespace=namespace, name=bot_name)
     if bot_body is None:
         return
@@ -229,19 +234,21 @@ async def backup_job_changed(
     from_backup_cronjob = bot_name is not None and any(
         o.get("kind") == "CronJob" and o.get("name") == Names(bot_name).backup for o in owners
     )
+    state = operator_state(memo)
     try:
-        if run_name is None and from_backup_cronjob and bot_name is not None:
+        name = run_name or (meta["name"] if from_backup_cronjob else None)
+        phase = None
+        if name is not None:
+            phase = await converge_backup_retrying(state, namespace=namespace, name=name)
+        if name is not None and phase is None and run_name is None and bot_name is not None:
+            # A scheduled run seen for the first time: record it, then follow it.
             await record_scheduled_run(
-                operator_state(memo), namespace=namespace, job=dict(body), bot_name=bot_name
+                state, namespace=namespace, job=dict(body), bot_name=bot_name
             )
-            run_name = meta["name"]
-        if run_name is not None:
-            await converge_backup_retrying(operator_state(memo), namespace=namespace, name=run_name)
+            await converge_backup_retrying(state, namespace=namespace, name=name)
         template = ((body.get("spec") or {}).get("template") or {}).get("metadata") or {}
         if bot_name is not None and (template.get("labels") or {}).get(PRE_UPGRADE_LABEL):
             # NB: an upgrade waits for this backup: carry on now, not at the next drift check.
-            await run_serialized(
-                operator_state(memo), namespace=namespace, name=bot_name, trigger="backup"
-            )
+            await run_serialized(state, namespace=namespace, name=bot_name, trigger="backup")
     except (ConflictError, KubeError) as error:
         logger.warning("backup Job %s/%s: %s", namespace, meta.get("name"), error)
