@@ -230,3 +230,77 @@ def previous_release(*, into: Path, repo: Path = REPO_ROOT) -> PreviousRelease:
         tar.extractall(into, filter="data")
     version = chart_version((into / chart_yaml).read_text())
     return PreviousRelease(commit=commit, version=version, root=into)
+
+
+# (kind, name) -> (uid, what a writer would change: spec, data, labels, annotations,
+# owner references, generation), as the chart upgrade test reads a bot's objects.
+Snapshot = dict[tuple[str, str], tuple[str, dict[str, Any]]]
+
+
+def differing_paths(old: Any, new: Any, path: str = "") -> list[str]:
+    """Return the dotted paths where two JSON-like values differ (lists compared whole)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [
+            found
+            for key in sorted(set(old) | set(new))
+            for found in differing_paths(
+                old.get(key), new.get(key), f"{path}.{key}" if path else key
+            )
+        ]
+    return [] if old == new else [path]
+
+
+# Kinds a new operator version may update in place when it takes over: nothing
+# running restarts (a CronJob's template serves its next run; a NetworkPolicy
+# restarts no pod). They must still not be re-created.
+UPDATABLE_ON_UPGRADE = frozenset({"CronJob", "NetworkPolicy"})
+
+
+# Pod-template changes a chart release declares in its CHANGELOG ("rolls every
+# bot's API pods once"), by the previous chart version upgraded from:
+# (kind, name suffix) -> the paths that may change. Nothing else may.
+DECLARED_UPGRADE_CHANGES: dict[str, dict[tuple[str, str], frozenset[str]]] = {
+    # 0.2.0: the API config hash covers the content of the Secrets the pods read.
+    "0.1.0": {
+        ("Deployment", "-api"): frozenset(
+            {"spec.template.metadata.annotations.traderbot.dev/config-hash"}
+        ),
+    },
+}
+# What follows any accepted rewrite: the API server's generation, the Deployment
+# controller's rollout count and the operator's record of what it applied.
+CONSEQUENCES = frozenset(
+    {
+        "generation",
+        "annotations.deployment.kubernetes.io/revision",
+        "annotations.traderbot.dev/applied-hash",
+    }
+)
+
+
+def changed_by_upgrade(
+    before: Snapshot, after: Snapshot, *, declared: dict[tuple[str, str], frozenset[str]]
+) -> dict[str, str]:
+    """Return what the upgraded operator rewrote or re-created of a bot, as 'Kind/name: how'.
+
+    Objects it adds (a child the previous version did not build) are allowed, and
+    so are the ``declared`` changes (with their CONSEQUENCES), and no others.
+    """
+    changed = {}
+    for (kind, name), (uid, written) in before.items():
+        now = after.get((kind, name))
+        if now is None:
+            changed[f"{kind}/{name}"] = "deleted"
+        elif now[0] != uid:
+            changed[f"{kind}/{name}"] = "re-created"
+        elif now[1] != written and kind not in UPDATABLE_ON_UPGRADE:
+            allowed = {
+                path
+                for (declared_kind, suffix), paths in declared.items()
+                if declared_kind == kind and name.endswith(suffix)
+                for path in paths
+            }
+            paths = set(differing_paths(written, now[1]))
+            if not allowed or not paths - CONSEQUENCES <= allowed:
+                changed[f"{kind}/{name}"] = "rewritten: " + ", ".join(sorted(paths))
+    return changed
