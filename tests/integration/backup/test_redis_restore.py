@@ -95,3 +95,26 @@ def test_a_redis_restore_of_a_running_redis_is_refused_and_touches_nothing(
     assert "redis is running" in refused.result["error"]
     assert {p.name: p.stat().st_mtime_ns for p in aof.iterdir()} == before
     assert not list(Path(persistent_redis.data_dir).glob(".appendonlydir*"))
+
+
+def test_a_redis_6_append_only_file_is_refused_before_anything_is_written(
+    cli: Cli, persistent_redis: RedisServer
+) -> None:
+    made = cli("backup", env=_env(persistent_redis))
+    assert made.code == 0, made.result
+    persistent_redis.stop()
+    legacy = persistent_redis.data_dir / "appendonly.aof"
+    legacy.write_bytes(b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n")
+    before = sorted(p.name for p in persistent_redis.data_dir.iterdir())
+
+    refused = cli(
+        "restore",
+        made.result["name"],
+        "--what",
+        "redis",
+        env=_env(persistent_redis, REDIS_APPENDONLY="true"),
+    )
+
+    assert refused.code == 1
+    assert "Redis 7 or later" in refused.result["error"]
+    assert sorted(p.name for p in persistent_redis.data_dir.iterdir()) == before

@@ -269,6 +269,13 @@ def restore_redis(
         raise BackupError("redis is running: stop it before restoring its snapshot")
     if not data_dir.is_dir():
         raise BackupError(f"redis data dir {data_dir} not found")
+    legacy = data_dir / AOF_BASENAME
+    if appendonly and legacy.is_file():
+        # NB: Redis before 7.0 keeps one appendonly.aof and would load it, not the snapshot.
+        raise BackupError(
+            f"{legacy} is a Redis 6 append-only file: restoring a snapshot under AOF needs "
+            "Redis 7 or later (multi-part AOF); nothing was changed"
+        )
     target = data_dir / dbfilename
     copy_file_durably(folder / part.file, target)
     if appendonly:
