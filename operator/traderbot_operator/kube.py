@@ -46,6 +46,19 @@ FIELD_MANAGER: Final = "traderbot-operator"
 SERVICE_MONITOR_CRD: Final = "servicemonitors.monitoring.coreos.com"
 CAPABILITY_TTL_SECONDS: Final = 300.0
 READ_CONCURRENCY: Final = 8
+# Child kinds the operator may list (RBAC); Secrets it may only get by name.
+LISTABLE_KINDS: Final = frozenset(
+    {
+        "Service",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "StatefulSet",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "CronJob",
+        "ServiceMonitor",
+    }
+)
 # NB: below httpx's pool of 100 connections; past the pool, requests wait for a
 # connection and fail with PoolTimeout instead of queueing here.
 MAX_IN_FLIGHT: Final = 48
@@ -228,20 +241,75 @@ class Kube:
         """Return a TraderBot as a dict, or None when it is gone."""
         return await self.get(namespace=namespace, key=(API_VERSION, KIND, name))
 
+    async def list_labelled(
+        self, *, namespace: str, api_version: str, kind: str, labels: Mapping[str, str]
+    ) -> dict[str, dict[str, Any]]:
+        """Return the objects of one kind carrying ``labels``, by name."""
+        self._count("list", kind)
+        try:
+            items = [
+                item.to_dict()
+                async for item in self._client.list(
+                    _resource(api_version, kind), namespace=namespace, labels=dict(labels)
+                )
+            ]
+        except ApiError as error:
+            raise KubeError(_describe(error, verb="list", what=f"{kind} in {namespace}")) from error
+        # NB: list items may lack apiVersion and kind; a GET's answer has them.
+        return {
+            item["metadata"]["name"]: {"apiVersion": api_version, "kind": kind, **item}
+            for item in items
+        }
+
     async def observe(
-        self, *, namespace: str, keys: Iterable[ObjectKey]
+        self,
+        *,
+        namespace: str,
+        keys: Iterable[ObjectKey],
+        labels: Mapping[str, str] | None = None,
     ) -> dict[ObjectKey, dict[str, Any] | None]:
-        """Return the live objects for ``keys`` (None for each that does not exist)."""
+        """Return the live objects for ``keys`` (None for each that does not exist).
+
+        With ``labels`` (the children's own labels), a kind asked for more than once and
+        listable is read with one list instead of a GET per name; a key the list did not
+        return is still fetched by name, so a child whose labels were edited by hand is
+        found (and repaired), not created twice.
+        """
         ordered = list(dict.fromkeys(keys))
+        by_kind: dict[tuple[str, str], list[ObjectKey]] = {}
+        for key in ordered:
+            by_kind.setdefault(key[:2], []).append(key)
+        listed_kinds = [
+            kind
+            for kind, same in by_kind.items()
+            if labels is not None and len(same) > 1 and kind[1] in LISTABLE_KINDS
+        ]
         # NB: a bound per pass, not per process: one slow bot must not starve the others.
         slots = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def list_kind(kind: tuple[str, str]) -> dict[str, dict[str, Any]]:
+            async with slots:
+                return await self.list_labelled(
+                    namespace=namespace, api_version=kind[0], kind=kind[1], labels=labels or {}
+                )
+
+        lists = await asyncio.gather(*(list_kind(kind) for kind in listed_kinds))
+        found: dict[ObjectKey, dict[str, Any] | None] = {}
+        for kind, items in zip(listed_kinds, lists, strict=True):
+            for key in by_kind[kind]:
+                if key[2] in items:
+                    found[key] = items[key[2]]
 
         async def limited(key: ObjectKey) -> dict[str, Any] | None:
             async with slots:
                 return await self.get(namespace=namespace, key=key)
 
-        found = await asyncio.gather(*(limited(key) for key in ordered))
-        return dict(zip(ordered, found, strict=True))
+        missing = [key for key in ordered if key not in found]
+        for key, value in zip(
+            missing, await asyncio.gather(*(limited(key) for key in missing)), strict=True
+        ):
+            found[key] = value
+        return {key: found[key] for key in ordered}
 
     async def secrets(
         self, *, namespace: str, names: Iterable[str]

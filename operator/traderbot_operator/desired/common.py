@@ -96,6 +96,11 @@ def selector_labels(bot: TraderBot, component: str) -> dict[str, str]:
     }
 
 
+def instance_labels(bot: TraderBot) -> dict[str, str]:
+    """Return the labels every child of this bot carries, whatever its component or version."""
+    return {"app.kubernetes.io/instance": bot.name, "app.kubernetes.io/managed-by": MANAGED_BY}
+
+
 def labels(bot: TraderBot, component: str) -> dict[str, str]:
     """Return the standard ``app.kubernetes.io/*`` labels of a child object."""
     return {

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from traderbot_operator import metrics, verification
 from traderbot_operator.desired import build_children
-from traderbot_operator.desired.common import Names
+from traderbot_operator.desired.common import Names, instance_labels
 from traderbot_operator.desired.monitoring import SERVICE_MONITOR_API_VERSION
 from traderbot_operator.kube import ConflictError, Kube, KubeError
 from traderbot_operator.models import (
@@ -421,6 +421,7 @@ async def _report_paused(
             ("apps/v1", "StatefulSet", names.redis),
             ("batch/v1", "CronJob", names.backup),
         ],
+        labels=instance_labels(bot),
     )
     status = compute_status(
         bot,
@@ -470,7 +471,9 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     keys = _candidate_keys(
         bot, build_children(bot, service_monitor_available=monitor), monitor=monitor
     )
-    observed = await kube.observe(namespace=namespace, keys=[*keys, database_claim_key(bot)])
+    observed = await kube.observe(
+        namespace=namespace, keys=[*keys, database_claim_key(bot)], labels=instance_labels(bot)
+    )
     problems += tuple(lost_credentials(bot, observed=observed))
     now = datetime.now(UTC)
     upgrade = await _decide_upgrade(

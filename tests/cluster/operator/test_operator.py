@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,11 @@ from lightkube.types import PatchType
 
 from cluster.operator.runner import OperatorRunner
 from support.kube import ClusterUnderTest, eventually
-from traderbot_operator.kube import TraderBotResource
-from traderbot_operator.reconcile import differences
+from traderbot_operator.desired import build_children
+from traderbot_operator.desired.common import instance_labels
+from traderbot_operator.kube import LISTABLE_KINDS, Kube, TraderBotResource
+from traderbot_operator.models import TraderBot
+from traderbot_operator.reconcile import differences, key_of
 from traderbot_operator.testing import Binaries
 
 READY_TIMEOUT = 120.0
@@ -332,6 +336,56 @@ def test_a_rotated_api_key_rolls_the_api_pods(
         what="a new config hash on the API pod template",
     )
     _wait_phase(kube, namespace, "keyed", "Ready")
+
+
+def _versions(observed: dict[Any, dict[str, Any] | None]) -> dict[Any, str | None]:
+    return {
+        key: None if obj is None else obj["metadata"]["resourceVersion"]
+        for key, obj in observed.items()
+    }
+
+
+async def test_a_bot_is_read_with_one_list_per_kind_and_unlabelled_children_still_found(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "seen")
+    _wait_phase(kube, namespace, "seen", "Ready")
+    _patch_spec(kube, namespace, "seen", {"paused": True})  # nothing repairs what we edit
+    model = TraderBot.from_body(_wait_phase(kube, namespace, "seen", "Paused"))
+    keys = [key_of(child) for child in build_children(model)]
+    client = Kube.connect(kubeconfig=str(operator.kubeconfig))
+    try:
+        one_by_one = {key: await client.get(namespace=namespace, key=key) for key in keys}
+        before = Counter(client.calls)
+        observed = await client.observe(
+            namespace=namespace, keys=keys, labels=instance_labels(model)
+        )
+        calls = client.calls - before
+        assert _versions(observed) == _versions(one_by_one)
+        per_kind = Counter(key[:2] for key in keys)
+        listed = [kind for kind, n in per_kind.items() if n > 1 and kind[1] in LISTABLE_KINDS]
+        assert {kind for _, kind in listed} == {
+            "Service",
+            "NetworkPolicy",
+            "StatefulSet",
+            "CronJob",
+        }
+        assert calls["list"] == len(listed)
+        assert calls["get"] == len(keys) - sum(per_kind[kind] for kind in listed)
+
+        kube.patch(
+            Service,
+            "seen-api",
+            {"metadata": {"labels": {INSTANCE: None}}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+        again = await client.observe(namespace=namespace, keys=keys, labels=instance_labels(model))
+        found = again[("v1", "Service", "seen-api")]
+        assert found is not None, "a child without its labels must be found by name"
+        assert INSTANCE not in found["metadata"]["labels"]
+    finally:
+        await client.close()
 
 
 def test_a_converged_bot_gets_no_writes_from_reconciles(

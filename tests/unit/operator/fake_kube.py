@@ -31,7 +31,7 @@ class FakeKube:
         return None
 
     async def observe(
-        self, *, namespace: str, keys: Iterable[ObjectKey]
+        self, *, namespace: str, keys: Iterable[ObjectKey], labels: Mapping[str, str] | None = None
     ) -> dict[ObjectKey, dict[str, Any] | None]:
         return dict.fromkeys(keys)
 
