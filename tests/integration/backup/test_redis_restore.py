@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from support.backup_data import Cli
+from support.backup_data import Cli, CliResult
 from support.servers import RedisServer, running_redis
 
 
@@ -36,6 +36,11 @@ def _env(server: RedisServer, **extra: str) -> dict[str, str]:
     return {"REDIS_URL": server.url(), "REDIS_DATA_DIR": str(server.data_dir), **extra}
 
 
+def _restore_redis(cli: Cli, server: RedisServer, backup: str) -> CliResult:
+    """Restore only Redis from ``backup``, as the operator's Job does with persistence on."""
+    return cli("restore", backup, "--what", "redis", env=_env(server, REDIS_APPENDONLY="true"))
+
+
 def test_a_restored_snapshot_is_what_a_persistent_redis_loads_on_start(
     cli: Cli, persistent_redis: RedisServer
 ) -> None:
@@ -52,13 +57,7 @@ def test_a_restored_snapshot_is_what_a_persistent_redis_loads_on_start(
     persistent_redis.stop()
     assert (persistent_redis.data_dir / "appendonlydir").is_dir()
 
-    restored = cli(
-        "restore",
-        made.result["name"],
-        "--what",
-        "redis",
-        env=_env(persistent_redis, REDIS_APPENDONLY="true"),
-    )
+    restored = _restore_redis(cli, persistent_redis, made.result["name"])
 
     assert restored.code == 0, restored.result
     persistent_redis.start()
@@ -83,13 +82,7 @@ def test_a_redis_restore_of_a_running_redis_is_refused_and_touches_nothing(
     aof = persistent_redis.data_dir / "appendonlydir"
     before = {p.name: p.stat().st_mtime_ns for p in aof.iterdir()}
 
-    refused = cli(
-        "restore",
-        made.result["name"],
-        "--what",
-        "redis",
-        env=_env(persistent_redis, REDIS_APPENDONLY="true"),
-    )
+    refused = _restore_redis(cli, persistent_redis, made.result["name"])
 
     assert refused.code == 1
     assert "redis is running" in refused.result["error"]
@@ -107,13 +100,7 @@ def test_a_redis_6_append_only_file_is_refused_before_anything_is_written(
     legacy.write_bytes(b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n")
     before = sorted(p.name for p in persistent_redis.data_dir.iterdir())
 
-    refused = cli(
-        "restore",
-        made.result["name"],
-        "--what",
-        "redis",
-        env=_env(persistent_redis, REDIS_APPENDONLY="true"),
-    )
+    refused = _restore_redis(cli, persistent_redis, made.result["name"])
 
     assert refused.code == 1
     assert "Redis 7 or later" in refused.result["error"]

@@ -10,11 +10,13 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
+from trader_api.backup.maintenance import jobs_from_rows
 from traderbot_operator.desired.backup import build_backup_cronjob
 from traderbot_operator.handlers.backups import converge_backup
 from traderbot_operator.models import MaintenanceJob, MaintenanceStatus
 from traderbot_operator.reconcile import ObjectKey
 from traderbot_operator.runs import maintenance_status
+from unit.backup.test_maintenance import TIMESCALE_ROWS
 from unit.operator.bots import bot
 from unit.operator.crd_schema import ROOT, model_mismatches
 from unit.operator.fake_kube import FakeKube
@@ -22,31 +24,13 @@ from unit.operator.fake_kube import FakeKube
 CRD = yaml.safe_load((ROOT / "crds" / "traderbot.dev_traderbots.yaml").read_text())
 STATUS = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
 COMPLETED = "2026-01-28T03:01:40Z"
+# What trader-backup reports for TimescaleDB-shaped rows: the contract, end to end.
 TIMESCALE_REPORT: dict[str, Any] = {
     "backend": "timescaledb",
     "retention": "timescaledb-jobs",
     "klines_retention_days": 90,
     "klines_compress_after_days": 7,
-    "jobs": [
-        {
-            "job_id": 1000,
-            "proc": "policy_compression",
-            "hypertable": "public.klines",
-            "schedule_interval": "12:00:00",
-            "last_run_status": "Success",
-            "last_run_started_at": "2026-01-28T00:00:01Z",
-            "next_start": "2026-01-28T12:00:01Z",
-        },
-        {
-            "job_id": 1001,
-            "proc": "policy_retention",
-            "hypertable": "public.klines",
-            "schedule_interval": "1 day",
-            "last_run_status": None,
-            "last_run_started_at": None,
-            "next_start": "2026-01-29T00:00:00Z",
-        },
-    ],
+    "jobs": jobs_from_rows(TIMESCALE_ROWS),
 }
 
 
