@@ -46,6 +46,22 @@ def _backup_phase(kube: Client, namespace: str, name: str, phase: str) -> dict[s
     return run_phase(kube, TraderBotBackupResource, namespace, name, phase)
 
 
+def wait_event(kube: Client, namespace: str, name: str, *, reason: str, type_: str) -> None:
+    """Wait until ``name`` has an Event of ``reason`` and ``type_``.
+
+    NB: the operator writes a run's status first and its Event after, so the phase
+    alone does not promise that the Event is there yet.
+    """
+    eventually(
+        lambda: any(
+            e.get("reason") == reason and e.get("type") == type_
+            for e in _events_of(kube, namespace, name)
+        ),
+        what=f"{type_} Event {reason} on {name}",
+        timeout=30,
+    )
+
+
 def job_from_cronjob(
     kube: Client,
     namespace: str,
@@ -105,7 +121,7 @@ def test_an_on_demand_backup_runs_a_job_it_owns_and_completes(
         done["metadata"]["uid"],
     )
     assert job["spec"]["template"]["metadata"]["labels"]["team"] == "quant"
-    assert "BackupCompleted" in {e.get("reason") for e in _events_of(kube, namespace, "alpha-now")}
+    wait_event(kube, namespace, "alpha-now", reason="BackupCompleted", type_="Normal")
 
 
 def test_a_failing_backup_is_failed_with_a_reason_and_a_warning(
@@ -116,8 +132,7 @@ def test_a_failing_backup_is_failed_with_a_reason_and_a_warning(
     _create_backup(kube, namespace, "alpha-bad", bot="alpha", labels={KWOK_FAIL_LABEL: "true"})
     failed = _backup_phase(kube, namespace, "alpha-bad", "Failed")
     assert "BackoffLimitExceeded" in failed["status"]["error"]
-    events = _events_of(kube, namespace, "alpha-bad")
-    assert any(e.get("reason") == "BackupFailed" and e.get("type") == "Warning" for e in events)
+    wait_event(kube, namespace, "alpha-bad", reason="BackupFailed", type_="Warning")
 
 
 @pytest.mark.usefixtures("operator")

@@ -11,8 +11,8 @@ from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 from cluster.operator.runner import OperatorRunner
-from cluster.operator.test_backups import run_phase
-from cluster.operator.test_operator import _bot, _create_bot, _events_of, _get, _wait_phase
+from cluster.operator.test_backups import run_phase, wait_event
+from cluster.operator.test_operator import _bot, _create_bot, _get, _wait_phase
 from support.kube import eventually
 from traderbot_operator.kube import TraderBotBackupResource, TraderBotRestoreResource
 
@@ -95,7 +95,7 @@ def test_a_restore_stops_the_api_restores_then_starts_it_again(
     )
     _wait_phase(kube, namespace, "alpha", "Ready")
     assert HOLD not in (_bot(kube, namespace, "alpha")["metadata"].get("annotations") or {})
-    assert "RestoreCompleted" in {e.get("reason") for e in _events_of(kube, namespace, "undo")}
+    wait_event(kube, namespace, "undo", reason="RestoreCompleted", type_="Normal")
 
 
 def test_a_failed_restore_keeps_the_api_stopped_until_it_is_deleted(
@@ -113,8 +113,7 @@ def test_a_failed_restore_keeps_the_api_stopped_until_it_is_deleted(
     # No scheduled backup records the half-restored database as the newest backup.
     assert _get(kube, CronJob, "alpha-backup", namespace)["spec"]["suspend"] is True
     assert _get(kube, CronJob, "alpha-verify", namespace)["spec"]["suspend"] is True
-    events = _events_of(kube, namespace, "broken")
-    assert any(e.get("reason") == "RestoreFailed" and e.get("type") == "Warning" for e in events)
+    wait_event(kube, namespace, "broken", reason="RestoreFailed", type_="Warning")
 
     kube.delete(TraderBotRestoreResource, "broken", namespace=namespace)
     _wait_phase(kube, namespace, "alpha", "Ready")

@@ -20,7 +20,8 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod
 
 from cluster.operator.runner import OperatorRunner
-from cluster.operator.test_operator import _events_of, _get, _wait_phase
+from cluster.operator.test_backups import wait_event
+from cluster.operator.test_operator import _get, _wait_phase
 from cluster.operator.test_restores import (
     HOLD,
     LOCATION,
@@ -188,7 +189,7 @@ def test_a_redis_restore_stops_api_and_redis_first_and_starts_redis_before_the_a
     assert HOLD not in (
         _get(kube, TraderBotResource, "alpha", namespace)["metadata"].get("annotations") or {}
     )
-    assert "RestoreCompleted" in {e.get("reason") for e in _events_of(kube, namespace, "undo")}
+    wait_event(kube, namespace, "undo", reason="RestoreCompleted", type_="Normal")
 
 
 def test_a_redis_restore_of_a_bot_without_redis_persistence_is_refused_untouched(
@@ -199,8 +200,7 @@ def test_a_redis_restore_of_a_bot_without_redis_persistence_is_refused_untouched
     _create_restore(kube, namespace, "undo", what="redis")
     refused = _restore_phase(kube, namespace, "undo", "Failed")
     assert "spec.redis.persistence false" in refused["status"]["message"]
-    events = _events_of(kube, namespace, "undo")
-    assert any(e.get("reason") == "RestoreRefused" and e.get("type") == "Warning" for e in events)
+    wait_event(kube, namespace, "undo", reason="RestoreRefused", type_="Warning")
     redis = _get(kube, StatefulSet, "alpha-redis", namespace)
     assert (redis["spec"]["replicas"], redis["metadata"]["generation"]) == (1, before)
     assert HOLD not in (
