@@ -14,10 +14,15 @@ from cluster.operator.runner import OperatorRunner
 from cluster.operator.test_backups import run_phase, wait_event
 from cluster.operator.test_operator import _bot, _create_bot, _get, _wait_phase
 from support.kube import eventually
-from traderbot_operator.kube import TraderBotBackupResource, TraderBotRestoreResource
+from traderbot_operator.kube import (
+    TraderBotBackupResource,
+    TraderBotResource,
+    TraderBotRestoreResource,
+)
 
 LOCATION = "/backups/alpha/alpha-20260128T030000Z"
 HOLD = "traderbot.dev/api-held-by"
+STUCK = "traderbot.dev/test-keeps-terminating"
 API_PODS: dict[str, Any] = {
     "app.kubernetes.io/instance": "alpha",
     "app.kubernetes.io/component": "api",
@@ -159,3 +164,43 @@ def test_a_restore_of_a_paused_bot_is_refused_instead_of_waiting_forever(
     refused = _restore_phase(kube, namespace, "undo", "Failed")
     assert "is paused (spec.paused)" in refused["status"]["message"]
     assert HOLD not in (_bot(kube, namespace, "alpha")["metadata"].get("annotations") or {})
+
+
+def test_a_bot_paused_while_its_api_stops_ends_the_restore_untouched(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _ready_bot_with_a_backup(kube, namespace)
+    # A finalizer keeps the API pod Terminating, so the restore stays in StoppingApi.
+    [pod] = kube.list(Pod, namespace=namespace, labels=API_PODS)
+    pod_name = pod.to_dict()["metadata"]["name"]
+    kube.patch(
+        Pod,
+        pod_name,
+        {"metadata": {"finalizers": [STUCK]}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    try:
+        _create_restore(kube, namespace, "undo")
+        _restore_phase(kube, namespace, "undo", "StoppingApi")
+        kube.patch(
+            TraderBotResource,
+            "alpha",
+            {"spec": {"paused": True}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+        abandoned = _restore_phase(kube, namespace, "undo", "Failed")
+    finally:
+        kube.patch(
+            Pod,
+            pod_name,
+            {"metadata": {"finalizers": None}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+    assert "was paused (spec.paused) before its pods stopped" in abandoned["status"]["message"]
+    assert "jobName" not in abandoned["status"]
+    wait_event(kube, namespace, "undo", reason="RestoreAbandoned", type_="Warning")
+    assert HOLD not in (_bot(kube, namespace, "alpha")["metadata"].get("annotations") or {})
+    assert not list(kube.list(Job, namespace=namespace, labels={"traderbot.dev/restore": "undo"}))
