@@ -367,8 +367,12 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
                 status=status, hold_api=False, event=("Warning", "RestoreAbandoned", message)
             )
         left = [
-            f"{count} {what} pod(s)"
-            for count, what in ((api_pods, "API"), (redis_pods, "Redis"), (backup_jobs, "backup"))
+            f"{count} {what}"
+            for count, what in (
+                (api_pods, "API pod(s)"),
+                (redis_pods, "Redis pod(s)"),
+                (backup_jobs, "scheduled backup Job(s)"),
+            )
             if count > 0
         ]
         if left:

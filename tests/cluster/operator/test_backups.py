@@ -69,12 +69,14 @@ def job_from_cronjob(
     cronjob: str,
     name: str,
     pod_labels: dict[str, str] | None = None,
+    suspend: bool = False,
 ) -> None:
     """Start a Job from a CronJob's jobTemplate, owned by it, as its controller does.
 
     Also what ``kubectl create job --from=cronjob/...`` does: a CronJob cannot be
     fired on demand, so this is how a test runs one now. ``pod_labels`` go onto
-    the pod template (``traderbot.dev/kwok-fail: "true"`` makes the run fail).
+    the pod template (``traderbot.dev/kwok-fail: "true"`` makes the run fail);
+    ``suspend`` keeps the Job from starting its pod (a run that is still going).
     """
     live = _get(kube, CronJob, cronjob, namespace)
     template = copy.deepcopy(live["spec"]["jobTemplate"])
@@ -97,7 +99,7 @@ def job_from_cronjob(
                 }
             ],
         },
-        "spec": template["spec"],
+        "spec": {**template["spec"], "suspend": suspend},
     }
     kube.create(from_dict(job))
 

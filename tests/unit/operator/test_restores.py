@@ -438,7 +438,7 @@ def test_a_restore_waits_for_a_running_scheduled_backup_to_end() -> None:
         now=NOW,
     )
     assert (waiting.status["phase"], waiting.start_job) == ("StoppingApi", False)
-    assert "waiting for 1 backup" in waiting.status["message"]
+    assert "waiting for 1 scheduled backup Job(s) to end" in waiting.status["message"]
 
 
 def test_backups_are_suspended_while_a_restore_holds_the_bot_and_the_status_says_why() -> None:
