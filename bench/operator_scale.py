@@ -60,6 +60,9 @@ def _wait(what: str, check: Any, *, timeout: float, interval: float = 0.5) -> No
         time.sleep(interval)
 
 
+READ_VERBS = frozenset({"get", "list"})
+
+
 def _requests(port: int) -> dict[str, float]:
     """Return the operator's API request counts by verb, read from its /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -73,7 +76,11 @@ def _requests(port: int) -> dict[str, float]:
 
 
 def _writes(counts: dict[str, float]) -> float:
-    return sum(n for verb, n in counts.items() if verb not in {"get", "list"})
+    return sum(n for verb, n in counts.items() if verb not in READ_VERBS)
+
+
+def _reads(counts: dict[str, float]) -> float:
+    return sum(n for verb, n in counts.items() if verb in READ_VERBS)
 
 
 def _peak_rss_bytes(pid: int) -> int:
@@ -207,7 +214,7 @@ def measure(
         "peak_rss_mib": round(peak_rss / 2**20, 1),
         "steady_seconds": steady_seconds,
         "steady_writes": _writes(steady_end) - _writes(steady_start),
-        "steady_reads": steady_end.get("get", 0) - steady_start.get("get", 0),
+        "steady_reads": _reads(steady_end) - _reads(steady_start),
         "operator_log": str(log),
     }
 

@@ -398,25 +398,48 @@ class Kube:
         (409 otherwise, raised as ConflictError): a record that someone else moved on
         meanwhile is never overwritten with an older view.
         """
-        resource = _STATUS_RESOURCES[kind]
         self._count("patch_status", kind)
         patch: dict[str, Any] = {"status": dict(status)}
         if resource_version is not None:
             patch["metadata"] = {"resourceVersion": resource_version}
+        await self._merge_patch(
+            _STATUS_RESOURCES[kind].Status,
+            namespace=namespace,
+            name=name,
+            kind=kind,
+            patch=patch,
+            verb="patch status of",
+        )
+
+    async def _merge_patch(
+        self,
+        resource: Any,
+        *,
+        namespace: str,
+        name: str,
+        kind: str,
+        patch: Mapping[str, Any],
+        verb: str,
+        missing_ok: bool = True,
+    ) -> None:
+        """Merge ``patch`` into one object; with ``missing_ok`` a 404 is no error.
+
+        NB: a merge patch, not server-side apply, for the few writes that name only
+        part of an object the operator applied whole (an apply would drop the rest).
+        """
         try:
             await self._client.patch(
-                resource.Status,
+                resource,
                 name,
-                patch,
+                dict(patch),
                 namespace=namespace,
                 patch_type=PatchType.MERGE,
                 field_manager=self._field_manager,
             )
         except ApiError as error:
-            if error.status.code == NOT_FOUND:
-                return  # deleted meanwhile: nothing left to report on
-            what = f"{kind} {namespace}/{name}"
-            raise _failure(error, verb="patch status of", what=what) from error
+            if missing_ok and error.status.code == NOT_FOUND:
+                return  # deleted meanwhile: nothing left to write on
+            raise _failure(error, verb=verb, what=f"{kind} {namespace}/{name}") from error
 
     async def backup_runs(self, *, namespace: str) -> list[dict[str, Any]]:
         """Return every TraderBotBackup in ``namespace`` as dicts."""
@@ -449,19 +472,15 @@ class Kube:
     async def annotate_bot(self, *, namespace: str, name: str, key: str, value: str | None) -> None:
         """Set (or with None remove) one annotation of a TraderBot."""
         self._count("patch", KIND)
-        try:
-            await self._client.patch(
-                TraderBotResource,
-                name,
-                {"metadata": {"annotations": {key: value}}},
-                namespace=namespace,
-                patch_type=PatchType.MERGE,
-                field_manager=self._field_manager,
-            )
-        except ApiError as error:
-            raise KubeError(
-                _describe(error, verb="annotate", what=f"{KIND} {namespace}/{name}")
-            ) from error
+        await self._merge_patch(
+            TraderBotResource,
+            namespace=namespace,
+            name=name,
+            kind=KIND,
+            patch={"metadata": {"annotations": {key: value}}},
+            verb="annotate",
+            missing_ok=False,
+        )
 
     async def set_owner_references(
         self,
@@ -479,21 +498,14 @@ class Kube:
         only on the object as it was read (ConflictError otherwise).
         """
         self._count("patch", kind)
-        patch = {"metadata": {"ownerReferences": owners, "resourceVersion": resource_version}}
-        try:
-            await self._client.patch(
-                _STATUS_RESOURCES[kind],
-                name,
-                patch,
-                namespace=namespace,
-                patch_type=PatchType.MERGE,
-                field_manager=self._field_manager,
-            )
-        except ApiError as error:
-            if error.status.code == NOT_FOUND:
-                return
-            what = f"{kind} {namespace}/{name}"
-            raise _failure(error, verb="patch owners of", what=what) from error
+        await self._merge_patch(
+            _STATUS_RESOURCES[kind],
+            namespace=namespace,
+            name=name,
+            kind=kind,
+            patch={"metadata": {"ownerReferences": owners, "resourceVersion": resource_version}},
+            verb="patch owners of",
+        )
 
     async def termination_message(self, *, namespace: str, job: str) -> str | None:
         """Return the termination message of a Job's newest finished pod, if any.
