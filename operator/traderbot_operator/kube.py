@@ -10,13 +10,14 @@ Every call is counted by verb, so tests and benchmarks can prove "no writes".
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from lightkube import ApiError, AsyncClient, KubeConfig
 from lightkube.config.models import User
@@ -41,6 +42,8 @@ from traderbot_operator.models import (
     VERSION,
 )
 from traderbot_operator.reconcile import Action, ObjectKey
+
+logger = logging.getLogger(__name__)
 
 FIELD_MANAGER: Final = "traderbot-operator"
 SERVICE_MONITOR_CRD: Final = "servicemonitors.monitoring.coreos.com"
@@ -75,7 +78,6 @@ ServiceMonitorResource = create_namespaced_resource(
     "monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"
 )
 
-EventType = Literal["Normal", "Warning"]
 
 NOT_FOUND: Final = 404
 FORBIDDEN: Final = 403
@@ -533,14 +535,15 @@ class Kube:
         self,
         *,
         bot: Mapping[str, Any],
-        type_: EventType,
+        type_: str,
         reason: str,
         message: str,
     ) -> None:
-        """Record a Kubernetes Event on ``bot`` (a TraderBot or TraderBotBackup body).
+        """Record a Kubernetes Event on ``bot`` (a TraderBot, TraderBotBackup or -Restore body).
 
-        NB: an Event that cannot be written is logged by the caller, never fatal:
-        the reconcile it describes already happened.
+        Any ``type_`` but ``"Warning"`` is recorded as ``"Normal"``.
+        NB: never fatal: an Event that cannot be written is logged here, because the
+        reconcile it describes already happened and every caller wants the same.
         """
         meta = bot["metadata"]
         now = datetime.now(UTC)
@@ -557,7 +560,7 @@ class Kube:
             ),
             reason=reason,
             message=message[:1024],
-            type=type_,
+            type="Warning" if type_ == "Warning" else "Normal",
             source=EventSource(component=FIELD_MANAGER),
             firstTimestamp=now,
             lastTimestamp=now,
@@ -566,7 +569,5 @@ class Kube:
         )
         try:
             await self._client.create(event)
-        except ApiError as error:
-            raise KubeError(
-                _describe(error, verb="create", what=f"Event for {KIND} {meta['name']}")
-            ) from error
+        except Exception:  # best effort, whatever the transport raises (see NB)
+            logger.exception("could not record Event %s for %s", reason, meta["name"])

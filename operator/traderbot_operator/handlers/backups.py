@@ -155,15 +155,12 @@ async def _record(state: OperatorState, *, body: dict[str, Any], status: dict[st
         else f"backup completed: {status.get('location', 'location not reported')}"
         f" ({status.get('sizeBytes', '?')} bytes)"
     )
-    try:
-        await state.kube.event(
-            bot=body,
-            type_="Warning" if failed else "Normal",
-            reason="BackupFailed" if failed else "BackupCompleted",
-            message=message,
-        )
-    except KubeError:
-        logger.exception("could not record the outcome of %s", body["metadata"]["name"])
+    await state.kube.event(
+        bot=body,
+        type_="Warning" if failed else "Normal",
+        reason="BackupFailed" if failed else "BackupCompleted",
+        message=message,
+    )
 
 
 def scheduled_run_record(bot: TraderBot, *, name: str) -> dict[str, Any]:

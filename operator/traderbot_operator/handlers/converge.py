@@ -151,9 +151,8 @@ async def _report(
     current = body.get("status")
     reconciled = next(c for c in status["conditions"] if c["type"] == "Reconciled")
     if reconciled["status"] == "False" and reconciled["message"] != _reconciled_message(current):
-        await _event(
-            state,
-            body=body,
+        await state.kube.event(
+            bot=body,
             type_="Warning",
             reason=reconciled["reason"],
             message=reconciled["message"],
@@ -169,8 +168,8 @@ async def _report(
         and health["status"] == "False"
         and health["message"] != (before_health or {}).get("message")
     ):
-        await _event(
-            state, body=body, type_="Warning", reason="BackupFailed", message=health["message"]
+        await state.kube.event(
+            bot=body, type_="Warning", reason="BackupFailed", message=health["message"]
         )
         writes += 1
     metrics.set_backup_health(
@@ -197,20 +196,6 @@ async def _report(
     return writes
 
 
-async def _event(
-    state: OperatorState, *, body: Mapping[str, Any], type_: str, reason: str, message: str
-) -> None:
-    try:
-        await state.kube.event(
-            bot=body,
-            type_="Warning" if type_ == "Warning" else "Normal",
-            reason=reason,
-            message=message,
-        )
-    except Exception:  # an unrecorded Event must not undo the reconcile it describes
-        logger.exception("could not record event %s for %s", reason, body["metadata"]["name"])
-
-
 async def _report_rejected(
     state: OperatorState, *, body: Mapping[str, Any], problems: tuple[str, ...]
 ) -> Result:
@@ -224,8 +209,8 @@ async def _report_rejected(
     status = rejected_status(body, problems=problems, now=datetime.now(UTC))
     writes = 0
     if _reconciled_message(current) != "; ".join(problems):
-        await _event(
-            state, body=body, type_="Warning", reason="InvalidSpec", message="; ".join(problems)
+        await state.kube.event(
+            bot=body, type_="Warning", reason="InvalidSpec", message="; ".join(problems)
         )
         writes += 1
     if status_changed(current, status):
@@ -339,7 +324,7 @@ async def _upgrade_writes(
     if upgrade.event is None:
         return created
     type_, reason, message = upgrade.event
-    await _event(state, body=body, type_=type_, reason=reason, message=message)
+    await state.kube.event(bot=body, type_=type_, reason=reason, message=message)
     return created + 1
 
 
@@ -380,9 +365,8 @@ async def _with_verification(
     )
     writes = 0
     if found.status == "False" and (previous is None or previous.message != found.message):
-        await _event(
-            state,
-            body=body,
+        await state.kube.event(
+            bot=body,
             type_="Warning",
             reason="BackupVerificationFailed",
             message=found.message,
@@ -514,7 +498,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     )
     writes += await _upgrade_writes(state, body=body, upgrade=upgrade, wrote=not problems)
     for reason, message in _summary(written).items():
-        await _event(state, body=body, type_="Normal", reason=reason, message=message)
+        await state.kube.event(bot=body, type_="Normal", reason=reason, message=message)
         writes += 1
 
     outcome = Outcome(

@@ -156,20 +156,6 @@ async def _refusal(
     )
 
 
-async def _post(state: OperatorState, *, body: dict[str, Any], event: tuple[str, str, str]) -> None:
-    """Post a step's Event on the TraderBotRestore (never fatal: the status says it too)."""
-    type_, reason, text = event
-    try:
-        await state.kube.event(
-            bot=body,
-            type_="Warning" if type_ == "Warning" else "Normal",
-            reason=reason,
-            message=text,
-        )
-    except KubeError:
-        logger.exception("could not record %s for %s", reason, body["metadata"]["name"])
-
-
 async def _follow_up(
     state: OperatorState,
     *,
@@ -271,7 +257,8 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
             ),
         )
     if decision.event is not None:
-        await _post(state, body=body, event=decision.event)
+        type_, reason, message = decision.event
+        await state.kube.event(bot=body, type_=type_, reason=reason, message=message)
     if bot is not None:
         await _follow_up(
             state, bot=bot, annotations=annotations, restore=restore, decision=decision
