@@ -375,6 +375,8 @@ class BackupRunStatus(_Model):
     checksum: str | None = None
     error: str | None = None
     observed_generation: int | None = None
+    pruned_at: str | None = None
+    pruned_by: str | None = None
 
 
 class _RunResource(BaseModel):

@@ -17,7 +17,8 @@ RULES: Final[tuple[dict[str, Any], ...]] = (
     {
         "apiGroups": ["traderbot.dev"],
         "resources": ["traderbotbackups"],
-        "verbs": [*READ, *APPLY],
+        # delete: records of scheduled and pre-upgrade backups that retention removed
+        "verbs": [*READ, *APPLY, "delete"],
     },
     {
         "apiGroups": ["traderbot.dev"],

@@ -27,7 +27,8 @@ def test_the_cluster_role_is_valid_and_has_no_wildcards() -> None:
 
 def test_delete_is_granted_only_on_pruned_kinds() -> None:
     deletable = {r for rule in RULES if "delete" in rule["verbs"] for r in rule["resources"]}
-    assert deletable == {"cronjobs", "servicemonitors"}
+    # traderbotbackups: the records of scheduled/pre-upgrade backups retention deleted
+    assert deletable == {"cronjobs", "servicemonitors", "traderbotbackups"}
 
 
 def test_secrets_are_read_by_name_never_listed_or_watched() -> None:
