@@ -8,13 +8,20 @@ own resource with its own life, and the handlers in ``handlers/backups.py`` and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import PurePosixPath
 from typing import Any, Final
 
 from pydantic import ValidationError
 
+from traderbot_operator.desired.backup import (
+    BACKUP_RUN_LABEL,
+    PRE_UPGRADE_LABEL,
+    RESTORE_RUN_LABEL,
+    SCHEDULED_LABEL,
+)
 from traderbot_operator.desired.common import ANNOTATION_PREFIX
 from traderbot_operator.models import (
     KIND,
@@ -163,6 +170,110 @@ def owners_to_keep(metadata: Mapping[str, Any], bot: TraderBot) -> list[dict[str
     return None if len(kept) == len(owners) else kept
 
 
+def made_by_operator(run: BackupRun) -> bool:
+    """Return whether the operator made this record (a scheduled run, a pre-upgrade backup)."""
+    return any(run.labels.get(label) == "true" for label in (SCHEDULED_LABEL, PRE_UPGRADE_LABEL))
+
+
+@dataclass(frozen=True)
+class PrunedRecords:
+    """The records of a bot whose backups a run's retention deleted.
+
+    ``delete``: records the operator made, which go with their backup; ``mark``:
+    records a user made, which stay (with ``status.prunedAt``) so nothing a user
+    wrote disappears silently.
+    """
+
+    delete: tuple[str, ...] = ()
+    mark: tuple[str, ...] = ()
+
+
+def pruned_records(
+    runs: Iterable[BackupRun],
+    *,
+    pruning: BackupRun,
+    result: Mapping[str, Any] | None,
+    retention_days: int,
+) -> PrunedRecords:
+    """Return which Completed records name a backup that ``pruning``'s retention deleted.
+
+    trader-backup names the folders it deleted in ``pruned``. When the termination
+    message shed that list (``truncated``), the program's own rule decides: older
+    than ``retention_days`` when the run started. NB: the program measures a
+    backup's age from its start and prunes after its own backup is written, so a
+    record that *completed* before the run's start minus retention is surely gone;
+    a record near the edge stays (listed for a day too long rather than lost).
+    The newest Completed record always stays, as retention spares the newest backup.
+    """
+    bot = pruning.spec.bot_name
+    reported = (result or {}).get("pruned")
+    shed = "pruned" in ((result or {}).get("truncated") or [])
+    names: frozenset[str] | None = None
+    if isinstance(reported, list):
+        names = frozenset(str(name) for name in reported)
+    elif not shed:
+        return PrunedRecords()  # no report (an older trader-backup): nothing is known
+    started = parse_time(pruning.status.start_time) or parse_time(pruning.status.completion_time)
+    if names is None and started is None:
+        return PrunedRecords()
+    candidates = [run for run in runs if run.spec.bot_name == bot]
+    spared = {pruning.name, newest_completed_backup(candidates, bot=bot)}
+    delete: list[str] = []
+    mark: list[str] = []
+    for run in sorted(candidates, key=lambda run: run.name):
+        status = run.status
+        if (
+            status.phase != "Completed"
+            or not status.location
+            or status.pruned_at is not None
+            or run.name in spared
+        ):
+            continue
+        if names is not None:
+            gone = PurePosixPath(status.location).name in names
+        else:
+            completed = parse_time(status.completion_time)
+            gone = (
+                completed is not None
+                and started is not None
+                and completed < started - timedelta(days=retention_days)
+            )
+        if gone:
+            (delete if made_by_operator(run) else mark).append(run.name)
+    return PrunedRecords(delete=tuple(delete), mark=tuple(mark))
+
+
+def outlived_retention(job: Mapping[str, Any], *, retention_days: int, now: datetime) -> bool:
+    """Return whether a backup Job ended more than ``retention_days`` before ``now``.
+
+    NB: its backup is pruned by now, and its record may have been deleted for that:
+    a Job kept by the CronJob's history limits must not bring the record back.
+    """
+    ended = parse_time((job.get("status") or {}).get("completionTime"))
+    return ended is not None and now - ended > timedelta(days=retention_days)
+
+
+def running_backup_jobs(jobs: Iterable[Mapping[str, Any]], *, backup_cronjob: str) -> list[str]:
+    """Return the names of a bot's backup Jobs that have not ended, from its labelled Jobs.
+
+    A backup Job is one of a TraderBotBackup (on demand or before an upgrade: it
+    carries the run's label) or one the bot's backup CronJob started. NB: restore
+    and verification Jobs carry the same component labels but back nothing up.
+    """
+    running: list[str] = []
+    for job in jobs:
+        meta = job.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        from_cronjob = any(
+            owner.get("kind") == "CronJob" and owner.get("name") == backup_cronjob
+            for owner in meta.get("ownerReferences") or []
+        )
+        backup = RESTORE_RUN_LABEL not in labels and (BACKUP_RUN_LABEL in labels or from_cronjob)
+        if backup and not job_finished(job):
+            running.append(str(meta.get("name")))
+    return sorted(running)
+
+
 def backup_run_problem(run: BackupRun, bot: TraderBot | None) -> str | None:
     """Return why a TraderBotBackup cannot run at all, in words an SRE can act on."""
     if bot is None:
@@ -260,6 +371,11 @@ def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
             f"TraderBotBackup {backup.name} has no recorded location to restore from",
         ),
         (
+            backup.status.pruned_at is not None,
+            f"TraderBotBackup {backup.name}'s files were deleted by retention at "
+            f"{backup.status.pruned_at} (run {backup.status.pruned_by}); pick a newer backup",
+        ),
+        (
             completed is not None
             and now - completed > timedelta(days=retention)
             and backup.name != newest_completed,
@@ -320,6 +436,26 @@ def hold_change(current: str | None, *, restore: str, hold: bool) -> tuple[bool,
     return False, current
 
 
+def _waiting_for(*, api_pods: int, redis_pods: int, backup_jobs: Sequence[str]) -> str | None:
+    """Return the StoppingApi message naming what the restore still waits for, if anything."""
+    left = [
+        f"{count} {what}"
+        for count, what in ((api_pods, "API pod(s)"), (redis_pods, "Redis pod(s)"))
+        if count > 0
+    ]
+    if backup_jobs:
+        left.append(f"backup Job(s) {', '.join(backup_jobs)}")
+    if not left:
+        return None
+    message = f"waiting for {' and '.join(left)} to end before restoring"
+    if backup_jobs:
+        message += (
+            " (a backup that ends after the restore started would record "
+            "half-restored data as the newest backup)"
+        )
+    return message
+
+
 def restore_decision(  # noqa: PLR0911 - one return per step of the restore
     restore: RestoreRun,
     *,
@@ -331,13 +467,14 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
     redis_pods: int = 0,
     redis_ready: bool = False,
     paused: bool = False,
-    backup_jobs: int = 0,
+    backup_jobs: Sequence[str] = (),
 ) -> RestoreDecision:
     """Return the next step of a restore: stop the API (and Redis), restore, release.
 
     NB: the order is the seed's ("stop trader-api first, for integrity"): the Job is
     started only when no API pod (and, for a Redis restore, no Redis pod) is left
-    and no scheduled backup runs (its CronJob is suspended meanwhile);
+    and no backup Job of the bot runs (``backup_jobs``: scheduled, on demand or
+    before an upgrade; the CronJob is suspended meanwhile);
     Redis is started before the API, so the API never sees a Redis still loading.
     A restore that failed without trader-backup reporting why (killed, no result)
     keeps the API held, so nothing writes into a half-restored database; deleting
@@ -366,19 +503,10 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
             return RestoreDecision(
                 status=status, hold_api=False, event=("Warning", "RestoreAbandoned", message)
             )
-        left = [
-            f"{count} {what}"
-            for count, what in (
-                (api_pods, "API pod(s)"),
-                (redis_pods, "Redis pod(s)"),
-                (backup_jobs, "scheduled backup Job(s)"),
-            )
-            if count > 0
-        ]
-        if left:
-            message = f"waiting for {' and '.join(left)} to end before restoring"
+        waiting = _waiting_for(api_pods=api_pods, redis_pods=redis_pods, backup_jobs=backup_jobs)
+        if waiting is not None:
             return RestoreDecision(
-                status={**current, "phase": "StoppingApi", "message": message},
+                status={**current, "phase": "StoppingApi", "message": waiting},
                 hold_api=True,
             )
         stopped = "API and Redis stopped" if redis else "API stopped"

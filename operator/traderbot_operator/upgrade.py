@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from traderbot_operator.desired.backup import build_backup_record
+from traderbot_operator.desired.backup import PRE_UPGRADE_LABEL, build_backup_record
 from traderbot_operator.desired.common import Manifest
 from traderbot_operator.models import (
     BackupRun,
@@ -28,7 +28,6 @@ from traderbot_operator.reconcile import api_state
 from traderbot_operator.schedule import parse_time
 
 HISTORY_LIMIT: Final = 5
-PRE_UPGRADE_LABEL: Final = "traderbot.dev/pre-upgrade"
 VERSION_LABEL: Final = "app.kubernetes.io/version"
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 

@@ -67,6 +67,10 @@ def build_backup_pvc(bot: TraderBot) -> Manifest:
 
 
 BACKUP_RUN_LABEL = "traderbot.dev/backup"
+# On the TraderBotBackup record the operator makes for each scheduled run.
+SCHEDULED_LABEL = "traderbot.dev/scheduled"
+# On the TraderBotBackup taken before an upgrade (and on its Job's pods).
+PRE_UPGRADE_LABEL = "traderbot.dev/pre-upgrade"
 JOB_HISTORY_SECONDS = 7 * 24 * 3600
 
 

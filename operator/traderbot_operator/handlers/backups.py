@@ -9,12 +9,15 @@ trader-backup's one-line JSON result (the pod's termination message).
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from traderbot_operator.desired.backup import (
     BACKUP_RUN_LABEL,
+    PRE_UPGRADE_LABEL,
+    SCHEDULED_LABEL,
     build_backup_job,
     build_backup_record,
 )
@@ -48,14 +51,15 @@ from traderbot_operator.runs import (
     backup_run_status,
     job_finished,
     maintenance_status,
+    outlived_retention,
     owners_to_keep,
     parse_backup_result,
+    pruned_records,
 )
-from traderbot_operator.upgrade import PRE_UPGRADE_LABEL, running_version_bot
+from traderbot_operator.upgrade import running_version_bot
 
 logger = logging.getLogger(__name__)
 
-SCHEDULED_LABEL = "traderbot.dev/scheduled"
 _TERMINAL = frozenset({"Completed", "Failed"})
 
 
@@ -120,6 +124,10 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
                 await kube.patch_status(
                     namespace=namespace, name=bot.name, status={"maintenance": maintenance}
                 )
+            if bot is not None and status["phase"] == "Completed":
+                await _reconcile_pruned(
+                    state, body={**body, "status": status}, result=result, bot=bot
+                )
     phase: str = status["phase"]
     return phase
 
@@ -144,6 +152,49 @@ async def converge_backup_retrying(
             if attempt == CONFLICT_ATTEMPTS:
                 raise
             attempt += 1
+
+
+async def _reconcile_pruned(
+    state: OperatorState, *, body: dict[str, Any], result: dict[str, Any] | None, bot: TraderBot
+) -> None:
+    """Delete or mark the bot's records whose backups this run's retention deleted.
+
+    One list of the namespace's records, then one write per pruned record. NB: never
+    fatal: a record left behind is refused at restore time by its age anyway.
+    """
+    run = BackupRun.from_body(body)
+    kube, namespace = state.kube, run.namespace
+    listed = [BackupRun.from_body(item) for item in await kube.backup_runs(namespace=namespace)]
+    pruned = pruned_records(
+        listed, pruning=run, result=result, retention_days=bot.spec.backup.retention_days
+    )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for name in pruned.delete:
+        try:
+            await kube.execute(
+                namespace=namespace,
+                action=Action(verb="delete", key=(API_VERSION, BACKUP_KIND, name), body={}),
+            )
+        except KubeError as error:  # deleted meanwhile (404) or not allowed
+            logger.warning("pruned record %s/%s not deleted: %s", namespace, name, error)
+    for name in pruned.mark:
+        try:
+            await kube.patch_status(
+                namespace=namespace,
+                name=name,
+                kind=BACKUP_KIND,
+                status={"prunedAt": stamp, "prunedBy": run.name},
+            )
+        except KubeError as error:
+            logger.warning("pruned record %s/%s not marked: %s", namespace, name, error)
+    if pruned.delete or pruned.mark:
+        gone = [*pruned.delete, *(f"{name} (kept, marked pruned)" for name in pruned.mark)]
+        await kube.event(
+            bot=body,
+            type_="Normal",
+            reason="BackupsPruned",
+            message=f"retention of {run.name} deleted the backups of: {', '.join(gone)}",
+        )
 
 
 async def _record(state: OperatorState, *, body: dict[str, Any], status: dict[str, Any]) -> None:
@@ -177,14 +228,20 @@ async def record_scheduled_run(
     """Create the TraderBotBackup record of a Job the backup CronJob started.
 
     NB: called once the record was found missing; a create racing another event's is
-    harmless (an apply without force of the same body by the same manager).
+    harmless (an apply without force of the same body by the same manager). A Job
+    that ended longer ago than retention gets no record: its backup is gone.
     """
     name = job["metadata"]["name"]
     key = (API_VERSION, BACKUP_KIND, name)
     bot_body = await state.kube.get_bot(namespace=namespace, name=bot_name)
     if bot_body is None:
         return
-    record = scheduled_run_record(TraderBot.from_body(bot_body), name=name)
+    bot = TraderBot.from_body(bot_body)
+    if outlived_retention(
+        job, retention_days=bot.spec.backup.retention_days, now=datetime.now(UTC)
+    ):
+        return
+    record = scheduled_run_record(bot, name=name)
     await state.kube.execute(
         namespace=namespace, action=Action(verb="create", key=key, body=record)
     )

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from traderbot_operator.desired.backup import RESTORE_RUN_LABEL, build_restore_job
 from traderbot_operator.desired.common import (
     COMPONENT_API,
+    COMPONENT_BACKUP,
     COMPONENT_CACHE,
     Names,
     selector_labels,
@@ -59,6 +60,7 @@ from traderbot_operator.runs import (
     restore_decision,
     restore_refusal,
     restores_redis,
+    running_backup_jobs,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,7 +95,7 @@ class _Pods(NamedTuple):
     api: int
     redis: int
     redis_ready: bool
-    backups: int = 0  # scheduled backup Jobs still running
+    backups: tuple[str, ...] = ()  # the bot's backup Jobs still running (any kind)
 
 
 _NOTHING_RUNS: Final = _Pods(api=0, redis=0, redis_ready=False)
@@ -109,8 +111,9 @@ async def _pods(
 ) -> _Pods:
     """Read only what the next step needs: what runs before the Job, Redis ready after it.
 
-    NB: a scheduled backup still running when the restore starts would finish by
-    recording the half-restored data as the newest backup; the restore waits for it.
+    NB: a backup still running when the restore starts (scheduled, on demand or
+    before an upgrade) would finish by recording the half-restored data as the
+    newest backup; the restore waits for it (one list of the bot's backup Jobs).
     """
     kube, namespace = state.kube, bot.namespace
     if job is None:
@@ -120,11 +123,14 @@ async def _pods(
             redis = await kube.count_pods(
                 namespace=namespace, labels=selector_labels(bot, COMPONENT_CACHE)
             )
-        cronjob = await kube.get(
-            namespace=namespace, key=("batch/v1", "CronJob", Names(bot.name).backup)
+        jobs = await kube.list_labelled(
+            namespace=namespace,
+            api_version="batch/v1",
+            kind="Job",
+            labels=selector_labels(bot, COMPONENT_BACKUP),
         )
-        backups = len(((cronjob or {}).get("status") or {}).get("active") or [])
-        return _Pods(api=api, redis=redis, redis_ready=False, backups=backups)
+        backups = running_backup_jobs(jobs.values(), backup_cronjob=Names(bot.name).backup)
+        return _Pods(api=api, redis=redis, redis_ready=False, backups=tuple(backups))
     if not (finished and restores_redis(restore)):
         return _NOTHING_RUNS
     statefulset = await kube.get(

@@ -24,9 +24,9 @@ from cluster.operator.test_operator import (
     _wait_timer_passes,
 )
 from support.kube import eventually
+from traderbot_operator.desired.backup import PRE_UPGRADE_LABEL
 from traderbot_operator.kube import TraderBotBackupResource
 from traderbot_operator.models import WORKLOAD_IMAGE
-from traderbot_operator.upgrade import PRE_UPGRADE_LABEL
 
 DEADLINE_SECONDS = 15
 UPGRADE_TIMEOUT = 90.0

@@ -14,7 +14,7 @@ from trader_api.backup.maintenance import jobs_from_rows
 from traderbot_operator.desired.backup import build_backup_cronjob
 from traderbot_operator.handlers.backups import converge_backup
 from traderbot_operator.models import MaintenanceJob, MaintenanceStatus
-from traderbot_operator.reconcile import ObjectKey
+from traderbot_operator.reconcile import Action, ObjectKey
 from traderbot_operator.runs import maintenance_status
 from unit.backup.test_maintenance import TIMESCALE_ROWS
 from unit.operator.bots import bot
@@ -121,6 +121,16 @@ class _RunFake(FakeKube):
         }
         self.line = line
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
+        self.lists = 0
+        self.actions: list[Action] = []
+
+    async def backup_runs(self, *, namespace: str) -> list[dict[str, Any]]:
+        self.lists += 1
+        return [copy.deepcopy(o) for k, o in self.objects.items() if k[1] == "TraderBotBackup"]
+
+    async def execute(self, *, namespace: str, action: Action) -> dict[str, Any] | None:
+        self.actions.append(action)
+        return None
 
     async def get(self, *, namespace: str, key: ObjectKey) -> dict[str, Any] | None:
         found = self.objects.get(key)
@@ -179,3 +189,76 @@ async def test_a_completed_backup_writes_only_status_maintenance_into_its_bot() 
     assert list(status) == ["maintenance"]  # a merge patch of that field alone
     assert status["maintenance"]["backupName"] == "alpha-backup-29440980"
     assert [j["jobId"] for j in status["maintenance"]["jobs"]] == [1000, 1001]
+
+
+def _old_record(name: str, *, labels: dict[str, str], completed: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBotBackup",
+        "metadata": {"name": name, "namespace": "trading", "uid": f"{name}-uid", "labels": labels},
+        "spec": {"botName": "alpha"},
+        "status": {
+            "phase": "Completed",
+            "completionTime": completed,
+            "location": f"/backups/alpha-{name}",
+        },
+    }
+
+
+async def test_a_completed_backup_deletes_and_marks_the_records_its_retention_pruned() -> None:
+    bot_body = {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBot",
+        "metadata": {"name": "alpha", "namespace": "trading", "uid": "u-1", "generation": 1},
+        "spec": {},
+    }
+    run = {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBotBackup",
+        "metadata": {
+            "name": "alpha-backup-29440980",
+            "namespace": "trading",
+            "uid": "r-1",
+            "resourceVersion": "7",
+            "labels": {"traderbot.dev/scheduled": "true"},
+        },
+        "spec": {"botName": "alpha"},
+    }
+    job = {
+        "metadata": {"name": "alpha-backup-29440980"},
+        "status": {
+            "startTime": "2026-01-28T03:00:01Z",
+            "completionTime": COMPLETED,
+            "conditions": [{"type": "Complete", "status": "True"}],
+        },
+    }
+    pruned = ["alpha-nightly-old", "alpha-by-hand-old"]
+    line = json.dumps({"ok": True, "location": "/backups/alpha-new", "pruned": pruned})
+    kube = _RunFake(bot_body, run, job, line)
+    for record in (
+        _old_record(
+            "nightly-old",
+            labels={"traderbot.dev/scheduled": "true"},
+            completed="2025-12-01T03:01:00Z",
+        ),
+        _old_record("by-hand-old", labels={"team": "quant"}, completed="2025-12-02T10:00:00Z"),
+        # The newest Completed one in the list (the run's own status is not in it yet).
+        _old_record(
+            "kept-old", labels={"traderbot.dev/scheduled": "true"}, completed="2025-12-03T03:01:00Z"
+        ),
+    ):
+        kube.objects[("traderbot.dev/v1alpha1", "TraderBotBackup", record["metadata"]["name"])] = (
+            record
+        )
+
+    phase = await converge_backup(kube.state(), namespace="trading", name="alpha-backup-29440980")
+
+    assert phase == "Completed"
+    assert kube.lists == 1  # one list of the records, not a GET per record
+    assert [(a.verb, a.key[1], a.key[2]) for a in kube.actions] == [
+        ("delete", "TraderBotBackup", "nightly-old")
+    ]
+    [marked] = [w[2] for w in kube.writes if w[1] == "by-hand-old"]
+    assert marked["prunedBy"] == "alpha-backup-29440980"
+    assert marked["prunedAt"]
+    assert not [w for w in kube.writes if w[1] == "kept-old"]

@@ -271,6 +271,17 @@ def test_the_newest_backup_is_restorable_whatever_its_age_as_retention_spares_it
     )
 
 
+def test_a_backup_marked_pruned_is_refused_whatever_its_age() -> None:
+    marked = _backup(
+        completionTime="2026-01-20T03:00:00Z",
+        prunedAt="2026-01-27T03:01:00Z",
+        prunedBy="alpha-backup-29440980",
+    )
+    refusal = restore_refusal(_restore(), bot=bot(), backup=marked, now=NOW) or ""
+    assert "files were deleted by retention at 2026-01-27T03:01:00Z" in refusal
+    assert "alpha-backup-29440980" in refusal
+
+
 def _redis_backup(**status: Any) -> BackupRun:
     return _backup(**status).model_copy(update={"spec": BackupRunSpec(bot_name="alpha")})
 
@@ -427,18 +438,20 @@ def test_a_restore_whose_bot_is_paused_before_its_pods_stopped_ends_untouched() 
     assert running.status["phase"] == "Restoring"
 
 
-def test_a_restore_waits_for_a_running_scheduled_backup_to_end() -> None:
+def test_a_restore_waits_for_running_backup_jobs_to_end_and_says_why() -> None:
     waiting = restore_decision(
         _restore(phase="StoppingApi"),
         refusal=None,
         api_pods=0,
-        backup_jobs=1,
+        backup_jobs=("alpha-backup-29440980", "by-hand"),
         job=None,
         result=None,
         now=NOW,
     )
     assert (waiting.status["phase"], waiting.start_job) == ("StoppingApi", False)
-    assert "waiting for 1 scheduled backup Job(s) to end" in waiting.status["message"]
+    message = waiting.status["message"]
+    assert "waiting for backup Job(s) alpha-backup-29440980, by-hand to end" in message
+    assert "half-restored data as the newest backup" in message
 
 
 def test_backups_are_suspended_while_a_restore_holds_the_bot_and_the_status_says_why() -> None:
