@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from traderbot_operator.desired.api import build_api_deployment
+from traderbot_operator.desired.backup import PRE_UPGRADE_LABEL
 from traderbot_operator.models import (
     BackupRun,
     BackupRunSpec,
@@ -17,7 +18,6 @@ from traderbot_operator.models import (
 )
 from traderbot_operator.upgrade import (
     HISTORY_LIMIT,
-    PRE_UPGRADE_LABEL,
     UpgradeDecision,
     build_pre_upgrade_backup,
     decide_upgrade,
