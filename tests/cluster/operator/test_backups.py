@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
-from lightkube import Client
+from lightkube import ApiError, Client
 from lightkube.codecs import from_dict
 from lightkube.resources.batch_v1 import CronJob, Job
 from lightkube.types import PatchType
@@ -69,6 +70,7 @@ def job_from_cronjob(
     cronjob: str,
     name: str,
     pod_labels: dict[str, str] | None = None,
+    pod_annotations: dict[str, str] | None = None,
     suspend: bool = False,
 ) -> None:
     """Start a Job from a CronJob's jobTemplate, owned by it, as its controller does.
@@ -76,12 +78,15 @@ def job_from_cronjob(
     Also what ``kubectl create job --from=cronjob/...`` does: a CronJob cannot be
     fired on demand, so this is how a test runs one now. ``pod_labels`` go onto
     the pod template (``traderbot.dev/kwok-fail: "true"`` makes the run fail);
+    ``pod_annotations`` too (``traderbot.dev/kwok-result`` is the result it reports);
     ``suspend`` keeps the Job from starting its pod (a run that is still going).
     """
     live = _get(kube, CronJob, cronjob, namespace)
     template = copy.deepcopy(live["spec"]["jobTemplate"])
     pod_metadata = template["spec"]["template"].setdefault("metadata", {})
     pod_metadata["labels"] = {**(pod_metadata.get("labels") or {}), **(pod_labels or {})}
+    if pod_annotations:
+        pod_metadata["annotations"] = {**(pod_metadata.get("annotations") or {}), **pod_annotations}
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -218,3 +223,85 @@ def test_a_scheduled_record_made_before_deletion_policy_loses_its_owner_on_a_ret
     record = eventually(unowned, what="the record without its bot as owner", timeout=60)
     assert record["spec"] == {"botName": "alpha", "database": True, "redis": True}
     assert record["metadata"]["labels"] == {"traderbot.dev/scheduled": "true"}
+
+
+def _recorded_backup(
+    kube: Client, namespace: str, name: str, *, completed: str, labels: dict[str, str]
+) -> None:
+    """Record a Completed backup of alpha, its folder named after the record."""
+    body = {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": "TraderBotBackup",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"botName": "alpha"},
+    }
+    kube.create(TraderBotBackupResource.from_dict(body), namespace=namespace)
+    status = {"phase": "Completed", "completionTime": completed, "location": f"/backups/{name}"}
+    kube.patch(
+        TraderBotBackupResource.Status,
+        name,
+        {"status": status},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    _backup_phase(kube, namespace, name, "Completed")
+
+
+def _gone(kube: Client, namespace: str, name: str) -> bool:
+    try:
+        kube.get(TraderBotBackupResource, name, namespace=namespace)
+    except ApiError as error:
+        return error.status.code == 404
+    return False
+
+
+def test_records_of_backups_retention_pruned_are_deleted_or_marked_if_a_user_made_them(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    _create_bot(kube, namespace, "alpha")
+    _wait_phase(kube, namespace, "alpha", "Ready")
+    scheduled = {"traderbot.dev/scheduled": "true"}
+    _recorded_backup(
+        kube, namespace, "alpha-backup-29000000", completed="2025-12-01T03:01:00Z", labels=scheduled
+    )
+    _recorded_backup(
+        kube, namespace, "by-hand", completed="2025-12-02T10:00:00Z", labels={"team": "quant"}
+    )
+    _recorded_backup(
+        kube, namespace, "alpha-backup-29100000", completed="2026-01-20T03:01:00Z", labels=scheduled
+    )
+    # trader-backup's result for the new run: its retention deleted the first two.
+    result = {
+        "ok": True,
+        "action": "backup",
+        "location": "/backups/alpha-backup-29440980",
+        "size": 1,
+        "checksum": "sha256:kwok-fake",
+        "pruned": ["alpha-backup-29000000", "by-hand"],
+    }
+    job_from_cronjob(
+        kube,
+        namespace,
+        cronjob="alpha-backup",
+        name="alpha-backup-29440980",
+        pod_annotations={"traderbot.dev/kwok-result": json.dumps(result)},
+    )
+    _backup_phase(kube, namespace, "alpha-backup-29440980", "Completed")
+
+    eventually(
+        lambda: _gone(kube, namespace, "alpha-backup-29000000"),
+        what="the pruned scheduled record deleted",
+        timeout=30,
+    )
+
+    def marked() -> dict[str, Any] | None:
+        body = _get(kube, TraderBotBackupResource, "by-hand", namespace)
+        return body if (body.get("status") or {}).get("prunedAt") else None
+
+    by_hand = eventually(marked, what="the user's record marked pruned", timeout=30)
+    assert by_hand["status"]["phase"] == "Completed"
+    assert by_hand["status"]["prunedBy"] == "alpha-backup-29440980"
+    assert by_hand["metadata"]["labels"] == {"team": "quant"}
+    kept = _get(kube, TraderBotBackupResource, "alpha-backup-29100000", namespace)
+    assert "prunedAt" not in kept["status"]
+    wait_event(kube, namespace, "alpha-backup-29440980", reason="BackupsPruned", type_="Normal")
