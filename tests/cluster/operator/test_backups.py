@@ -72,6 +72,7 @@ def job_from_cronjob(
     pod_labels: dict[str, str] | None = None,
     pod_annotations: dict[str, str] | None = None,
     suspend: bool = False,
+    run: str | None = None,
 ) -> None:
     """Start a Job from a CronJob's jobTemplate, owned by it, as its controller does.
 
@@ -80,6 +81,8 @@ def job_from_cronjob(
     the pod template (``traderbot.dev/kwok-fail: "true"`` makes the run fail);
     ``pod_annotations`` too (``traderbot.dev/kwok-result`` is the result it reports);
     ``suspend`` keeps the Job from starting its pod (a run that is still going).
+    With ``run`` the Job is instead that TraderBotBackup's (labelled with it, not
+    owned by the CronJob), as the operator makes for an on-demand backup.
     """
     live = _get(kube, CronJob, cronjob, namespace)
     template = copy.deepcopy(live["spec"]["jobTemplate"])
@@ -87,22 +90,24 @@ def job_from_cronjob(
     pod_metadata["labels"] = {**(pod_metadata.get("labels") or {}), **(pod_labels or {})}
     if pod_annotations:
         pod_metadata["annotations"] = {**(pod_metadata.get("annotations") or {}), **pod_annotations}
+    owner = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "name": cronjob,
+        "uid": live["metadata"]["uid"],
+        "controller": True,
+    }
+    job_labels = dict(template["metadata"]["labels"])
+    if run is not None:
+        job_labels["traderbot.dev/backup"] = run
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": template["metadata"]["labels"],
-            "ownerReferences": [
-                {
-                    "apiVersion": "batch/v1",
-                    "kind": "CronJob",
-                    "name": cronjob,
-                    "uid": live["metadata"]["uid"],
-                    "controller": True,
-                }
-            ],
+            "labels": job_labels,
+            "ownerReferences": [] if run is not None else [owner],
         },
         "spec": {**template["spec"], "suspend": suspend},
     }

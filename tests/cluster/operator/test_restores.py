@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import CronJob, Job
@@ -11,7 +12,7 @@ from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 from cluster.operator.runner import OperatorRunner
-from cluster.operator.test_backups import job_from_cronjob, run_phase, wait_event
+from cluster.operator.test_backups import _create_backup, job_from_cronjob, run_phase, wait_event
 from cluster.operator.test_operator import _bot, _create_bot, _get, _wait_phase
 from support.kube import eventually
 from traderbot_operator.kube import (
@@ -207,33 +208,43 @@ def test_a_bot_paused_while_its_api_stops_ends_the_restore_untouched(
     assert not list(kube.list(Job, namespace=namespace, labels={"traderbot.dev/restore": "undo"}))
 
 
-def test_a_restore_waits_for_a_running_scheduled_backup_and_suspends_the_schedule(
-    kube: Client, namespace: str, operator: OperatorRunner
+@pytest.mark.parametrize("started_by", ["schedule", "TraderBotBackup"])
+def test_a_restore_waits_for_a_running_backup_job_and_suspends_the_schedule(
+    kube: Client, namespace: str, operator: OperatorRunner, started_by: str
 ) -> None:
     _ready_bot_with_a_backup(kube, namespace)
-    # A scheduled run still going: a suspended Job from the CronJob's template, in the
-    # CronJob's active list as its controller keeps it.
-    job_from_cronjob(kube, namespace, cronjob="alpha-backup", name=RUNNING, suspend=True)
-    job_uid = _get(kube, Job, RUNNING, namespace)["metadata"]["uid"]
-    kube.patch(
-        CronJob.Status,
-        "alpha-backup",
-        {"status": {"active": [{"kind": "Job", "name": RUNNING, "uid": job_uid}]}},
-        namespace=namespace,
-        patch_type=PatchType.MERGE,
-    )
+    if started_by == "schedule":
+        # A scheduled run still going: a suspended Job from the CronJob's template, in
+        # the CronJob's active list as its controller keeps it.
+        job_from_cronjob(kube, namespace, cronjob="alpha-backup", name=RUNNING, suspend=True)
+        job_uid = _get(kube, Job, RUNNING, namespace)["metadata"]["uid"]
+        kube.patch(
+            CronJob.Status,
+            "alpha-backup",
+            {"status": {"active": [{"kind": "Job", "name": RUNNING, "uid": job_uid}]}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+    else:
+        # An on-demand backup created just before the restore, its Job still going
+        # (suspended: kwok would end it at once); the operator follows that Job.
+        job_from_cronjob(
+            kube, namespace, cronjob="alpha-backup", name=RUNNING, suspend=True, run=RUNNING
+        )
+        _create_backup(kube, namespace, RUNNING, bot="alpha")
+        run_phase(kube, TraderBotBackupResource, namespace, RUNNING, "Pending")
     _create_restore(kube, namespace, "undo")
 
     def waiting() -> dict[str, Any] | None:
         body = _get(kube, TraderBotRestoreResource, "undo", namespace)
         message = (body.get("status") or {}).get("message") or ""
-        return body if "1 scheduled backup Job(s) to end" in message else None
+        return body if f"backup Job(s) {RUNNING} to end" in message else None
 
     eventually(waiting, what="the restore waiting for the running backup")
     assert _api_pods(kube, namespace) == 0
     assert _get(kube, CronJob, "alpha-backup", namespace)["spec"]["suspend"] is True
     assert not list(kube.list(Job, namespace=namespace, labels={"traderbot.dev/restore": "undo"}))
 
-    # The run ends (its pod succeeds); the CronJob controller drops it from active.
+    # The run ends (its pod succeeds); the restore goes on.
     kube.patch(Job, RUNNING, {"spec": {"suspend": False}}, namespace=namespace)
     _restore_phase(kube, namespace, "undo", "Completed")
