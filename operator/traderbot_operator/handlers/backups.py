@@ -160,11 +160,16 @@ async def _reconcile_pruned(
     """Delete or mark the bot's records whose backups this run's retention deleted.
 
     One list of the namespace's records, then one write per pruned record. NB: never
-    fatal: a record left behind is refused at restore time by its age anyway.
+    fatal (the run's own status is written already): a record left behind is
+    refused at restore time by its age anyway.
     """
     run = BackupRun.from_body(body)
     kube, namespace = state.kube, run.namespace
-    listed = [BackupRun.from_body(item) for item in await kube.backup_runs(namespace=namespace)]
+    try:
+        listed = [BackupRun.from_body(item) for item in await kube.backup_runs(namespace=namespace)]
+    except KubeError as error:
+        logger.warning("records pruned by %s/%s not reconciled: %s", namespace, run.name, error)
+        return
     pruned = pruned_records(
         listed, pruning=run, result=result, retention_days=bot.spec.backup.retention_days
     )
