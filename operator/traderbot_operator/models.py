@@ -374,6 +374,7 @@ class BackupRunStatus(_Model):
     size_bytes: int | None = None
     checksum: str | None = None
     error: str | None = None
+    message: str | None = None
     observed_generation: int | None = None
     pruned_at: str | None = None
     pruned_by: str | None = None

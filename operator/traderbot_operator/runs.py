@@ -78,11 +78,13 @@ def backup_run_status(
     result: Mapping[str, Any] | None,
     scheduled: bool,
     problem: str | None = None,
+    waiting: str | None = None,
 ) -> dict[str, Any]:
     """Return a TraderBotBackup's status from its Job and trader-backup's result.
 
     A run that already ended keeps its status: the Job may be gone (TTL, history
-    limits) but the record of the backup stays what it was.
+    limits) but the record of the backup stays what it was. ``waiting`` says why a
+    run without a Job has not started (see ``backup_must_wait``).
     """
     if run.status.phase in _TERMINAL_BACKUP_PHASES:
         return run.status.model_dump(by_alias=True, exclude_none=True)
@@ -90,7 +92,7 @@ def backup_run_status(
     if problem is not None:
         return {**status, "phase": "Failed", "error": problem}
     if job is None:
-        return {**status, "phase": "Pending"}
+        return {**status, "phase": "Pending"} | ({} if waiting is None else {"message": waiting})
     job_status = job.get("status") or {}
     status["jobName"] = job["metadata"]["name"]
     if job_status.get("startTime"):
@@ -293,6 +295,24 @@ def backup_run_problem(run: BackupRun, bot: TraderBot | None) -> str | None:
 
 HOLD_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/api-held-by"
 _TERMINAL_RESTORE_PHASES: Final = frozenset({"Completed", "Failed"})
+
+
+def backup_must_wait(holder: str | None) -> str | None:
+    """Return why an on-demand backup may not start now, or None when it may.
+
+    ``holder`` is the TraderBotRestore holding the bot (one that exists and has not
+    completed), if any.
+    NB: while a restore holds the bot its database (and Redis) are being rewritten;
+    a backup taken then would record half-restored data as the newest backup, the
+    one retention keeps and the next restore picks. The CronJobs are suspended for
+    the same reason; an on-demand run waits instead.
+    """
+    if holder is None:
+        return None
+    return (
+        f"waiting: TraderBotRestore {holder} holds the bot; "
+        "the backup starts when the restore ends or is deleted"
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import kopf
 
@@ -25,7 +25,7 @@ from traderbot_operator.desired.common import (
     MANAGED_BY,
     Names,
 )
-from traderbot_operator.handlers.converge import OperatorState, run_serialized
+from traderbot_operator.handlers.converge import OperatorState, restore_holding, run_serialized
 from traderbot_operator.handlers.traderbot import (
     api_errors_retried,
     namespaced,
@@ -47,6 +47,7 @@ from traderbot_operator.reconcile import (
     differences,
 )
 from traderbot_operator.runs import (
+    backup_must_wait,
     backup_run_problem,
     backup_run_status,
     job_finished,
@@ -61,6 +62,8 @@ from traderbot_operator.upgrade import running_version_bot
 logger = logging.getLogger(__name__)
 
 _TERMINAL = frozenset({"Completed", "Failed"})
+# How often a waiting on-demand backup looks again whether it may start.
+WAIT_RETRY_SECONDS: Final = 10
 
 
 async def converge_backup(state: OperatorState, *, namespace: str, name: str) -> str | None:
@@ -91,7 +94,13 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
     job_key = ("batch/v1", "Job", name)
     job = await kube.get(namespace=namespace, key=job_key)
     problem = None if (scheduled or job is not None) else backup_run_problem(run, bot)
-    if job is None and problem is None and not scheduled and bot is not None:
+    holder = (
+        None
+        if job is not None or scheduled or bot_body is None
+        else await restore_holding(state, body=bot_body)
+    )
+    waiting = backup_must_wait(None if holder is None else holder.name)
+    if job is None and problem is None and waiting is None and not scheduled and bot is not None:
         job = await kube.execute(
             namespace=namespace,
             # NB: run by the version that runs (that wrote the data), not a new spec.version
@@ -104,8 +113,12 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
         await kube.termination_message(namespace=namespace, job=name) if job_finished(job) else None
     )
     result = parse_backup_result(message)
-    status = backup_run_status(run, job=job, result=result, scheduled=scheduled, problem=problem)
+    status = backup_run_status(
+        run, job=job, result=result, scheduled=scheduled, problem=problem, waiting=waiting
+    )
     current = body.get("status") or {}
+    if "message" in current and "message" not in status:
+        status = {**status, "message": None}  # a merge patch: null drops the waiting note
     if differences(status, current):
         await kube.patch_status(
             namespace=namespace,
@@ -252,19 +265,33 @@ async def record_scheduled_run(
     )
 
 
-async def _guarded(memo: Any, *, namespace: str, name: str) -> None:
+async def _guarded(memo: Any, *, namespace: str, name: str) -> str | None:
     state = operator_state(memo)
     if state.closing:
-        return
+        return None
     with api_errors_retried():
-        await converge_backup_retrying(state, namespace=namespace, name=name)
+        return await converge_backup_retrying(state, namespace=namespace, name=name)
 
 
 @kopf.on.resume(GROUP, VERSION, BACKUP_PLURAL)
 @kopf.on.create(GROUP, VERSION, BACKUP_PLURAL)
 async def start_backup(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    """Start an on-demand backup (or pick up one found at operator start)."""
-    await _guarded(memo, namespace=namespaced(namespace), name=name)
+    """Start an on-demand backup (or pick up one found at operator start).
+
+    A run that must wait (a restore holds its bot) stays Pending with the reason in
+    its status, and kopf retries this handler until it may start.
+    """
+    namespace = namespaced(namespace)
+    if await _guarded(memo, namespace=namespace, name=name) != "Pending":
+        return
+    # NB: Pending is also a Job just created that has not started; only a run that
+    # got no Job (its status says why) needs this handler to look again.
+    body = await operator_state(memo).kube.get(
+        namespace=namespace, key=(API_VERSION, BACKUP_KIND, name)
+    )
+    waiting = ((body or {}).get("status") or {}).get("message")
+    if waiting:
+        raise kopf.TemporaryError(waiting, delay=WAIT_RETRY_SECONDS)
 
 
 @kopf.on.event(

@@ -229,7 +229,7 @@ class RestoreHold(NamedTuple):
     redis: bool
 
 
-async def _restore_holding(state: OperatorState, *, body: Mapping[str, Any]) -> RestoreHold | None:
+async def restore_holding(state: OperatorState, *, body: Mapping[str, Any]) -> RestoreHold | None:
     """Return the TraderBotRestore holding this bot's API (and maybe Redis), if any.
 
     NB: the hold is an annotation naming the restore; it only counts while that
@@ -441,7 +441,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     if bot.spec.paused:
         return await _report_paused(state, body=body, bot=bot)
 
-    held_by = await _restore_holding(state, body=body)
+    held_by = await restore_holding(state, body=body)
     if held_by is not None:
         # NB: the API is built with zero replicas while a restore needs it stopped.
         bot = bot.model_copy(update={"spec": bot.spec.model_copy(update={"replicas": 0})})

@@ -25,8 +25,8 @@ from traderbot_operator.desired.common import (
 )
 from traderbot_operator.handlers.converge import (
     OperatorState,
-    _restore_holding,  # NB: one definition of "held" for the bot and its restores
     one_at_a_time,
+    restore_holding,  # NB: one definition of "held" for the bot and its restores
     run_serialized,
 )
 from traderbot_operator.handlers.traderbot import (
@@ -149,7 +149,7 @@ async def _refusal(
     backup: BackupRun | None,
 ) -> str | None:
     """Read what the up-front checks need (holder, newest backup) and run them."""
-    holding = None if bot_body is None else await _restore_holding(state, body=bot_body)
+    holding = None if bot_body is None else await restore_holding(state, body=bot_body)
     listed = await state.kube.backup_runs(namespace=restore.namespace)
     runs = [BackupRun.from_body(run) for run in listed]
     return restore_refusal(

@@ -121,11 +121,25 @@ def test_a_failed_restore_keeps_the_api_stopped_until_it_is_deleted(
     assert _get(kube, CronJob, "alpha-backup", namespace)["spec"]["suspend"] is True
     assert _get(kube, CronJob, "alpha-verify", namespace)["spec"]["suspend"] is True
     wait_event(kube, namespace, "broken", reason="RestoreFailed", type_="Warning")
+    # Nor does an on-demand one: it waits, saying why, and starts no Job.
+    _create_backup(kube, namespace, "now", bot="alpha")
+
+    def waiting() -> dict[str, Any] | None:
+        status = _get(kube, TraderBotBackupResource, "now", namespace).get("status") or {}
+        return (
+            status if "TraderBotRestore broken holds the bot" in status.get("message", "") else None
+        )
+
+    assert eventually(waiting, what="the on-demand backup waiting")["phase"] == "Pending"
+    assert "now" not in {
+        job.metadata.name for job in kube.list(Job, namespace=namespace) if job.metadata
+    }
 
     kube.delete(TraderBotRestoreResource, "broken", namespace=namespace)
     _wait_phase(kube, namespace, "alpha", "Ready")
     assert _get(kube, Deployment, "alpha-api", namespace)["spec"]["replicas"] == 1
     assert _get(kube, CronJob, "alpha-backup", namespace)["spec"]["suspend"] is False
+    run_phase(kube, TraderBotBackupResource, namespace, "now", "Completed")
 
 
 def test_a_restore_from_an_unfinished_backup_is_refused_and_touches_nothing(
