@@ -22,7 +22,7 @@ async def test_an_event_the_api_cannot_take_is_logged_not_raised(
 ) -> None:
     config = KubeConfig.from_one(
         cluster=Cluster(server=f"http://127.0.0.1:{_closed_port()}"),
-        user=User(token="unused"),
+        user=User(),  # no credentials: nothing listens on that port
         namespace="default",
     )
     kube = Kube(AsyncClient(config=config))
