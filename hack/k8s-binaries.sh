@@ -61,7 +61,8 @@ kube_minor="$(echo "${KUBERNETES_VERSION}" | cut -d. -f2)"
 # operator/traderbot_operator/testing/binaries.py (a test compares them).
 VERSION_TAG="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}-kube${kube_major}.${kube_minor}"
 
-BINARIES=(kube-apiserver etcd kwok kube-controller-manager kube-scheduler kubectl helm)
+# kubelet and kube-proxy run a real node (traderbot-cluster up --real-node), beside kwok.
+BINARIES=(kube-apiserver etcd kwok kube-controller-manager kube-scheduler kubectl helm kubelet kube-proxy)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build_root="${here}/k8s-build"
@@ -78,7 +79,7 @@ log_prefix=k8s-binaries
 # whose name holds it has the same binary.
 build_id() {
   case "$1" in
-    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl) echo "k8s-${KUBERNETES_VERSION}" ;;
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kubelet|kube-proxy) echo "k8s-${KUBERNETES_VERSION}" ;;
     etcd) echo "etcd-${ETCD_VERSION}" ;;
     kwok) echo "kwok-${KWOK_VERSION}" ;;
     helm) echo "helm-${HELM_VERSION}-kube${kube_major}.${kube_minor}" ;;
@@ -315,7 +316,7 @@ helm_ldflags() {
 # module folder, package path, ldflags and build tags of each binary
 spec() {
   case "$1" in
-    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl)
+    kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kubelet|kube-proxy)
       echo "kubernetes|k8s.io/kubernetes/cmd/$1|$(k8s_ldflags)|selinux,notest" ;;
     etcd) echo "etcd|.|-s -w|" ;;
     kwok) echo "kwok|sigs.k8s.io/kwok/cmd/kwok|-s -w|" ;;
