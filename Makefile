@@ -73,7 +73,7 @@ test-cluster: setup k8s-binaries ## tests against a local Kubernetes control pla
 	$(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 
 .PHONY: k8s-binaries
-k8s-binaries: ## build (once, ~30 min cold) or reuse etcd, kube-*, kwok, kubectl, helm
+k8s-binaries: ## build (once, ~30 min cold) or reuse etcd, kube-*, kwok, kubectl, helm, kubelet, kube-proxy, coredns
 	@bash hack/k8s-binaries.sh >&2
 
 .PHONY: cluster-up

@@ -30,6 +30,9 @@ KUBERNETES_VERSION=v1.34.4
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.7.0
 HELM_VERSION=v3.21.4
+# CoreDNS for the real node's cluster.local names; v1.14.1 is the newest built
+# on client-go v0.34 (the control plane's minor).
+COREDNS_VERSION=v1.14.1
 
 # The Go toolchain fetched when PATH has no Go 1.21+ (which would fetch the
 # toolchain a wrapper's `go` line names by itself). NB: at least the highest
@@ -59,10 +62,10 @@ kube_minor="$(echo "${KUBERNETES_VERSION}" | cut -d. -f2)"
 # The cache folder is named after every binary's build inputs (build_id below).
 # NB: keep in step with VERSION_TAG in
 # operator/traderbot_operator/testing/binaries.py (a test compares them).
-VERSION_TAG="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}-kube${kube_major}.${kube_minor}"
+VERSION_TAG="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}-kube${kube_major}.${kube_minor}_coredns-${COREDNS_VERSION}"
 
-# kubelet and kube-proxy run a real node (traderbot-cluster up --real-node), beside kwok.
-BINARIES=(kube-apiserver etcd kwok kube-controller-manager kube-scheduler kubectl helm kubelet kube-proxy)
+# kubelet, kube-proxy and coredns run a real node (traderbot-cluster up --real-node), beside kwok.
+BINARIES=(kube-apiserver etcd kwok kube-controller-manager kube-scheduler kubectl helm kubelet kube-proxy coredns)
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 build_root="${here}/k8s-build"
@@ -83,6 +86,7 @@ build_id() {
     etcd) echo "etcd-${ETCD_VERSION}" ;;
     kwok) echo "kwok-${KWOK_VERSION}" ;;
     helm) echo "helm-${HELM_VERSION}-kube${kube_major}.${kube_minor}" ;;
+    coredns) echo "coredns-${COREDNS_VERSION}" ;;
   esac
 }
 
@@ -321,6 +325,8 @@ spec() {
     etcd) echo "etcd|.|-s -w|" ;;
     kwok) echo "kwok|sigs.k8s.io/kwok/cmd/kwok|-s -w|" ;;
     helm) echo "helm|helm.sh/helm/v3/cmd/helm|$(helm_ldflags)|" ;;
+    # Our own main with only the plugins the real node needs (no forward).
+    coredns) echo "coredns|.|-s -w|" ;;
   esac
 }
 

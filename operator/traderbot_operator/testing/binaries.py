@@ -15,10 +15,15 @@ KUBERNETES_VERSION = "v1.34.4"
 
 # NB: keep in step with VERSION_TAG in hack/k8s-binaries.sh (a test compares them).
 # "-kube1.34": helm is built to assume Kubernetes 1.34 when no cluster is asked.
-VERSION_TAG = f"k8s-{KUBERNETES_VERSION}_etcd-v3.6.16_kwok-v0.7.0_helm-v3.21.4-kube1.34"
+VERSION_TAG = (
+    f"k8s-{KUBERNETES_VERSION}_etcd-v3.6.16_kwok-v0.7.0_helm-v3.21.4-kube1.34_coredns-v1.14.1"
+)
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 TOOLS = ("kubectl", "helm")
+# Only a real node (LocalCluster(real_node=True)) needs these: optional here,
+# required by testing.realnode when one is asked for.
+NODE = ("kubelet", "kube-proxy", "coredns")
 
 
 class BinariesMissingError(RuntimeError):
@@ -54,12 +59,19 @@ class Binaries:
     kwok: Path
     kubectl: Path | None
     helm: Path | None
+    kubelet: Path | None = None
+    kube_proxy: Path | None = None
+    coredns: Path | None = None
 
     @classmethod
     def find(cls, bin_dir: Path | None = None) -> Binaries:
-        """Locate every binary, or say which are missing and how to build them."""
+        """Locate every binary, or say which are missing and how to build them.
+
+        NB: kubelet, kube-proxy and coredns may be missing: a kwok-only cluster
+        does not run them (``realnode.require_node_binaries`` asks for them).
+        """
         folder = bin_dir if bin_dir is not None else default_bin_dir()
-        found = {name: _locate(name, folder) for name in CONTROL_PLANE + TOOLS}
+        found = {name: _locate(name, folder) for name in CONTROL_PLANE + TOOLS + NODE}
         missing = [name for name in CONTROL_PLANE if found[name] is None]
         if missing:
             raise BinariesMissingError(
@@ -85,4 +97,7 @@ class Binaries:
             kwok=required("kwok"),
             kubectl=found["kubectl"],
             helm=found["helm"],
+            kubelet=found["kubelet"],
+            kube_proxy=found["kube-proxy"],
+            coredns=found["coredns"],
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from traderbot_operator.testing.binaries import KUBERNETES_VERSION
+from traderbot_operator.testing.binaries import KUBERNETES_VERSION, VERSION_TAG
 from unit.delivery.delivery_tools import REPO_ROOT, Helm
 
 SCRIPT = REPO_ROOT / "hack" / "k8s-binaries.sh"
@@ -32,6 +32,9 @@ BINARIES = (
     "kube-scheduler",
     "kubectl",
     "helm",
+    "kubelet",
+    "kube-proxy",
+    "coredns",
 )
 
 
@@ -180,12 +183,24 @@ def test_a_machine_with_no_pinned_toolchain_is_told_to_install_go(
 def test_binaries_whose_build_inputs_did_not_change_are_reused_not_rebuilt(
     bare_path: Path, tmp_path: Path
 ) -> None:
-    """An older cache folder (helm without the Kubernetes ldflags) gives all but helm."""
+    """Older cache folders give every binary: helm and coredns from folders of their own.
+
+    The oldest has no coredns and a helm without the Kubernetes ldflags; the
+    others hold the same helm and CoreDNS versions under other Kubernetes ones.
+    """
     cache = tmp_path / "cache"
     k8s = cache / "traderbot" / "k8s"
     older = k8s / "k8s-v1.34.4_etcd-v3.6.16_kwok-v0.7.0_helm-v3.21.4" / "bin"
     helm_only = k8s / "k8s-v1.33.0_etcd-v3.5.0_kwok-v0.6.0_helm-v3.21.4-kube1.34" / "bin"
-    for folder, names in ((older, BINARIES), (helm_only, ("helm",))):
+    coredns_only = (
+        k8s / "k8s-v1.33.0_etcd-v3.5.0_kwok-v0.6.0_helm-v3.20.0-kube1.33_coredns-v1.14.1" / "bin"
+    )
+    sources = {"helm": helm_only, "coredns": coredns_only}
+    for folder, names in (
+        (older, [name for name in BINARIES if name != "coredns"]),
+        (helm_only, ["helm"]),
+        (coredns_only, ["coredns"]),
+    ):
         folder.mkdir(parents=True)
         for name in names:
             (folder / name).write_text(f"{folder.parent.name}/{name}\n")
@@ -198,7 +213,7 @@ def test_binaries_whose_build_inputs_did_not_change_are_reused_not_rebuilt(
     assert bin_dir.parent.parent == k8s
     assert bin_dir != older
     for name in BINARIES:
-        source = helm_only if name == "helm" else older
+        source = sources.get(name, older)
         assert (bin_dir / name).read_text() == f"{source.parent.name}/{name}\n"
     assert "building" not in result.stderr
     assert "fetching Go" not in result.stderr
@@ -273,3 +288,36 @@ def test_fetch_go_with_a_usable_go_on_path_fetches_nothing(bare_path: Path, tmp_
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(bare_path / "go")
     assert not (tmp_path / "cache" / "traderbot" / "go").exists()
+
+
+def test_the_cache_folder_is_the_one_binaries_py_looks_in(bare_path: Path, tmp_path: Path) -> None:
+    result = run_script("--print-dir", path=bare_path, cache=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "traderbot" / "k8s" / VERSION_TAG / "bin")
+
+
+def test_check_names_each_missing_binary_coredns_included(bare_path: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin-dir"
+    bin_dir.mkdir()
+    for name in BINARIES:
+        if name != "coredns":
+            (bin_dir / name).write_text("#!/bin/sh\n")
+            (bin_dir / name).chmod(0o755)
+    env = {"TRADERBOT_K8S_BIN_DIR": str(bin_dir)}
+
+    missing = run_script("--check", path=bare_path, cache=tmp_path, extra_env=env)
+    (bin_dir / "coredns").write_text("#!/bin/sh\n")
+    (bin_dir / "coredns").chmod(0o755)
+    complete = run_script("--check", path=bare_path, cache=tmp_path, extra_env=env)
+
+    assert missing.returncode == 1
+    assert "missing: coredns" in missing.stderr
+    assert complete.returncode == 0, complete.stderr
+
+
+def test_the_coredns_wrapper_registers_no_plugin_that_forwards() -> None:
+    """The real node's DNS must never send a query off the machine (docs/local-cluster.md)."""
+    main = (REPO_ROOT / "hack" / "k8s-build" / "coredns" / "main.go").read_text()
+    plugins = set(re.findall(r'"github.com/coredns/coredns/plugin/(\w+)"', main))
+    assert plugins == {"bind", "cache", "errors", "health", "kubernetes", "log", "ready"}
+    assert "core/plugin" not in main, "the upstream list registers every plugin, forward too"
