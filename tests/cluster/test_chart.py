@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -40,6 +39,7 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from cluster.operator.process import OperatorProcess
 from cluster.operator.runner import OperatorRunner
 from cluster.volumes import PVS_PER_BOT, host_path_volumes
+from support.helm import HelmCli
 from support.kube import ClusterUnderTest, client_for, delete_if_present, eventually
 from traderbot_operator.kube import TraderBotResource
 from unit.delivery.delivery_tools import (
@@ -51,7 +51,6 @@ from unit.delivery.delivery_tools import (
     changed_by_upgrade,
     chart_version,
     find_helm,
-    helm_env,
     previous_release,
 )
 
@@ -71,27 +70,6 @@ CHILD_KINDS: tuple[Any, ...] = (
     NetworkPolicy,
     CronJob,
 )
-
-
-class HelmCli:
-    """The pinned helm, pointed at the cluster under test."""
-
-    def __init__(self, *, binary: Path, kubeconfig: Path, home: Path) -> None:
-        self.binary = binary
-        self.kubeconfig = kubeconfig
-        self.home = home
-
-    def __call__(self, *args: str) -> str:
-        result = subprocess.run(
-            [str(self.binary), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True,
-            text=True,
-            env=helm_env(self.home),
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
 
 
 @pytest.fixture(scope="module")
