@@ -15,12 +15,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
 from traderbot_operator.testing.demo import add_arguments as add_demo_arguments
 from traderbot_operator.testing.demo import run as run_demo
+from traderbot_operator.testing.hostnet import HostSetupError
 from traderbot_operator.testing.localcluster import (
+    DEFAULT_SANDBOX_IMAGE,
     STATE_FILE,
     ClusterAccess,
     ClusterStartError,
@@ -30,6 +33,7 @@ from traderbot_operator.testing.localcluster import (
     ensure_detached,
     stop_detached,
 )
+from traderbot_operator.testing.realnode import NodeStartError
 
 EXIT_NO_CLUSTER = 3
 
@@ -42,7 +46,16 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)  # noqa: T201 - a CLI talks
 
 
-def bring_up(workdir: Path, *, bin_dir: Path | None, nodes: int, storage_provisioner: bool) -> bool:
+def bring_up(
+    workdir: Path,
+    *,
+    bin_dir: Path | None,
+    nodes: int,
+    storage_provisioner: bool,
+    real_node: bool = False,
+    images: Sequence[Path] = (),
+    sandbox_image: str = DEFAULT_SANDBOX_IMAGE,
+) -> bool:
     """Start the detached cluster or find it running; say what happened.
 
     Returns False (after saying why) when it could not start.
@@ -59,8 +72,11 @@ def bring_up(workdir: Path, *, bin_dir: Path | None, nodes: int, storage_provisi
             binaries=binaries,
             nodes=tuple(f"kwok-node-{i}" for i in range(nodes)),
             storage_provisioner=storage_provisioner,
+            real_node=real_node,
+            images=images,
+            sandbox_image=sandbox_image,
         )
-    except ClusterStartError as error:
+    except (ClusterStartError, NodeStartError, HostSetupError, BinariesMissingError) as error:
         _say(f"start-up failed: {error}")
         return False
     if cluster is None:
@@ -69,16 +85,28 @@ def bring_up(workdir: Path, *, bin_dir: Path | None, nodes: int, storage_provisi
         _say(
             f"ready in {cluster.ready_seconds:.1f}s: {cluster.server} (logs in {workdir / 'logs'})"
         )
+        if cluster.node is not None:
+            _say(
+                f"real node {cluster.node.node_name} at {cluster.node.node_ip}; "
+                f"images: {', '.join(sorted(cluster.node.image_names()))}"
+            )
     return True
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     workdir: Path = args.dir
+    if args.image_archive and not args.real_node:
+        _say("--image-archive needs --real-node (kwok runs no container)")
+        return 2
+    nodes = args.nodes if args.nodes is not None else (0 if args.real_node else 1)
     if not bring_up(
         workdir,
         bin_dir=args.bin_dir,
-        nodes=args.nodes,
+        nodes=nodes,
         storage_provisioner=args.storage_provisioner,
+        real_node=args.real_node,
+        images=[path.absolute() for path in args.image_archive],
+        sandbox_image=args.sandbox_image,
     ):
         return 1
     kubectl = _kubectl(args.bin_dir)
@@ -166,7 +194,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", parents=[common], help="start; print `export KUBECONFIG=...`")
-    up.add_argument("--nodes", type=int, default=1, help="fake nodes (default: %(default)s)")
+    up.add_argument(
+        "--nodes", type=int, default=None, help="kwok nodes (default: 1, or 0 with --real-node)"
+    )
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="a real node too: containerd, kubelet, kube-proxy, CoreDNS on bridge tbr0 "
+        "(root; see docs/local-cluster.md#a-real-node)",
+    )
+    up.add_argument(
+        "--image-archive",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an image archive (docker or OCI .tar) to load into the real node (repeatable)",
+    )
+    up.add_argument(
+        "--sandbox-image",
+        default=DEFAULT_SANDBOX_IMAGE,
+        help="the pause image, from one of the archives (default: %(default)s)",
+    )
     up.add_argument(
         "--bin-dir", type=Path, default=None, help="binaries folder (default: the build cache)"
     )

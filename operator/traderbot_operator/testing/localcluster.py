@@ -16,7 +16,9 @@ Two ways to run it:
 
 NB: nothing here listens on anything but 127.0.0.1, and every address the fake
 Node and its Pods report is a loopback address too, so nothing in the cluster
-can send traffic off this machine.
+can send traffic off this machine. ``real_node=True`` adds a real kubelet
+(``realnode``): then the API server serves on the node IP of the harness's own
+bridge, and the harness's iptables rules keep the pods on this machine.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -41,6 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from traderbot_operator.testing import nodeconfig, realnode
 from traderbot_operator.testing.binaries import Binaries
 from traderbot_operator.testing.pki import CertificateAuthority, KeyPair, service_account_keys
 
@@ -56,6 +60,10 @@ DEFAULT_NODES = ("kwok-node-0",)
 HOSTPATH_ROOT = Path("/tmp/hostpath_pv")  # noqa: S108 - fixed by Kubernetes, see above
 HOSTPATH_PROVISIONER = "kubernetes.io/host-path"
 STORAGE_CLASS = "standard"
+# The pause image hack/images.sh builds; pass sandbox_image= for another.
+DEFAULT_SANDBOX_IMAGE = "traderbot.local/pause:3.10"
+# Importing images and a first kubelet sync take longer than kwok's fake node.
+REAL_NODE_START_TIMEOUT = 180.0
 
 # Controllers the operator and its tests rely on; leaving the rest out keeps
 # start-up fast and the footprint small on 2-core machines.
@@ -372,6 +380,13 @@ class LocalCluster:
     NB: off by default: tests that make their own PersistentVolumes need claims
     without a class to stay unclassed. The volumes are folders under
     ``/tmp/hostpath_pv`` (fixed by Kubernetes); ``stop`` removes this cluster's.
+
+    ``real_node`` adds a real node (``realnode``: containerd, kubelet,
+    kube-proxy, CoreDNS) named ``node_name``, running the images of the
+    ``images`` archives (docker or OCI ``.tar``), with ``sandbox_image`` among
+    them; kwok nodes then come only if ``nodes`` names some. With
+    ``storage_provisioner`` the StorageClass ``standard`` is served by the
+    harness's own provisioner, whose folders any pod user can write.
     """
 
     def __init__(
@@ -379,21 +394,38 @@ class LocalCluster:
         *,
         binaries: Binaries | None = None,
         workdir: Path | None = None,
-        nodes: Sequence[str] = DEFAULT_NODES,
+        nodes: Sequence[str] | None = None,
         die_with_parent: bool = True,
-        start_timeout: float = 90.0,
+        start_timeout: float | None = None,
         keep_workdir: bool = False,
         storage_provisioner: bool = False,
+        real_node: bool = False,
+        images: Sequence[Path] = (),
+        sandbox_image: str = DEFAULT_SANDBOX_IMAGE,
+        node_name: str = nodeconfig.NODE_NAME,
     ) -> None:
         self.binaries = binaries or Binaries.find()
         self._owns_workdir = workdir is None and not keep_workdir
         self.workdir = (
             Path(tempfile.mkdtemp(prefix="traderbot-cluster-")) if workdir is None else workdir
         )
-        self.nodes = tuple(nodes)
+        # A real node comes alone unless kwok nodes are asked for too.
+        self.nodes = tuple(nodes if nodes is not None else (() if real_node else DEFAULT_NODES))
         self.die_with_parent = die_with_parent
-        self.start_timeout = start_timeout
+        self.start_timeout = start_timeout or (REAL_NODE_START_TIMEOUT if real_node else 90.0)
         self.storage_provisioner = storage_provisioner
+        self.node: realnode.RealNode | None = (
+            realnode.RealNode(
+                workdir=self.workdir,
+                binaries=self.binaries,
+                images=images,
+                sandbox_image=sandbox_image,
+                service_cidr=SERVICE_CIDR,
+                node_name=node_name,
+            )
+            if real_node
+            else None
+        )
         self.components: dict[str, Component] = {}
         self.ports: dict[str, int] = {}
         self.started_at: float | None = None
@@ -416,6 +448,16 @@ class LocalCluster:
     @property
     def server(self) -> str:
         return self.access.server
+
+    @property
+    def host(self) -> str:
+        """The address the API server serves on: the node IP with a real node."""
+        return self.node.node_ip if self.node is not None else LOOPBACK
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """Every node: the kwok ones, then the real one."""
+        return self.nodes + ((self.node.node_name,) if self.node is not None else ())
 
     def kubeconfig_for_user(self, name: str, *, groups: Sequence[str] = ()) -> Path:
         return self.access.kubeconfig_for_user(name, groups=groups)
@@ -455,6 +497,8 @@ class LocalCluster:
             atexit.register(self.stop)
         try:
             self._prepare()
+            if self.node is not None:
+                self._write_state()  # a failed start's `down` undoes the host changes too
             self._launch("etcd", self._etcd_args())
             self._launch("kube-apiserver", self._apiserver_args())
             self._wait(
@@ -465,13 +509,22 @@ class LocalCluster:
             )
             self._launch("kube-controller-manager", self._controller_manager_args())
             self._launch("kube-scheduler", self._scheduler_args())
-            self._launch("kwok", self._kwok_args())
-            self._create_nodes()
+            if self.nodes:
+                self._launch("kwok", self._kwok_args())
+                self._create_nodes()
+            if self.node is not None:
+                self.node.start(
+                    api=self.access.api(),
+                    launch=self._launch,
+                    wait=lambda what, check, blame: self._wait(
+                        what, check, deadline=deadline, blame=blame
+                    ),
+                )
             self._wait(
-                "fake nodes Ready and schedulable",
+                "nodes Ready and schedulable",
                 self._nodes_ready,
                 deadline=deadline,
-                blame="kwok",
+                blame="kwok" if self.nodes else "kubelet",
             )
             self._wait(
                 "ServiceAccount default/default (controller-manager at work)",
@@ -486,7 +539,14 @@ class LocalCluster:
                 blame="kube-scheduler",
             )
             if self.storage_provisioner:
-                create_default_storage_class(self.access.api())
+                create_default_storage_class(
+                    self.access.api(),
+                    provisioner=(
+                        nodeconfig.VOLUME_PROVISIONER
+                        if self.node is not None
+                        else HOSTPATH_PROVISIONER
+                    ),
+                )
             self._write_state()
         except BaseException:
             self.stop()
@@ -499,7 +559,9 @@ class LocalCluster:
             (self.workdir / sub).mkdir(mode=0o700, exist_ok=True)
         names = ("etcd-client", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
         self.ports = dict(zip(names, free_loopback_ports(len(names)), strict=True))
-        server = f"https://{LOOPBACK}:{self.ports['apiserver']}"
+        if self.node is not None:
+            self.node.prepare_host(apiserver_port=self.ports["apiserver"])
+        server = f"https://{self.host}:{self.ports['apiserver']}"
         self._access = ClusterAccess(workdir=self.workdir, server=server)
         pki = self.workdir / "pki"
 
@@ -514,7 +576,7 @@ class LocalCluster:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            ip_addresses=(LOOPBACK, SERVICE_IP),
+            ip_addresses=(LOOPBACK, SERVICE_IP, *((self.host,) if self.node is not None else ())),
             server=True,
         ).write(cert_path=pki / "apiserver.crt", key_path=pki / "apiserver.key")
         # The aggregation layer's own CA: API servers behind the aggregator (and the
@@ -550,6 +612,18 @@ class LocalCluster:
             )
             _write_private(target, json.dumps(config, indent=2))
 
+        if self.node is not None:
+
+            def write_kubeconfig(target: Path, user: str, groups: tuple[str, ...]) -> None:
+                pair = ca.issue(user, organizations=groups, client=True)
+                config = _kubeconfig(
+                    server=server, ca_pem=ca.cert_pem, user=_cert_user(pair), name=user
+                )
+                _write_private(target, json.dumps(config, indent=2))
+
+            self.node.issue_credentials(ca=ca, write_kubeconfig=write_kubeconfig)
+            self.node.write_files()
+
         stages = resources.files("traderbot_operator.testing").joinpath("kwok/stages.yaml")
         (self.workdir / "kwok-stages.yaml").write_text(stages.read_text())
 
@@ -572,6 +646,16 @@ class LocalCluster:
         ]
 
     def _apiserver_args(self) -> list[str]:
+        args = self._loopback_apiserver_args()
+        if self.node is None:
+            return args
+        # Served on the node IP, reachable by pods, with the `kubernetes` Service's
+        # endpoints kept by the lease reconciler.
+        replaced = {"--bind-address", "--advertise-address", "--endpoint-reconciler-type"}
+        kept = [a for a in args if a.split("=", 1)[0] not in replaced]
+        return kept + self.node.apiserver_args()
+
+    def _loopback_apiserver_args(self) -> list[str]:
         pki = self.workdir / "pki"
         return [
             str(self.binaries.kube_apiserver),
@@ -604,6 +688,8 @@ class LocalCluster:
     def _controller_manager_args(self) -> list[str]:
         pki = self.workdir / "pki"
         kubeconfig = self.workdir / "kube-controller-manager.kubeconfig"
+        # With a real node the harness's own provisioner serves volumes.
+        in_tree_provisioner = self.storage_provisioner and self.node is None
         return [
             str(self.binaries.kube_controller_manager),
             f"--kubeconfig={kubeconfig}",
@@ -619,7 +705,7 @@ class LocalCluster:
             f"--controllers={','.join(CONTROLLERS)}",
             "--cluster-name=traderbot-local",
             "--profiling=false",
-            f"--enable-hostpath-provisioner={str(self.storage_provisioner).lower()}",
+            f"--enable-hostpath-provisioner={str(in_tree_provisioner).lower()}",
         ]
 
     def _scheduler_args(self) -> list[str]:
@@ -641,7 +727,15 @@ class LocalCluster:
             str(self.binaries.kwok),
             f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
             f"--config={self.workdir / 'kwok-stages.yaml'}",
-            "--manage-all-nodes=true",
+            *(
+                # Beside a real node kwok must leave kubelet's Node alone.
+                [
+                    "--manage-all-nodes=false",
+                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                ]
+                if self.node is not None
+                else ["--manage-all-nodes=true"]
+            ),
             f"--server-address={LOOPBACK}:{self.ports['kwok']}",
             f"--node-ip={LOOPBACK}",
             f"--node-port={self.ports['kwok']}",
@@ -649,12 +743,15 @@ class LocalCluster:
             "--node-lease-duration-seconds=40",
         ]
 
-    def _launch(self, name: str, args: list[str]) -> Component:
+    def _launch(
+        self, name: str, args: list[str], extra_env: Mapping[str, str] | None = None
+    ) -> Component:
         log_path = self.workdir / "logs" / f"{name}.log"
         log = log_path.open("ab")
         component = Component(name=name, args=args, log_path=log_path, _log=log)
         env = dict(os.environ)
         env["HOME"] = str(self.workdir)  # kwok reads ~/.kwok; keep it ours
+        env.update(extra_env or {})
         component.process = subprocess.Popen(  # noqa: S603 - our own binaries, no shell
             args,
             stdin=subprocess.DEVNULL,
@@ -724,7 +821,7 @@ class LocalCluster:
 
     def _nodes_ready(self) -> bool:
         api = self.access.api()
-        for name in self.nodes:
+        for name in self.node_names:
             status, node = api.request("GET", f"/api/v1/nodes/{name}", timeout=2.0)
             if status != http.HTTPStatus.OK:
                 return False
@@ -762,8 +859,9 @@ class LocalCluster:
             "ports": self.ports,
             "nodes": list(self.nodes),
             "storage_provisioner": self.storage_provisioner,
+            "real_node": self.node.teardown_record() if self.node is not None else None,
             "processes": [
-                {"name": c.name, "pid": c.pid, "executable": os.path.realpath(c.args[0])}
+                {"name": c.name, "pid": c.pid, "executable": _executable(c.args[0])}
                 for c in self.components.values()
             ],
         }
@@ -783,8 +881,13 @@ class LocalCluster:
             for name, c in self.components.items()
             if c.process is not None
         }
-        api = self._access.api() if self._access is not None and self.storage_provisioner else None
-        _stop_in_order(records, api=api)
+        needs_api = self.storage_provisioner or self.node is not None
+        api = self._access.api() if self._access is not None and needs_api else None
+        _stop_in_order(
+            records,
+            api=api,
+            real_node=self.node.teardown_record() if self.node is not None else None,
+        )
         for component in self.components.values():
             if component.process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -795,8 +898,13 @@ class LocalCluster:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def create_default_storage_class(api: ApiClient) -> None:
-    """Create the default StorageClass served by the host-path provisioner."""
+def create_default_storage_class(
+    api: ApiClient, *, provisioner: str = HOSTPATH_PROVISIONER
+) -> None:
+    """Create the default StorageClass served by the host-path provisioner.
+
+    With a real node, ``provisioner`` is the harness's own (``testing.provisioner``).
+    """
     status, body = api.request(
         "POST",
         "/apis/storage.k8s.io/v1/storageclasses",
@@ -807,7 +915,7 @@ def create_default_storage_class(api: ApiClient) -> None:
                 "name": STORAGE_CLASS,
                 "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
             },
-            "provisioner": HOSTPATH_PROVISIONER,
+            "provisioner": provisioner,
             "reclaimPolicy": "Delete",
             "volumeBindingMode": "Immediate",
         },
@@ -843,28 +951,60 @@ def _remove_volume_folders(paths: Sequence[Path]) -> None:
         HOSTPATH_ROOT.rmdir()
 
 
+def _executable(arg: str) -> str:
+    """The real path of a command, found on PATH when it has no folder."""
+    found = shutil.which(arg) if os.sep not in arg else arg
+    return os.path.realpath(found or arg)
+
+
 def _stop_in_order(
     records: Mapping[str, tuple[int, str | None]],
     *,
     api: ApiClient | None,
     addons: Sequence[tuple[int, str | None]] = (),
+    real_node: Mapping[str, Any] | None = None,
 ) -> list[int]:
     """Stop add-ons (the demo's operator), then the cluster, and remove its volumes.
 
     NB: the controller-manager stops first so that it provisions nothing after
-    the volumes are listed; the API server is still up to list them.
+    the volumes are listed; the API server is still up to list them. With a
+    real node it stops with the scheduler before the node is drained (nothing
+    is re-created), and the pods' containers stop before kubelet and
+    containerd: a container outlives both.
     """
     survivors = terminate_pids(addons)
     paths: list[Path] = []
-    if api is not None:
-        kcm = records.get("kube-controller-manager")
-        survivors += terminate_pids([kcm] if kcm else [])
+    rest = dict(records)
+
+    def stop(*names: str) -> list[int]:
+        return terminate_pids([rest.pop(name) for name in names if name in rest])
+
+    if real_node is not None:
+        survivors += stop("kube-controller-manager", "kube-scheduler", "kwok")
+        node_alive = "kubelet" in rest and _pid_alive(*rest["kubelet"])
+        if api is not None and node_alive:
+            realnode.drain(api, str(real_node["node_name"]))
+        survivors += stop("volume-provisioner", "coredns", "kube-proxy", "kubelet")
+        socket_path = Path(real_node["containerd_socket"])
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            realnode.kill_containers(socket_path)
+        survivors += stop("containerd")
+        realnode.kill_leftovers(socket_path)
+        # The lease reconciler removes the API server's endpoint on the way out:
+        # with etcd gone it would wait out its whole grace period.
+        survivors += stop("kube-apiserver")
+    elif api is not None:
+        survivors += stop("kube-controller-manager")
         try:
             paths = provisioned_volume_paths(api)
         except (OSError, RuntimeError, http.client.HTTPException):
             paths = []  # the API server is gone: nothing to learn the paths from
-    survivors += terminate_pids(list(records.values()))
+    survivors += terminate_pids(list(rest.values()))
     _remove_volume_folders(paths)
+    if real_node is not None:
+        problems = realnode.clean_host(Path(real_node["node_dir"]))
+        if problems:
+            warnings.warn(f"real node teardown left: {'; '.join(problems)}", stacklevel=2)
     return survivors
 
 
@@ -887,8 +1027,10 @@ def stop_detached(workdir: Path, *, remove: bool = True) -> list[int]:
         str(p["name"]): (int(p["pid"]), str(p["executable"])) for p in state["processes"]
     }
     addons = [(int(p["pid"]), str(p["executable"])) for p in state.get("addons", [])]
-    api = ClusterAccess.load(workdir).api() if state.get("storage_provisioner") else None
-    survivors = _stop_in_order(records, api=api, addons=addons)
+    real_node = state.get("real_node")
+    needs_api = state.get("storage_provisioner") or real_node is not None
+    api = ClusterAccess.load(workdir).api() if needs_api else None
+    survivors = _stop_in_order(records, api=api, addons=addons, real_node=real_node)
     if remove and not survivors:
         shutil.rmtree(workdir, ignore_errors=True)
     return survivors
@@ -954,8 +1096,11 @@ def ensure_detached(
     workdir: Path,
     *,
     binaries: Binaries,
-    nodes: Sequence[str] = DEFAULT_NODES,
+    nodes: Sequence[str] | None = None,
     storage_provisioner: bool = True,
+    real_node: bool = False,
+    images: Sequence[Path] = (),
+    sandbox_image: str = DEFAULT_SANDBOX_IMAGE,
 ) -> LocalCluster | None:
     """Start a detached cluster in ``workdir`` unless one already runs there.
 
@@ -975,6 +1120,9 @@ def ensure_detached(
         die_with_parent=False,
         keep_workdir=True,
         storage_provisioner=storage_provisioner,
+        real_node=real_node,
+        images=images,
+        sandbox_image=sandbox_image,
     )
     cluster.start()
     return cluster
