@@ -1,43 +1,62 @@
-# syntax=docker/dockerfile:1.7
 # Images of TraderBot Operator, one Dockerfile with two final targets:
 #
 #   docker build --target operator -t ghcr.io/traderbot-dev/traderbot-operator:0.1.0 .
 #   docker build --target workload -t ghcr.io/traderbot-dev/trader-api:0.1.0 .
 #
+# hack/images.sh builds both here, with no image registry (docs/images.md).
+#
 # The builder stage turns the project and every dependency into wheels; the
 # final stages install one extra from those wheels with the network off, so
 # they carry neither a compiler nor the source tree.
 #
-# NB: the base image is pinned by tag. Release builds pin it by digest too
-# (PYTHON_IMAGE=python:3.11.14-slim-trixie@sha256:...), which a registry
-# resolves at build time; see docs/security.md.
+# NB: the base is Debian's own image and Python comes from Debian's packages
+# (python3 3.13 in trixie), in a virtualenv at /opt/venv on PATH, so pip may
+# install there despite PEP 668. hack/images.sh builds this same file FROM a
+# `debootstrap --variant=minbase` of the same suite, which is what Debian's
+# images are made from, so what is tested here is what users build. Pinned by
+# its dated tag; release builds pin the digest too
+# (BASE_IMAGE=debian:trixie-20251020-slim@sha256:...); see docs/security.md.
 # NB: trixie, not bookworm: trader-backup runs pg_dump, which refuses to dump a
 # server newer than itself. The CRD's default database is TimescaleDB on
 # PostgreSQL 16; bookworm ships client 15, trixie ships 17.
-ARG PYTHON_IMAGE=python:3.11.14-slim-trixie
+# NB: no `# syntax=` line: it makes BuildKit pull a frontend image from a
+# registry. The frontend built into Docker 20.10 and later handles RUN --mount.
+ARG BASE_IMAGE=debian:trixie-20251020-slim
 
-# checkov:skip=CKV_DOCKER_7: the tag is pinned in ARG PYTHON_IMAGE above, which checkov does not expand
-FROM ${PYTHON_IMAGE} AS builder
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_ROOT_USER_ACTION=ignore
+# checkov:skip=CKV_DOCKER_7: the tag is pinned in ARG BASE_IMAGE above, which checkov does not expand
+FROM ${BASE_IMAGE} AS python
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:${PATH}
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/venv
+
+FROM python AS builder
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 COPY workload/ workload/
 COPY crds/ crds/
 # Our wheel plus one wheel per dependency of both extras (binary wheels where
-# PyPI has them), so the final stages install offline from /wheels.
-RUN pip wheel --wheel-dir /wheels ".[operator,workload]"
+# PyPI has them), so the final stages install offline from /wheels. pip's
+# cache is a cache mount: a rebuild after a source change downloads nothing
+# again, and no layer keeps it.
+# The optional secret `ca` is a CA bundle for pip, for a network that
+# intercepts TLS (hack/images.sh passes the host's); a build without it uses
+# the image's own ca-certificates.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca \
+    if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && pip wheel --wheel-dir /wheels ".[operator,workload]"
 
-FROM ${PYTHON_IMAGE} AS runtime-base
+FROM python AS runtime-base
 ARG VERSION=0.1.0
 ARG APP_UID=10001
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_ROOT_USER_ACTION=ignore
+ENV PIP_NO_CACHE_DIR=1
 LABEL org.opencontainers.image.source="https://github.com/traderbot-dev/traderbot-operator" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0" \

@@ -1,7 +1,8 @@
 """The Dockerfile: lint-clean, two non-root targets, ports and users the chart and operator expect.
 
-No Docker engine runs here, so the image itself is never built in this suite;
-these tests pin down everything that can be known without building it.
+The suite runs no Docker engine, so the image itself is never built here
+(``hack/images.sh`` builds and smoke-tests it, docs/images.md); these tests
+pin down everything that can be known without building it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from traderbot_operator.desired.common import WORKLOAD_UID
 from unit.delivery.delivery_tools import CHART_DIR, REPO_ROOT
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
+IMAGES_SH = REPO_ROOT / "hack" / "images.sh"
 APP_UID = 10001
 WORKLOAD_PORT = 3000
 OPERATOR_HEALTH_PORT = 8080
@@ -77,6 +79,13 @@ def stage_lineage(stages: dict[str, Stage], name: str) -> list[Stage]:
     return chain
 
 
+def shell_assignment(script: Path, name: str) -> str:
+    """Return the value of a top-level ``NAME=value`` line of a shell script."""
+    match = re.search(rf"^{name}=(\S+)$", script.read_text(), flags=re.MULTILINE)
+    assert match, f"{name}= not found in {script.name}"
+    return match.group(1).strip('"')
+
+
 def project_version() -> str:
     with (REPO_ROOT / "pyproject.toml").open("rb") as handle:
         version: str = tomllib.load(handle)["project"]["version"]
@@ -120,12 +129,55 @@ def test_both_image_targets_exist_and_build_from_the_wheel_stage() -> None:
         assert f"traderbot-operator{extra}" in installs[0]
 
 
-def test_base_image_is_pinned_to_an_exact_python_patch_release() -> None:
-    image = global_args()["PYTHON_IMAGE"]
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", image), image
+def test_base_image_is_debians_own_pinned_by_a_dated_tag_of_the_suite_images_sh_builds() -> None:
+    image = global_args()["BASE_IMAGE"]
+    match = re.fullmatch(r"debian:([a-z]+)-(\d{8})-slim(@sha256:[0-9a-f]{64})?", image)
+    assert match, image
+    # hack/images.sh tests this Dockerfile FROM a debootstrap of the same suite.
+    assert match.group(1) == shell_assignment(IMAGES_SH, "SUITE")
     stages = parse_stages()
     roots = {stage_lineage(stages, name)[-1].base for name in ("builder", "operator", "workload")}
-    assert roots == {"${PYTHON_IMAGE}"}
+    assert roots == {"${BASE_IMAGE}"}
+
+
+def test_python_comes_from_debian_packages_into_a_virtualenv_on_path() -> None:
+    """Debian's python3 refuses pip installs (PEP 668) outside a virtualenv."""
+    stages = parse_stages()
+    python = stages[stages["runtime-base"].base]
+    assert python.base == "${BASE_IMAGE}"
+    (install,) = python.values("RUN")
+    words = install.split()
+    assert {"python3", "python3-venv", "--no-install-recommends"} <= set(words)
+    assert "python3 -m venv /opt/venv" in install
+    (env,) = python.values("ENV")
+    assert "PATH=/opt/venv/bin:${PATH}" in env.split()
+    assert stages["builder"].base == python.name
+
+
+def test_no_syntax_directive_so_no_frontend_image_is_pulled() -> None:
+    """A `# syntax=` line makes BuildKit pull its frontend image from a registry."""
+    for dockerfile in (DOCKERFILE, *sorted((REPO_ROOT / "hack" / "images").glob("*/Dockerfile"))):
+        comments = []
+        for line in dockerfile.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            comments.append(line)
+        assert not [c for c in comments if re.match(r"#\s*syntax\s*=", c)], dockerfile
+
+
+def test_the_ca_bundle_for_pip_is_an_optional_secret_of_the_builder_only() -> None:
+    """hack/images.sh hands pip the host's CA bundle; a build without it must work unchanged."""
+    stages = parse_stages()
+    (wheel,) = [run for run in stages["builder"].values("RUN") if "pip wheel" in run]
+    assert "--mount=type=secret,id=ca " in wheel
+    assert "required" not in wheel
+    assert "if [ -f /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi" in wheel
+    secrets = {
+        name: [run for run in stage.values("RUN") if "type=secret" in run]
+        for name, stage in stages.items()
+    }
+    assert {name for name, runs in secrets.items() if runs} == {"builder"}
+    assert "id=ca,src=" in IMAGES_SH.read_text()
 
 
 def test_image_version_defaults_to_the_project_version() -> None:

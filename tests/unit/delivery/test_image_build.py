@@ -3,7 +3,8 @@
 The builder stage runs ``pip wheel .[operator,workload]``; each final stage
 runs ``pip install --no-index --find-links=/wheels traderbot-operator[extra]``
 in an image without a compiler. This reproduces both steps on this machine
-(same Python minor version) into a fresh, isolated virtualenv, which is what
+(with its Python; the images have Debian's python3, and ``hack/images.sh``
+runs these steps there) into a fresh, isolated virtualenv, which is what
 can break an image build: a dependency without a binary wheel (the final
 stages have no compiler), an extra that pulls in the wrong packages, a
 console script that needs a package the extra does not install.
