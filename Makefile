@@ -116,6 +116,10 @@ lint-chart: $(STAMP) k8s-binaries ## helm lint --strict, schema-validate the ren
 scan: $(STAMP) k8s-binaries tools ## checkov over the Dockerfile, the rendered charts and the operator's manifests
 	$(PY) -m pytest tests/unit/delivery/test_scan.py $(PYTEST_ARGS)
 
+.PHONY: images
+images: ## build every image here (own dockerd, Debian and PyPI packages, no image registry); prints name= ref= id= archive= lines
+	bash hack/images.sh
+
 .PHONY: e2e-kind
 e2e-kind: ## end to end on kind (needs Docker, kind, kubectl, helm): build, load, install, trade, back up
 	bash hack/e2e-kind.sh

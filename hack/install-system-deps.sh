@@ -12,6 +12,10 @@
 #                                     chart from the repository's history
 #   curl, ca-certificates, unzip      hack/k8s-binaries.sh fetches the pinned Go
 #                                     toolchain when no Go 1.21+ is installed
+#   docker.io, containerd, runc,      hack/images.sh runs its own dockerd (never the
+#   containernetworking-plugins,      system service) to build the images from a
+#   debootstrap, iptables             debootstrap base; a real node runs containerd,
+#                                     runc and the CNI plugins
 #
 # Not here, on purpose: Go (hack/k8s-binaries.sh fetches it), wrk (bench/api_health.py
 # installs it when it runs as root), Lua (the gitops tests use the lupa wheel).
@@ -30,6 +34,8 @@ esac
 . "${here}/lib.sh"
 
 have() { command -v "$1" >/dev/null 2>&1; }
+# NB: also /usr/sbin, which a user's PATH often lacks (root's has it).
+have_sbin() { have "$1" || [[ -x "/usr/sbin/$1" ]]; }
 
 pg_bin=""
 for folder in /usr/lib/postgresql/*/bin; do
@@ -51,6 +57,13 @@ have git || need+=(git)
 { have curl || have wget; } || need+=(curl)
 compgen -G '/etc/ssl/certs/*.pem' >/dev/null || need+=(ca-certificates)
 { have unzip || have python3; } || need+=(unzip)
+# hack/images.sh runs these two by path (a newer docker client may come first on PATH).
+[[ -x /usr/sbin/dockerd && -x /usr/bin/docker ]] || need+=(docker.io)
+have containerd || need+=(containerd)
+have_sbin runc || need+=(runc)
+[[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
+have_sbin debootstrap || need+=(debootstrap)
+have_sbin iptables || need+=(iptables)
 
 case "${1:-}" in
   --check)
@@ -76,6 +89,15 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 log "installing ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# NB: no package may start its service while it is installed (policy-rc.d
+# answers 101, "not allowed"): a system dockerd would turn IP forwarding on
+# and add a bridge and iptables rules; hack/images.sh runs its own engine.
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e "${policy}" ]]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "${policy}" >/dev/null
+  $sudo chmod 0755 "${policy}"
+  trap '$sudo rm -f "${policy}"' EXIT
+fi
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # The Debian packages start their own servers; the suite runs its own, so stop them.
