@@ -28,7 +28,8 @@
 #
 # Environment:
 #   TRADERBOT_IMAGES_DIR     cache root (default ~/.cache/traderbot/images)
-#   TRADERBOT_IMAGES_RUN_DIR the engine's socket, pid and state (default /run/traderbot-images)
+#   TRADERBOT_IMAGES_RUN_DIR the engine's socket, pid and state (default
+#                            /run/traderbot-images.<hash of the cache root>)
 #   TRADERBOT_IMAGE_PREFIX   registry part of every ref (default traderbot.local)
 #   TRADERBOT_DEBIAN_MIRROR  Debian mirror of the base (default http://deb.debian.org/debian)
 #   TRADERBOT_CA_BUNDLE      CA bundle handed to pip inside builds (default $PIP_CERT,
@@ -53,7 +54,8 @@ archive_dir="${cache_root}/archives"
 base_dir="${cache_root}/base"
 log_dir="${cache_root}/logs"
 data_root="${cache_root}/docker"
-run_dir="${TRADERBOT_IMAGES_RUN_DIR:-/run/traderbot-images}"
+# NB: one per cache: the cache's lock guards it (see start_engine's stale check).
+run_dir="${TRADERBOT_IMAGES_RUN_DIR:-/run/traderbot-images.$(printf '%s' "${cache_root}" | sha1sum | cut -c1-8)}"
 prefix="${TRADERBOT_IMAGE_PREFIX:-traderbot.local}"
 mirror="${TRADERBOT_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 ca_bundle="${TRADERBOT_CA_BUNDLE:-${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}}"
