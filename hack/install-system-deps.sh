@@ -16,6 +16,8 @@
 #   containernetworking-plugins,      system service) to build the images from a
 #   debootstrap, iptables             debootstrap base; a real node runs containerd,
 #                                     runc and the CNI plugins
+#   iproute2, procps, nftables,       the real node's bridge, sysctls and teardown;
+#   busybox-static                    the image of the real-node cluster tests
 #
 # Not here, on purpose: Go (hack/k8s-binaries.sh fetches it), wrk (bench/api_health.py
 # installs it when it runs as root), Lua (the gitops tests use the lupa wheel).
@@ -64,6 +66,14 @@ have_sbin runc || need+=(runc)
 [[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
 have_sbin debootstrap || need+=(debootstrap)
 have_sbin iptables || need+=(iptables)
+# The real node (traderbot-cluster up --real-node) also needs ip and sysctl
+# (iproute2, procps), nft to drop the tables iptables-nft made, and a static
+# busybox: the cluster tests build their pods' image from it (no libc inside).
+have_sbin ip || need+=(iproute2)
+have_sbin sysctl || need+=(procps)
+have_sbin nft || need+=(nftables)
+[[ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null)" == "install ok installed" ]] \
+  || need+=(busybox-static)
 
 case "${1:-}" in
   --check)
