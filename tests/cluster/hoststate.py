@@ -71,12 +71,18 @@ def _kubepods_cgroups() -> tuple[str, ...]:
     return tuple(sorted(str(p) for p in hostnet.kubepods_cgroups()))
 
 
+# Every containerd's shims keep their sockets here, whoever started it: a shim
+# of the node's that outlived it shows among the processes instead.
+SHARED_SHIM_SOCKETS = realnode.CONTAINERD_FIXED_DIR / "s"
+
+
 def _fixed_paths() -> tuple[str, ...]:
     """The fixed folders' entries (kubelet's, libcni's, containerd's), or their absence."""
     out = []
     for path in realnode.FIXED_PATHS:
         if path.exists():
-            out += [str(p) for p in sorted(path.rglob("*"))] or [f"{path} (empty)"]
+            entries = [p for p in sorted(path.rglob("*")) if p.parent != SHARED_SHIM_SOCKETS]
+            out += [str(p) for p in entries] or [f"{path} (empty)"]
     return tuple(out)
 
 

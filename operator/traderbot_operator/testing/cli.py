@@ -22,6 +22,7 @@ from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
 from traderbot_operator.testing.demo import add_arguments as add_demo_arguments
 from traderbot_operator.testing.demo import run as run_demo
 from traderbot_operator.testing.hostnet import HostSetupError
+from traderbot_operator.testing.images import archives_by_ref, images_sh_list
 from traderbot_operator.testing.localcluster import (
     DEFAULT_SANDBOX_IMAGE,
     STATE_FILE,
@@ -29,6 +30,8 @@ from traderbot_operator.testing.localcluster import (
     ClusterStartError,
     addon_endpoints,
     addon_status,
+    detached_has_real_node,
+    detached_running,
     detached_status,
     ensure_detached,
     stop_detached,
@@ -88,7 +91,7 @@ def bring_up(
         if cluster.node is not None:
             _say(
                 f"real node {cluster.node.node_name} at {cluster.node.node_ip}; "
-                f"images: {', '.join(sorted(cluster.node.image_names()))}"
+                f"images: {', '.join(sorted(_named(cluster.node.image_names())))}"
             )
     return True
 
@@ -99,13 +102,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         _say("--image-archive needs --real-node (kwok runs no container)")
         return 2
     nodes = args.nodes if args.nodes is not None else (0 if args.real_node else 1)
+    if detached_running(workdir) and detached_has_real_node(workdir) != args.real_node:
+        running = "with" if detached_has_real_node(workdir) else "without"
+        _say(f"the cluster running from {workdir} has {running} a real node: `down` it first")
+        return 1
+    archives = [path.absolute() for path in args.image_archive]
+    if args.real_node:
+        archives += _sandbox_archive(args.sandbox_image, given=archives)
     if not bring_up(
         workdir,
         bin_dir=args.bin_dir,
         nodes=nodes,
         storage_provisioner=args.storage_provisioner,
         real_node=args.real_node,
-        images=[path.absolute() for path in args.image_archive],
+        images=archives,
         sandbox_image=args.sandbox_image,
     ):
         return 1
@@ -114,6 +124,27 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"export PATH={kubectl.parent}:$PATH")  # noqa: T201 - for eval
     print(f"export KUBECONFIG={workdir / 'kubeconfig'}")  # noqa: T201 - for eval
     return 0
+
+
+def _named(refs: set[str]) -> set[str]:
+    """Image names without the digest-only ones an import adds."""
+    return {ref for ref in refs if not ref.startswith("sha256:")}
+
+
+def _sandbox_archive(sandbox_image: str, *, given: Sequence[Path]) -> list[Path]:
+    """The archive hack/images.sh saved the pause image in, unless one was given.
+
+    NB: a guess by name only: an archive passed with --image-archive may hold
+    the pause image too, which the node checks once they are imported.
+    """
+    listing = images_sh_list()
+    if not listing.is_file():
+        return []
+    archive = archives_by_ref(listing.read_text()).get(sandbox_image)
+    if archive is None or archive in given or not archive.is_file():
+        return []
+    _say(f"the pause image {sandbox_image} comes from {archive} (hack/images.sh)")
+    return [archive]
 
 
 def _kubectl(bin_dir: Path | None) -> Path | None:
@@ -214,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--sandbox-image",
         default=DEFAULT_SANDBOX_IMAGE,
-        help="the pause image, from one of the archives (default: %(default)s)",
+        help="the pause image, from one of the archives (default: %(default)s, whose archive "
+        "hack/images.sh saves and which is then loaded without --image-archive)",
     )
     up.add_argument(
         "--bin-dir", type=Path, default=None, help="binaries folder (default: the build cache)"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -154,3 +155,20 @@ def busybox_image(
     entries.update({f"bin/{tool}": symlink("busybox") for tool in BUSYBOX_TOOLS})
     entries.update(extra or {})
     return ImageSpec(ref=ref, entries=entries, entrypoint=entrypoint, cmd=cmd, user=user)
+
+
+def images_sh_list() -> Path:
+    """Where ``hack/images.sh`` lists the archives it saved (``images.txt``)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    root = os.environ.get("TRADERBOT_IMAGES_DIR") or str(Path(cache) / "traderbot" / "images")
+    return Path(root) / "archives" / "images.txt"
+
+
+def archives_by_ref(listing: str) -> dict[str, Path]:
+    """``ref -> archive`` from hack/images.sh's list (``name= ref= id= archive=`` lines)."""
+    found = {}
+    for line in listing.splitlines():
+        words = dict(word.split("=", 1) for word in line.split() if "=" in word)
+        if "ref" in words and "archive" in words:
+            found[words["ref"]] = Path(words["archive"])
+    return found

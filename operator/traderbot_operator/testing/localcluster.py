@@ -501,6 +501,13 @@ class LocalCluster:
                 self._write_state()  # a failed start's `down` undoes the host changes too
             self._launch("etcd", self._etcd_args())
             self._launch("kube-apiserver", self._apiserver_args())
+            if self.node is not None:
+                self.node.start_runtime(
+                    launch=self._launch,
+                    wait=lambda what, check, blame: self._wait(
+                        what, check, deadline=deadline, blame=blame
+                    ),
+                )
             self._wait(
                 "kube-apiserver /readyz",
                 self._apiserver_ready,
@@ -1085,6 +1092,11 @@ def detached_running(workdir: Path) -> bool:
     if not (workdir / STATE_FILE).exists():
         return False
     return all(alive for _, _, alive in detached_status(workdir))
+
+
+def detached_has_real_node(workdir: Path) -> bool:
+    """Whether the detached cluster in ``workdir`` runs a real node."""
+    return _load_state(workdir).get("real_node") is not None
 
 
 def detached_has_storage(workdir: Path) -> bool:

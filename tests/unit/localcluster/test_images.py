@@ -8,7 +8,17 @@ import json
 import tarfile
 from pathlib import Path
 
-from traderbot_operator.testing.images import ImageSpec, file, folder, symlink, write_archive
+import pytest
+
+from traderbot_operator.testing.images import (
+    ImageSpec,
+    archives_by_ref,
+    file,
+    folder,
+    images_sh_list,
+    symlink,
+    write_archive,
+)
 
 SPEC = ImageSpec(
     ref="traderbot.local/probe:1",
@@ -62,3 +72,20 @@ def test_the_layer_holds_files_links_and_folders_with_their_modes(tmp_path: Path
 def test_the_same_spec_gives_the_same_bytes(tmp_path: Path) -> None:
     first = write_archive(SPEC, tmp_path / "a.tar").read_bytes()
     assert write_archive(SPEC, tmp_path / "b.tar").read_bytes() == first
+
+
+def test_hack_images_sh_list_gives_each_refs_archive() -> None:
+    listing = (
+        "name=pause ref=traderbot.local/pause:3.10 id=sha256:1 archive=/c/archives/pause.tar\n"
+        "name=workload ref=traderbot.local/app:1 id=sha256:2 archive=/c/a/app.tar\n"
+        "\n"
+    )
+    assert archives_by_ref(listing) == {
+        "traderbot.local/pause:3.10": Path("/c/archives/pause.tar"),
+        "traderbot.local/app:1": Path("/c/a/app.tar"),
+    }
+
+
+def test_the_list_is_where_hack_images_sh_writes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADERBOT_IMAGES_DIR", "/cache/images")
+    assert images_sh_list() == Path("/cache/images/archives/images.txt")
