@@ -475,9 +475,16 @@ smoke_operator() {
   local ref="$1" out
   out="$(docker_cli run --rm --network none --read-only "${ref}" --help)"
   expect "traderbot-operator --help" grep -q -- --liveness-port <<<"${out}"
-  out="$(docker_cli run --rm --network none --entrypoint python "${ref}" -c \
-    'import sys, kopf, traderbot_operator; print(sys.version_info[:2] >= (3, 11), __import__("os").getuid())')"
-  expect "operator imports under Python 3.11+ as 10001" test "${out}" = "True 10001"
+  # Every module of the operator (its handlers register with kopf on import),
+  # under the image's Python and user.
+  out="$(docker_cli run --rm --network none --read-only --entrypoint python "${ref}" -c '
+import importlib, os, pkgutil, sys
+import traderbot_operator
+for module in pkgutil.walk_packages(traderbot_operator.__path__, "traderbot_operator."):
+    if ".testing" not in module.name:
+        importlib.import_module(module.name)
+print(sys.version_info[:2] >= (3, 11), os.getuid())')"
+  expect "operator modules import under Python 3.11+ as 10001 (got ${out})" test "${out}" = "True 10001"
 }
 
 smoke_workload() {
