@@ -164,6 +164,17 @@ def test_a_pod_reaches_another_through_its_service_by_dns_name(
     assert "hello-from-web" in answer
 
 
+def test_a_pod_reaches_itself_through_its_own_service(real: RealCluster, web: str) -> None:
+    """Hairpin: the bridge's hairpin mode and kube-proxy's masquerade to the node IP.
+
+    NB: the full name: in its own pod, ``web`` is the pod's host name (/etc/hosts).
+    """
+    service = f"web.{web}.svc.cluster.local"
+    assert "hello-from-web" in http_get(
+        real.kubectl, "web", service, 80, "/index.html", namespace=web
+    )
+
+
 def test_names_outside_the_cluster_are_refused_not_forwarded(real: RealCluster, web: str) -> None:
     result = real.kubectl.exec("client", "nslookup", "example.com", namespace=web)
     assert "REFUSED" in result.stdout + result.stderr
