@@ -354,13 +354,27 @@ def _volume_folder(real: RealCluster, namespace: str, claim: str) -> Path:
 
 
 def test_a_statefulset_claim_binds_and_a_non_root_pod_writes_its_volume(
-    real: RealCluster,
+    real: RealCluster, web: str
 ) -> None:
-    """PostgreSQL's UID 70 writes the volume; deleting the claim (Delete) removes the folder."""
+    """PostgreSQL's UID 70 writes the volume; deleting the claim (Delete) removes the folder.
+
+    Its pod has the per-pod DNS name of its headless Service, as a database's does.
+    """
     namespace = real.namespace("volumes")
-    real.kubectl.apply(_statefulset("db", user=70), namespace=namespace)
+    headless = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "db"},
+        "spec": {"clusterIP": "None", "selector": {"app": "db"}, "ports": [{"port": 5432}]},
+    }
+    real.kubectl.apply(headless, _statefulset("db", user=70), namespace=namespace)
     folder = _volume_folder(real, namespace, "data-db-0")
     real.kubectl.run("rollout", "status", "-n", namespace, "statefulset/db", "--timeout=90s")
+    pod_ip = real.kubectl.get("pod", "db-0", namespace=namespace)["status"]["podIP"]
+    answer = real.kubectl.exec(
+        "client", "nslookup", f"db-0.db.{namespace}.svc.cluster.local", namespace=web
+    )
+    assert f"Address: {pod_ip}" in answer.stdout, answer.stdout + answer.stderr
 
     assert folder.is_relative_to(real.local.workdir / "node" / "volumes")
     written = folder / "hello"

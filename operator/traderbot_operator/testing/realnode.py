@@ -28,6 +28,7 @@ import contextlib
 import http
 import http.client
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -208,6 +209,10 @@ class RealNode:
         NB: runs before the API server, which binds the node IP. The record is
         written first, so a start that fails half-way is still undone.
         """
+        if os.geteuid() != 0:
+            raise NodeStartError(
+                "a real node needs root: it makes a bridge, iptables rules, mounts and cgroups"
+            )
         for archive in self.images:
             if not archive.is_file():
                 raise NodeStartError(f"image archive {archive} does not exist")
