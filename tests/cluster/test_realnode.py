@@ -32,7 +32,13 @@ from cluster.realnode_support import (
     write_test_images,
 )
 from support.kube import eventually
-from traderbot_operator.testing import Binaries, BinariesMissingError, LocalCluster, nodeconfig
+from traderbot_operator.testing import (
+    Binaries,
+    BinariesMissingError,
+    LocalCluster,
+    hostnet,
+    nodeconfig,
+)
 
 pytestmark = [requires_real_node]
 
@@ -309,6 +315,29 @@ def test_nothing_is_forwarded_off_the_bridge(real: RealCluster, web: str) -> Non
     assert dropped["TRADERBOT-ISOLATE:1"] > 0, "pod -> elsewhere: bridge to another interface"
     assert dropped["TRADERBOT-ISOLATE:3"] > 0, "pod -> unassigned Service IP"
     assert dropped["TRADERBOT-EGRESS:3"] > 0, "host -> elsewhere's cluster IP"
+
+
+def test_a_second_real_node_is_refused_and_leaves_the_first_alone(
+    real: RealCluster, web: str, tmp_path: Path
+) -> None:
+    """The bridge is the lock: the refused cluster's teardown touches nothing of ours."""
+    second = LocalCluster(
+        binaries=real.local.binaries,
+        workdir=tmp_path / "second",
+        real_node=True,
+        images=real.local.node.images if real.local.node else [],
+        sandbox_image=PAUSE_REF,
+    )
+    with pytest.raises(hostnet.HostSetupError, match="interface tbr0 already exists"):
+        second.start()
+    assert (
+        nodeconfig.ISOLATION_CHAIN
+        in subprocess.run(
+            ["iptables-save", "-t", "mangle"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert "hello-from-web" in http_get(real.kubectl, "client", "web", 80, "/", namespace=web)
+    assert not (tmp_path / "second" / "node").exists()
 
 
 def _statefulset(name: str, *, user: int) -> dict[str, Any]:

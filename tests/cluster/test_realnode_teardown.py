@@ -24,7 +24,14 @@ from cluster.realnode_support import (
     requires_real_node,
     write_test_images,
 )
-from traderbot_operator.testing import Binaries, BinariesMissingError, hostnet, nodeconfig
+from traderbot_operator.testing import (
+    Binaries,
+    BinariesMissingError,
+    LocalCluster,
+    hostnet,
+    nodeconfig,
+    realnode,
+)
 
 pytestmark = [requires_real_node]
 
@@ -94,3 +101,20 @@ def test_down_restores_the_host_after_kubelet_was_killed_under_running_pods(
         assert not process_alive(int(line.split()[0])), f"container left running: {line}"
     assert hostnet.kubepods_cgroups() == []
     assert before.differences(HostState.take(workdir)) == {}
+
+
+def test_a_start_that_fails_half_way_leaves_the_host_as_it_was(tmp_path: Path) -> None:
+    """No pause image among the archives: containerd ran, the bridge and rules were made."""
+    busybox, _ = write_test_images(tmp_path)
+    workdir = tmp_path / "cluster"
+    before = HostState.take(workdir)
+    cluster = LocalCluster(
+        workdir=workdir,
+        real_node=True,
+        images=[busybox],
+        sandbox_image="traderbot.local/pause:missing",
+    )
+    with pytest.raises(realnode.NodeStartError, match="pause:missing is not among"):
+        cluster.start()
+    assert before.differences(HostState.take(workdir)) == {}
+    assert not (workdir / "node").exists()

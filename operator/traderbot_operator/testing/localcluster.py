@@ -996,7 +996,7 @@ def _stop_in_order(
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             realnode.kill_containers(socket_path)
         survivors += stop("containerd")
-        realnode.kill_leftovers(socket_path)
+        realnode.kill_leftovers(socket_path, node_dir=Path(real_node["node_dir"]))
         # The lease reconciler removes the API server's endpoint on the way out:
         # with etcd gone it would wait out its whole grace period.
         survivors += stop("kube-apiserver")

@@ -537,32 +537,47 @@ def kill_containers(socket_path: Path) -> None:
             _ctr(socket_path, "-n", namespace, "containers", "delete", container, timeout=15)
 
 
-def kill_leftovers(socket_path: Path) -> None:
+def _host_record(node_dir: Path) -> hostnet.HostRecord | None:
+    path = node_dir / HOST_RECORD
+    if not path.exists():
+        return None
+    return hostnet.HostRecord.from_json(json.loads(path.read_text()))
+
+
+def owns_host(node_dir: Path) -> bool:
+    """Whether this node made the bridge, and so owns the machine's node-wide state.
+
+    NB: the bridge is the lock: a second real node fails to make it, and its
+    teardown must then leave the kubepods cgroups, the chains and the sysctls
+    alone: they are the first node's.
+    """
+    record = _host_record(node_dir)
+    return record is not None and record.bridge_created
+
+
+def kill_leftovers(socket_path: Path, *, node_dir: Path) -> None:
     """End containerd's shims of this node and any process left in a kubepods cgroup."""
     hostnet.kill_pids(hostnet.processes_mentioning(str(socket_path)))
-    hostnet.kill_kubepods()
+    if owns_host(node_dir):
+        hostnet.kill_kubepods()
 
 
 def clean_host(node_dir: Path) -> list[str]:
     """Undo every host change the record lists; return what could not be undone.
 
-    Runs after every process of the node has stopped.
+    Runs after every process of the node has stopped. A node that never made
+    its bridge (another one held it) only removes its own folder.
     """
     problems: list[str] = []
-    record_path = node_dir / HOST_RECORD
-    record = (
-        hostnet.HostRecord.from_json(json.loads(record_path.read_text()))
-        if record_path.exists()
-        else None
-    )
-    hostnet.kill_kubepods()
+    record = _host_record(node_dir)
     sandboxes = _sandbox_ids(node_dir)
+    if record is not None and record.bridge_created:
+        hostnet.kill_kubepods()
     left = hostnet.unmount_all_under(node_dir)
     problems += [f"mount {p}" for p in left]
-    problems += [f"cgroup {p}" for p in hostnet.remove_kubepods_cgroups()]
-    if record is not None:
-        if record.bridge_created:
-            hostnet.delete_bridge(record.bridge)
+    if record is not None and record.bridge_created:
+        problems += [f"cgroup {p}" for p in hostnet.remove_kubepods_cgroups()]
+        hostnet.delete_bridge(record.bridge)
         for family in hostnet.FAMILIES:
             try:
                 hostnet.sweep_chains(family, keep=record.chains.get(family, {}))
