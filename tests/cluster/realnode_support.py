@@ -55,7 +55,7 @@ class Kubectl:
         self, *args: str, stdin: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args],
+            [*self.command(), *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -65,6 +65,11 @@ class Kubectl:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
         return result
+
+    def command(self) -> list[str]:
+        """kubectl with the cluster's kubeconfig and a discovery cache beside it, not in ~/.kube."""
+        cache = self.kubeconfig.parent / "kubectl-cache"
+        return [str(self.binary), f"--kubeconfig={self.kubeconfig}", f"--cache-dir={cache}"]
 
     def apply(self, *manifests: dict[str, Any], namespace: str) -> None:
         document = {"apiVersion": "v1", "kind": "List", "items": list(manifests)}

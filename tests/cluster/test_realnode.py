@@ -213,8 +213,7 @@ def test_kubectl_logs_exec_and_port_forward_work(real: RealCluster, web: str) ->
     )
     forward = subprocess.Popen(
         [
-            str(real.kubectl.binary),
-            f"--kubeconfig={real.kubectl.kubeconfig}",
+            *real.kubectl.command(),
             "port-forward",
             "-n",
             web,
