@@ -180,10 +180,18 @@ export DOCKER_CONFIG="${run_dir}/client"
 docker_cli() { /usr/bin/docker "$@"; }
 
 ip_forward_before="$(cat /proc/sys/net/ipv4/ip_forward)"
-had_run_docker=0
-[[ -e /run/docker ]] && had_run_docker=1
-had_etc_docker=0
-[[ -e /etc/docker ]] && had_etc_docker=1
+# What dockerd 20.10 makes outside its folders whatever its flags: removed at
+# the end when a run of ours made it (a marker in the cache remembers that
+# across a run that was killed).
+made_marker="${cache_root}/.made-host-folders"
+made_run_docker=0
+made_etc_docker=0
+if [[ -f "${made_marker}" ]]; then
+  grep -qx run-docker "${made_marker}" && made_run_docker=1
+  grep -qx etc-docker "${made_marker}" && made_etc_docker=1
+fi
+[[ -e /run/docker ]] || made_run_docker=1
+[[ -e /etc/docker ]] || made_etc_docker=1
 dockerd_pid=""
 containerd_pid=""
 
@@ -241,13 +249,14 @@ stop_engine() {
   fi
   # dockerd 20.10 makes /run/docker/plugins whatever its exec root, and its
   # identity /etc/docker/key.json whatever its data root: remove what we made.
-  if ((had_run_docker == 0)); then
+  if ((made_run_docker)); then
     rmdir /run/docker/plugins /run/docker 2>/dev/null || true
   fi
-  if ((had_etc_docker == 0)); then
+  if ((made_etc_docker)); then
     rm -f /etc/docker/key.json
     rmdir /etc/docker 2>/dev/null || true
   fi
+  rm -f "${made_marker}"
   # NB: reported, never written back: this engine runs with --ip-forward=false,
   # so a change came from someone else (a real node's harness restores its own).
   if [[ "$(cat /proc/sys/net/ipv4/ip_forward)" != "${ip_forward_before}" ]]; then
@@ -274,6 +283,10 @@ start_engine() {
   mkdir -p "${run_dir}" "${DOCKER_CONFIG}"
   chmod 0700 "${run_dir}"
   printf '{}\n' >"${run_dir}/daemon.json"
+  {
+    ((made_run_docker == 0)) || echo run-docker
+    ((made_etc_docker == 0)) || echo etc-docker
+  } >"${made_marker}"
   trap stop_engine EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
@@ -287,7 +300,9 @@ start_engine() {
     -H "unix://${socket}" \
     --bridge=none --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
     --userland-proxy=false \
-    >"${log_dir}/dockerd.log" 2>&1 &
+    >"${log_dir}/dockerd.log" 2>&1 9>&- &
+  # NB: 9>&- above: the engine must not inherit the cache's lock (hold_lock),
+  # or an engine left by a killed run would make the next run wait for ever.
   dockerd_pid=$!
   for _ in $(seq 120); do
     if docker_cli version >/dev/null 2>&1; then
