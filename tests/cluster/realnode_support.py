@@ -114,9 +114,14 @@ def busybox_pod(
     }
 
 
-def http_get(kubectl: Kubectl, pod: str, host: str, port: int, path: str, *, namespace: str) -> str:
-    """GET through busybox nc in ``pod`` (Debian's static busybox wget crashes)."""
-    request = f'printf "GET {path} HTTP/1.0\\r\\n\\r\\n" | nc -w 3 {host} {port}'
+def http_get(kubectl: Kubectl, pod: str, *, url: str, namespace: str) -> str:
+    """GET ``url`` (``host[:port]/path``) with busybox nc in ``pod``.
+
+    NB: not wget: Debian's static busybox wget crashes (SIGSEGV), nc does not.
+    """
+    where, _, path = url.partition("/")
+    host, _, port = where.partition(":")
+    request = f'printf "GET /{path} HTTP/1.0\\r\\n\\r\\n" | nc -w 3 {host} {port or 80}'
     result = kubectl.exec(pod, "sh", "-c", request, namespace=namespace)
     return result.stdout + result.stderr
 

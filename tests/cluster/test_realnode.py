@@ -166,7 +166,9 @@ def test_a_pod_turns_ready_through_its_real_readiness_probe(real: RealCluster, w
 def test_a_pod_reaches_another_through_its_service_by_dns_name(
     real: RealCluster, web: str, name: str
 ) -> None:
-    answer = http_get(real.kubectl, "client", name.format(ns=web), 80, "/index.html", namespace=web)
+    answer = http_get(
+        real.kubectl, "client", url=f"{name.format(ns=web)}/index.html", namespace=web
+    )
     assert "hello-from-web" in answer
 
 
@@ -177,7 +179,7 @@ def test_a_pod_reaches_itself_through_its_own_service(real: RealCluster, web: st
     """
     service = f"web.{web}.svc.cluster.local"
     assert "hello-from-web" in http_get(
-        real.kubectl, "web", service, 80, "/index.html", namespace=web
+        real.kubectl, "web", url=f"{service}/index.html", namespace=web
     )
 
 
@@ -297,11 +299,11 @@ def test_nothing_is_forwarded_off_the_bridge(real: RealCluster, web: str) -> Non
         )
         before = drop_counters()
 
-        through_service = http_get(real.kubectl, "client", "elsewhere", 80, "/", namespace=web)
+        through_service = http_get(real.kubectl, "client", url="elsewhere/", namespace=web)
         unassigned = http_get(
-            real.kubectl, "client", _free_service_ip(real), 80, "/", namespace=web
+            real.kubectl, "client", url=f"{_free_service_ip(real)}/", namespace=web
         )
-        direct = http_get(real.kubectl, "client", "10.89.0.2", 80, "/", namespace=web)
+        direct = http_get(real.kubectl, "client", url="10.89.0.2/", namespace=web)
         with socket.socket() as host_socket:
             host_socket.settimeout(2)
             host_result = host_socket.connect_ex((cluster_ip, 80))
@@ -335,7 +337,7 @@ def test_a_second_real_node_is_refused_and_leaves_the_first_alone(
             ["iptables-save", "-t", "mangle"], capture_output=True, text=True, check=True
         ).stdout
     )
-    assert "hello-from-web" in http_get(real.kubectl, "client", "web", 80, "/", namespace=web)
+    assert "hello-from-web" in http_get(real.kubectl, "client", url="web/", namespace=web)
     assert not (tmp_path / "second" / "node").exists()
 
 
