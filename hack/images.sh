@@ -568,10 +568,15 @@ smoke_redis() {
 }
 
 smoke_pause() {
-  local ref="$1" started status
+  local ref="$1" started status zombies
   run_detached pause "${ref}"
   sleep 1
   expect "pause keeps running" test "$(docker_cli inspect --format '{{.State.Running}}' "${smoke_container}")" = true
+  # An orphan in the pod's PID namespace becomes the child of pause (PID 1),
+  # which must reap it when it exits: no zombie may be left.
+  zombies="$(docker_cli run --rm --network none --pid "container:${smoke_container}" "${base}" \
+    sh -c 'sh -c "sleep 1 &"; sleep 2; grep -l "^State:[[:space:]]*Z" /proc/[0-9]*/status || true')"
+  expect "pause reaps orphans (zombies: ${zombies:-none})" test -z "${zombies}"
   started=${SECONDS}
   docker_cli stop --time 20 "${smoke_container}" >/dev/null
   status="$(docker_cli inspect --format '{{.State.ExitCode}}' "${smoke_container}")"
