@@ -567,7 +567,7 @@ class LocalCluster:
         names = ("etcd-client", "etcd-peer", "apiserver", "kcm", "scheduler", "kwok")
         self.ports = dict(zip(names, free_loopback_ports(len(names)), strict=True))
         if self.node is not None:
-            self.node.prepare_host(apiserver_port=self.ports["apiserver"])
+            self.node.prepare_host()
         server = f"https://{self.host}:{self.ports['apiserver']}"
         self._access = ClusterAccess(workdir=self.workdir, server=server)
         pki = self.workdir / "pki"

@@ -30,7 +30,7 @@ NODE_NAME = "traderbot-node"
 CNI_NETWORK = "traderbot"
 CNI_BIN_DIR = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 VOLUME_PROVISIONER = PROVISIONER
-# Labels of the node's identities: the Node authorizer reads `system:node:<name>`.
+# The node's components' identities: the Node authorizer reads `system:node:<name>`.
 NODE_GROUP = "system:nodes"
 KUBE_PROXY_USER = "system:kube-proxy"
 COREDNS_USER = "traderbot-coredns"
@@ -50,7 +50,6 @@ class NodeLayout:
 
     workdir: Path
     service_cidr: str
-    apiserver_port: int
     kubelet_port: int
     kubelet_healthz_port: int
     proxy_healthz_port: int

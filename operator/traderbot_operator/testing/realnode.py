@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 CONTAINERD_NAMESPACE = "k8s.io"
 HOST_RECORD = "host.json"
-# Node components in the order they start; teardown goes the other way.
-COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns", "volume-provisioner")
 # containerd sends every pull here: nothing listens on the discard port.
 DEAD_PROXY = "http://127.0.0.1:9"
 # Folders outside the work folder that the node's components use whatever their
@@ -203,7 +201,7 @@ class RealNode:
 
     # -- before the API server -------------------------------------------------------
 
-    def prepare_host(self, *, apiserver_port: int) -> None:
+    def prepare_host(self) -> None:
         """Record the host, then make the bridge, the rules and the sysctl the node needs.
 
         NB: runs before the API server, which binds the node IP. The record is
@@ -231,7 +229,6 @@ class RealNode:
         self._layout = NodeLayout(
             workdir=self.workdir,
             service_cidr=self.service_cidr,
-            apiserver_port=apiserver_port,
             kubelet_port=free_port(nodeconfig.NODE_IP),
             kubelet_healthz_port=free_port("127.0.0.1"),
             proxy_healthz_port=free_port("127.0.0.1"),

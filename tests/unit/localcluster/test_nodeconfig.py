@@ -19,7 +19,6 @@ def layout() -> NodeLayout:
     return NodeLayout(
         workdir=WORKDIR,
         service_cidr="10.96.0.0/24",
-        apiserver_port=6443,
         kubelet_port=10250,
         kubelet_healthz_port=10248,
         proxy_healthz_port=10256,
