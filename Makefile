@@ -85,12 +85,15 @@ cluster-up: ## start a local control plane; prints `export KUBECONFIG=...` (to e
 cluster-down: $(STAMP) ## stop the local control plane, leaving no process behind
 	@$(VENV)/bin/traderbot-cluster down
 
+# real: real pods (root; hack/images.sh's images, the chart); kwok: fake pods; auto: real where possible.
+DEMO_NODE ?= auto
+
 .PHONY: demo
-demo: setup k8s-binaries ## cluster + CRDs + operator + examples/traderbot-minimal.yaml until Ready, then what to look at
-	@$(VENV)/bin/traderbot-cluster demo
+demo: setup k8s-binaries ## cluster + operator + examples/traderbot-minimal.yaml until Ready on real pods (else kwok; DEMO_NODE=real|kwok), then what to look at
+	@$(VENV)/bin/traderbot-cluster demo --node $(DEMO_NODE)
 
 .PHONY: demo-down
-demo-down: $(STAMP) ## stop the demo: operator, local control plane, provisioned volumes
+demo-down: $(STAMP) ## stop the demo: operator, pods, local control plane, volumes, the real node's host changes
 	@$(VENV)/bin/traderbot-cluster down
 
 .PHONY: tools

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """Run ``traderbot-cluster ARGS`` with this interpreter from ``cwd``; never raise on failure."""
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 240, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``traderbot-cluster ARGS`` with this interpreter from ``cwd``; never raise on failure.
+
+    ``env`` replaces the environment (e.g. a PATH that lacks a tool).
+    """
     return subprocess.run(
         [sys.executable, "-m", "traderbot_operator.testing.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=dict(env) if env is not None else None,
         check=False,
     )
 

@@ -3,7 +3,8 @@
     eval "$(traderbot-cluster up)"      # prints: export KUBECONFIG=...
     kubectl get nodes
     traderbot-cluster kubeconfig --serviceaccount default/my-sa
-    traderbot-cluster demo              # + CRDs, the operator, examples/ until Ready
+    traderbot-cluster demo              # + the operator, examples/ until Ready: real pods
+                                        # where a real node can run, else kwok (--kwok)
     traderbot-cluster down              # stops the demo's operator too
 
 The cluster's files (state, logs, kubeconfigs) live in ``--dir`` (default
@@ -18,7 +19,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from traderbot_operator.testing import demo_pods
 from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
+from traderbot_operator.testing.demo import NODE_AUTO, NODE_KWOK, NODE_REAL, DemoError
 from traderbot_operator.testing.demo import add_arguments as add_demo_arguments
 from traderbot_operator.testing.demo import run as run_demo
 from traderbot_operator.testing.hostnet import HostSetupError
@@ -154,9 +157,94 @@ def _kubectl(bin_dir: Path | None) -> Path | None:
         return None
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def _demo_node(args: argparse.Namespace) -> str | None:
+    """Which node the demo runs on: the running cluster's, else what was asked, else what fits.
+
+    Returns None (after saying why) when what was asked cannot be: another kind
+    of cluster runs in the folder, or a real node cannot run here.
+    """
     workdir: Path = args.dir
-    if not bring_up(workdir, bin_dir=args.bin_dir, nodes=1, storage_provisioner=True):
+    asked: str = args.node
+    if detached_running(workdir):
+        running = NODE_REAL if detached_has_real_node(workdir) else NODE_KWOK
+        if asked not in {NODE_AUTO, running}:
+            kind = "a real node" if running == NODE_REAL else "kwok's fake node only"
+            _say(
+                f"the demo cluster running from {workdir} has {kind}: stop it first "
+                "(`make demo-down`), then ask again"
+            )
+            return None
+        _say(f"reusing the demo cluster running from {workdir} ({running} node)")
+        return running
+    if asked == NODE_KWOK:
+        return NODE_KWOK
+    reasons = demo_pods.blockers(demo_pods.observe_host(bin_dir=args.bin_dir))
+    if not reasons:
+        return NODE_REAL
+    if asked == NODE_REAL:
+        _say("the demo cannot run on real pods here:\n" + "\n".join(f"- {r}" for r in reasons))
+        return None
+    _fall_back("\n".join(f"- {r}" for r in reasons))
+    return NODE_KWOK
+
+
+def _fall_back(why: str) -> None:
+    _say(
+        f"real pods are not possible here:\n{why}\n"
+        "falling back to the kwok demo: the same operator and bot, but kwok plays the "
+        "node, so pods turn Ready with no container running (choose with "
+        "`make demo DEMO_NODE=kwok|real`)"
+    )
+
+
+def _run_real_demo(args: argparse.Namespace) -> int | None:
+    """The demo on real pods; None when it should fall back to kwok (after saying why).
+
+    NB: only the steps before the cluster runs fall back (no image, no node);
+    once it runs, a failure is the demo's and the cluster stays for a look.
+    """
+    workdir: Path = args.dir
+    reuse = detached_running(workdir)
+    try:
+        if reuse:
+            images = demo_pods.listed_images()
+            _say("the node keeps the images it loaded at start (`make demo-down` for new ones)")
+        else:
+            images = demo_pods.build_images(args.images_script, say=_say)
+    except demo_pods.DemoFallbackError as error:
+        if args.node == NODE_REAL:
+            _say(f"the demo cannot run on real pods: {error}")
+            return 1
+        _fall_back(f"- {error}")
+        return None
+    except DemoError as error:
+        _say(f"demo failed: {error}")
+        return 1
+    if bring_up(
+        workdir,
+        bin_dir=args.bin_dir,
+        nodes=0,
+        storage_provisioner=True,
+        real_node=True,
+        images=images.archives,
+        sandbox_image=images.sandbox,
+    ):
+        return demo_pods.run(args, images=images, say=_say)
+    if args.node == NODE_REAL:
+        return 1
+    _fall_back("- the real node did not start (the reason is above)")
+    return None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    node = _demo_node(args)
+    if node is None:
+        return 1
+    if node == NODE_REAL:
+        code = _run_real_demo(args)
+        if code is not None:
+            return code
+    if not bring_up(args.dir, bin_dir=args.bin_dir, nodes=1, storage_provisioner=True):
         return 1
     return run_demo(args, say=_say)
 
@@ -262,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser = sub.add_parser(
         "demo",
         parents=[common],
-        help="cluster + CRDs + operator + examples, until every TraderBot is Ready",
+        help="cluster + CRDs + operator + examples, until every TraderBot is Ready "
+        "(on real pods where possible: --node)",
     )
     add_demo_arguments(demo_parser)
     demo_parser.set_defaults(func=cmd_demo)

@@ -12,6 +12,10 @@ re-applies the examples (a no-op for the operator when nothing changed).
 The operator's liveness (``/healthz``) and metrics (``/metrics``) servers bind
 127.0.0.1 on free ports (the demo keeps to loopback); their URLs are printed and
 recorded with the operator, so ``traderbot-cluster status`` shows them too.
+
+That is the kwok demo (``--kwok``): its pods turn Ready with no container. The
+same steps on real pods (``--real-node``, the default where a real node can
+run) are in ``demo_pods``; ``--node auto`` picks between them.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from lightkube import ApiError, Client, KubeConfig
@@ -60,7 +64,12 @@ PART_OF = "traderbot"
 # The operator keeps its token for its whole life (no reload): a week outlasts a demo.
 OPERATOR_TOKEN_SECONDS = 7 * 24 * 3600
 DEFAULT_EXAMPLES = (Path("examples/traderbot-minimal.yaml"),)
+# kwok's pods are Ready at once; real ones pull nothing but run initdb and migrations.
 DEFAULT_TIMEOUT = 180.0
+# Which node the demo runs its pods on: "auto" is a real node where one can run.
+NODE_AUTO = "auto"
+NODE_REAL = "real"
+NODE_KWOK = "kwok"
 POLL_SECONDS = 0.5
 
 TraderBot = create_namespaced_resource("traderbot.dev", "v1alpha1", "TraderBot", "traderbots")
@@ -95,27 +104,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=DEFAULT_TIMEOUT,
-        help="seconds to wait for every bot to be Ready (default: %(default)s)",
+        default=None,
+        help=f"seconds to wait for every bot to be Ready (default: {DEFAULT_TIMEOUT:.0f} "
+        "with kwok, more on real pods)",
     )
+    node = parser.add_mutually_exclusive_group()
+    node.add_argument(
+        "--node",
+        choices=(NODE_AUTO, NODE_REAL, NODE_KWOK),
+        default=NODE_AUTO,
+        help="real: pods run on a real node (root, images built here); kwok: fake pods, "
+        "nothing runs; auto: real where possible, else kwok, saying why (default: %(default)s)",
+    )
+    node.add_argument("--real-node", dest="node", action="store_const", const=NODE_REAL)
+    node.add_argument("--kwok", dest="node", action="store_const", const=NODE_KWOK)
+    parser.add_argument(
+        "--images-script",
+        type=Path,
+        default=Path("hack/images.sh"),
+        help="what builds the images for real pods (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--chart",
+        type=Path,
+        default=Path("charts/traderbot-operator"),
+        help="the operator's chart, installed with helm on real pods (default: %(default)s)",
+    )
+
+
+class OperatorWatch(Protocol):
+    """What the wait for Ready asks of the operator, a local process or a pod.
+
+    NB: a dead operator never makes a bot Ready; saying so at once beats
+    waiting out the deadline.
+    """
+
+    def problem(self) -> str | None:
+        """Why the operator cannot be reconciling now, or None."""
+
+    def log_tail(self) -> str:
+        """Where its log is and its last lines, for a failure message."""
 
 
 @dataclass(frozen=True)
 class OperatorProcess:
-    """The background operator of a demo cluster."""
+    """The background operator of a kwok demo cluster."""
 
     pid: int
     log_path: Path
     started: bool
     # name -> URL: "healthz" (kopf's liveness) and "metrics" (Prometheus), on loopback
     endpoints: dict[str, str]
+    workdir: Path
 
-    def alive(self, workdir: Path) -> bool:
+    def alive(self) -> bool:
         return any(
             alive and pid == self.pid
-            for name, pid, alive in addon_status(workdir)
+            for name, pid, alive in addon_status(self.workdir)
             if name == OPERATOR_ADDON
         )
+
+    def problem(self) -> str | None:
+        return None if self.alive() else "the operator exited"
+
+    def log_tail(self) -> str:
+        return f"last lines of the operator's log {self.log_path}:\n{log_tail(self.log_path)}"
 
 
 def admin_client(access: ClusterAccess) -> Client:
@@ -147,6 +200,20 @@ def install_crds(client: Client, crd_dir: Path, *, timeout: float = 60.0) -> lis
         body: dict[str, Any] = yaml.safe_load(path.read_text())
         client.apply(from_dict(body), force=True)
         names.append(str(body["metadata"]["name"]))
+    wait_established(client, names, timeout=timeout)
+    return names
+
+
+def crd_names(crd_dir: Path) -> list[str]:
+    """The names of the CRDs in ``crd_dir``, as the chart's copies name them too."""
+    return [
+        str(yaml.safe_load(path.read_text())["metadata"]["name"])
+        for path in sorted(crd_dir.glob("*.yaml"))
+    ]
+
+
+def wait_established(client: Client, names: Sequence[str], *, timeout: float) -> None:
+    """Wait until each CRD is Established, so the first TraderBot is not refused."""
 
     def established(name: str) -> bool:
         crd = client.get(CustomResourceDefinition, name)
@@ -155,14 +222,14 @@ def install_crds(client: Client, crd_dir: Path, *, timeout: float = 60.0) -> lis
 
     for name in names:
         _wait(partial(established, name), what=f"CRD {name} Established", timeout=timeout)
-    return names
 
 
-def _ensure_namespace(client: Client, name: str) -> None:
+def ensure_namespace(client: Client, name: str, *, labels: Mapping[str, str] | None = None) -> None:
+    """Create namespace ``name`` unless it exists; wait until pods can be made in it."""
     with contextlib.suppress(ApiError):
         client.get(Namespace, name)
         return
-    client.apply(Namespace(metadata=ObjectMeta(name=name)))
+    client.apply(Namespace(metadata=ObjectMeta(name=name, labels=dict(labels or {}))))
     _wait(
         lambda: bool(client.get(ServiceAccount, "default", namespace=name)),
         what=f"namespace {name} ready (its default ServiceAccount)",
@@ -176,7 +243,7 @@ def install_operator_rbac(client: Client, access: ClusterAccess) -> Path:
     Returns the path of a kubeconfig holding that account's bound token, so the
     demo's operator runs with exactly the rights an installed one gets.
     """
-    _ensure_namespace(client, OPERATOR_NAMESPACE)
+    ensure_namespace(client, OPERATOR_NAMESPACE)
     client.apply(
         ServiceAccount(metadata=ObjectMeta(name=OPERATOR_ACCOUNT, namespace=OPERATOR_NAMESPACE))
     )
@@ -207,6 +274,7 @@ def ensure_operator(workdir: Path, *, kubeconfig: Path, namespace: str) -> Opera
                 log_path=log_path,
                 started=False,
                 endpoints=addon_endpoints(workdir, OPERATOR_ADDON),
+                workdir=workdir,
             )
     env = dict(os.environ)
     env["KUBECONFIG"] = str(kubeconfig)
@@ -234,7 +302,9 @@ def ensure_operator(workdir: Path, *, kubeconfig: Path, namespace: str) -> Opera
             start_new_session=True,
         )
     record_addon(workdir, name=OPERATOR_ADDON, pid=process.pid, endpoints=endpoints)
-    return OperatorProcess(pid=process.pid, log_path=log_path, started=True, endpoints=endpoints)
+    return OperatorProcess(
+        pid=process.pid, log_path=log_path, started=True, endpoints=endpoints, workdir=workdir
+    )
 
 
 def wait_answering(url: str, *, timeout: float) -> None:
@@ -253,19 +323,37 @@ def wait_answering(url: str, *, timeout: float) -> None:
         time.sleep(POLL_SECONDS)
 
 
-def apply_examples(client: Client, paths: Sequence[Path], *, namespace: str) -> list[str]:
-    """Server-side apply each TraderBot manifest into ``namespace``; return the bots' names."""
-    names = []
+def load_examples(paths: Sequence[Path]) -> dict[Path, list[dict[str, Any]]]:
+    """Read the TraderBots of each example file; anything else in them is refused."""
+    found: dict[Path, list[dict[str, Any]]] = {}
     for path in paths:
+        bots = []
         for body in yaml.safe_load_all(path.read_text()):
             if not body:
                 continue
             if body.get("kind") != "TraderBot":
                 raise DemoError(f"{path}: only TraderBot manifests are demo examples")
-            body.setdefault("metadata", {})["namespace"] = namespace
-            client.apply(from_dict(body), force=True)
-            names.append(str(body["metadata"]["name"]))
+            bots.append(body)
+        found[path] = bots
+    return found
+
+
+def apply_bots(client: Client, bots: Sequence[dict[str, Any]], *, namespace: str) -> list[str]:
+    """Server-side apply each TraderBot into ``namespace``; return the bots' names."""
+    names = []
+    for bot in bots:
+        body = {**bot, "metadata": {**bot.get("metadata", {}), "namespace": namespace}}
+        client.apply(from_dict(body), force=True)
+        names.append(str(body["metadata"]["name"]))
     return names
+
+
+def apply_examples(client: Client, paths: Sequence[Path], *, namespace: str) -> list[str]:
+    """Server-side apply each TraderBot manifest into ``namespace``; return the bots' names."""
+    examples = load_examples(paths)
+    return apply_bots(
+        client, [bot for bots in examples.values() for bot in bots], namespace=namespace
+    )
 
 
 def bot_summary(client: Client, name: str, *, namespace: str) -> str:
@@ -296,15 +384,15 @@ def wait_ready(
     names: Sequence[str],
     *,
     namespace: str,
-    workdir: Path,
-    operator: OperatorProcess,
+    operator: OperatorWatch,
     timeout: float,
+    diagnose: Callable[[], str] | None = None,
 ) -> float:
     """Wait until every bot's phase is Ready; return the seconds it took.
 
-    Fails at once if the operator process exits or refuses a spec (phase
-    Failed), and on the deadline; each time with the bots' conditions and the
-    operator's log tail.
+    Fails at once if the operator stops or refuses a spec (phase Failed), and
+    on the deadline; each time with the bots' conditions, ``diagnose()`` (what
+    else may explain it, e.g. the pods' states) and the operator's log tail.
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -314,9 +402,9 @@ def wait_ready(
         pending = [name for name, phase in phases.items() if phase != "Ready"]
         if not pending:
             break
-        problem = None
-        if not operator.alive(workdir):
-            problem = "the operator exited"
+        problem = operator.problem()
+        if problem is not None:
+            pass
         elif failed := [name for name in pending if phases[name] == "Failed"]:
             # An invalid spec waits for a human; say so now rather than at the deadline.
             problem = f"the operator refused the spec of {', '.join(failed)} (phase Failed)"
@@ -325,11 +413,8 @@ def wait_ready(
             problem = f"not Ready after {timeout:.0f}s"
         if problem is not None:
             bots = "\n".join(bot_summary(client, name, namespace=namespace) for name in pending)
-            raise DemoError(
-                f"{problem}:\n{bots}\n"
-                f"last lines of the operator's log {operator.log_path}:\n"
-                f"{log_tail(operator.log_path)}"
-            )
+            extra = f"{diagnose()}\n" if diagnose is not None else ""
+            raise DemoError(f"{problem}:\n{bots}\n{extra}{operator.log_tail()}")
         time.sleep(POLL_SECONDS)
     return time.monotonic() - started
 
@@ -366,10 +451,12 @@ The operator:
 Stop everything (cluster, operator, volumes):  make demo-down
 
 NB: kwok plays the nodes: pods turn Ready but no container runs (no logs, no exec).
+Real pods instead (root, the container tools of `make setup`):
+  make demo-down && make demo DEMO_NODE=real
 """
 
 
-def _require_storage(workdir: Path) -> None:
+def require_storage(workdir: Path) -> None:
     if not detached_has_storage(workdir):
         raise DemoError(
             f"the cluster in {workdir} runs without the storage provisioner, so the bots' "
@@ -377,18 +464,34 @@ def _require_storage(workdir: Path) -> None:
         )
 
 
+def kubectl_dir(bin_dir: Path | None) -> Path | None:
+    """The folder of the pinned kubectl, for the ``export PATH`` the guide prints."""
+    try:
+        kubectl = Binaries.find(bin_dir).kubectl
+    except BinariesMissingError:
+        return None
+    return kubectl.parent if kubectl else None
+
+
+def timeout_of(args: argparse.Namespace, *, default: float) -> float:
+    """``--timeout`` when given, else the default of the kind of node."""
+    given: float | None = args.timeout
+    return default if given is None else given
+
+
 def run(args: argparse.Namespace, *, say: Say) -> int:
-    """Run the demo on the detached cluster in ``args.dir`` (already up)."""
+    """Run the kwok demo on the detached cluster in ``args.dir`` (already up)."""
     workdir: Path = args.dir
     examples: list[Path] = args.example or list(DEFAULT_EXAMPLES)
+    timeout = timeout_of(args, default=DEFAULT_TIMEOUT)
     try:
-        _require_storage(workdir)
+        require_storage(workdir)
         access = ClusterAccess.load(workdir)
         client = admin_client(access)
         crds = install_crds(client, args.crds)
         say(f"CRDs installed: {', '.join(crds)}")
         kubeconfig = install_operator_rbac(client, access)
-        _ensure_namespace(client, args.namespace)
+        ensure_namespace(client, args.namespace)
         operator = ensure_operator(workdir, kubeconfig=kubeconfig, namespace=args.namespace)
         verb = "started" if operator.started else "already running"
         say(f"operator {verb} (pid {operator.pid}), watching namespace {args.namespace}")
@@ -397,15 +500,10 @@ def run(args: argparse.Namespace, *, say: Say) -> int:
         bots = apply_examples(client, examples, namespace=args.namespace)
         say(f"applied {', '.join(str(e) for e in examples)}; waiting for Ready ...")
         seconds = wait_ready(
-            client,
-            bots,
-            namespace=args.namespace,
-            workdir=workdir,
-            operator=operator,
-            timeout=args.timeout,
+            client, bots, namespace=args.namespace, operator=operator, timeout=timeout
         )
         for url in operator.endpoints.values():
-            wait_answering(url, timeout=args.timeout)
+            wait_answering(url, timeout=timeout)
     except (DemoError, ApiError, OSError) as error:
         say(f"demo failed: {error}")
         return 1
@@ -413,16 +511,10 @@ def run(args: argparse.Namespace, *, say: Say) -> int:
         say("interrupted: the cluster and the operator keep running; `make demo-down` stops them")
         return 130
     say(f"Ready in {seconds:.1f}s after apply")
-    try:
-        kubectl_dir: Path | None = None
-        kubectl = Binaries.find(args.bin_dir).kubectl
-        kubectl_dir = kubectl.parent if kubectl else None
-    except BinariesMissingError:
-        kubectl_dir = None
     print(  # noqa: T201 - the demo's result, on stdout
         guide(
             workdir=workdir,
-            kubectl_dir=kubectl_dir,
+            kubectl_dir=kubectl_dir(args.bin_dir),
             namespace=args.namespace,
             bots=bots,
             operator=operator,
