@@ -18,6 +18,7 @@ from traderbot_operator.desired.common import (
     restricted_pod_security,
 )
 from traderbot_operator.desired.credentials import connection_env
+from traderbot_operator.desired.redis import REDIS_UID
 from traderbot_operator.models import (
     API_VERSION,
     BACKUP_KIND,
@@ -283,8 +284,12 @@ def build_restore_job(bot: TraderBot, *, restore: RestoreRun, location: str) -> 
     NB: the pod is labelled as a backup pod, so the NetworkPolicies let it reach the
     database and Redis; it is never retried (``backoffLimit: 0``): a restore that
     failed half-way must be looked at, not repeated. A Redis restore mounts Redis's
-    data claim (free: Redis is at zero replicas by then); the kubelet gives the
-    volume this pod's fsGroup, and Redis's own fsGroup again when it starts.
+    data claim (free: Redis is at zero replicas by then) and runs as Redis's own
+    user, so what it writes there is Redis's to open and rewrite. fsGroup alone
+    does not do it: volumes without ownership management (hostPath, kind's
+    local-path) ignore it, and Redis then failed to open its AOF (seen on a real
+    node). No fsGroup either: it would re-own the whole backup volume, which this
+    pod only reads (trader-backup writes its files 0644).
     """
     job_labels = {**labels(bot, COMPONENT_BACKUP), RESTORE_RUN_LABEL: restore.name}
     pod_labels = {**_own_labels(restore.labels), **job_labels}
@@ -310,5 +315,9 @@ def build_restore_job(bot: TraderBot, *, restore: RestoreRun, location: str) -> 
         pod["containers"][0]["volumeMounts"].append(
             {"name": "redis-data", "mountPath": REDIS_DATA_MOUNT}
         )
+        security = restricted_pod_security(uid=REDIS_UID)
+        for key in ("fsGroup", "fsGroupChangePolicy"):
+            del security[key]
+        pod["securityContext"] = security
     spec["backoffLimit"] = 0
     return _job_of_run(restore, kind=RESTORE_KIND, job_labels=job_labels, spec=spec)

@@ -401,7 +401,18 @@ def test_a_redis_restore_job_mounts_the_redis_claim_and_says_how_redis_loads() -
         f"{template['metadata']['name']}-{statefulset['metadata']['name']}-0"
     )
     assert {"name": "redis-data", "mountPath": "/redis-data"} in container["volumeMounts"]
+    # It writes Redis's files as Redis's user (hostPath volumes ignore fsGroup), and
+    # re-owns no volume (no fsGroup: the backup volume is only read).
+    security = pod["securityContext"]
+    redis_security = build_redis_statefulset(bot())["spec"]["template"]["spec"]["securityContext"]
+    assert (security["runAsUser"], security["runAsGroup"]) == (
+        redis_security["runAsUser"],
+        redis_security["runAsGroup"],
+    )
+    assert "fsGroup" not in security
+    assert security["runAsNonRoot"] is True
     database_only = build_restore_job(bot(), restore=_restore(), location=LOCATION)
+    assert database_only["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 10001
     assert "REDIS_DATA_DIR" not in {
         e["name"] for e in database_only["spec"]["template"]["spec"]["containers"][0]["env"]
     }
