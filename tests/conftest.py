@@ -1,4 +1,4 @@
-"""Test tiers by folder: tests/unit, tests/integration (real PostgreSQL/Redis), tests/cluster.
+"""Test tiers by folder: unit, integration (real PostgreSQL/Redis), cluster, e2e (real pods).
 
 Each test gets the marker of the folder it lives in, so ``-m unit`` and
 friends select a tier without anyone remembering to decorate tests.
@@ -14,7 +14,7 @@ import pytest
 # so `pytest --use-existing-cluster` works from the repository root.
 pytest_plugins = ["support.cluster_options"]
 
-_TIERS = ("unit", "integration", "cluster")
+_TIERS = ("unit", "integration", "cluster", "e2e")
 _ROOT = Path(__file__).parent
 
 

@@ -15,7 +15,7 @@ import pytest
 
 
 def add_cluster_options(parser: pytest.Parser) -> None:
-    """Register --use-existing-cluster and --kubeconfig (once; a repeat is a no-op)."""
+    """Register --use-existing-cluster, --kubeconfig, --e2e-images (once; a repeat is a no-op)."""
     group = parser.getgroup("cluster", "Kubernetes cluster tier")
     with contextlib.suppress(ValueError):  # already registered by the other entry point
         group.addoption(
@@ -28,6 +28,11 @@ def add_cluster_options(parser: pytest.Parser) -> None:
             "--kubeconfig",
             default=None,
             help="kubeconfig of the existing cluster (default: $TRADERBOT_TEST_KUBECONFIG)",
+        )
+        group.addoption(
+            "--e2e-images",
+            default=None,
+            help="tests/e2e: image list in hack/images.sh's format (default: build them here)",
         )
 
 
