@@ -323,6 +323,9 @@ def bot_manifest(
                 "storage": {"size": "256Mi"},
                 "resources": {**small, "limits": {"memory": "256Mi"}},
             },
+            # The load clients' resting limit orders (price 1) stay open; the default
+            # of 20 open orders would turn them into risk rejections (422).
+            "engine": {"risk": {"maxOpenOrders": 100000}},
             "backup": {"storage": {"size": "1Gi"}},
             "upgrade": {"progressDeadlineSeconds": progress_deadline_seconds},
         },
