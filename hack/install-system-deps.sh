@@ -18,6 +18,8 @@
 #                                     runc and the CNI plugins
 #   iproute2, procps, nftables,       the real node's bridge, sysctls and teardown;
 #   busybox-static                    the image of the real-node cluster tests
+#   jq                                docs/operations-guide.md pipes logs and status
+#                                     through it; tests/e2e runs the guide's commands
 #
 # Not here, on purpose: Go (hack/k8s-binaries.sh fetches it), wrk (bench/api_health.py
 # installs it when it runs as root), Lua (the gitops tests use the lupa wheel).
@@ -74,6 +76,7 @@ have_sbin sysctl || need+=(procps)
 have_sbin nft || need+=(nftables)
 [[ "$(dpkg-query -W -f='${Status}' busybox-static 2>/dev/null)" == "install ok installed" ]] \
   || need+=(busybox-static)
+have jq || need+=(jq)
 
 case "${1:-}" in
   --check)
