@@ -395,6 +395,20 @@ def pod_states(client: Client, namespace: str) -> str:
     return "pods not Ready:\n" + "\n".join(lines) if lines else "every pod is Ready"
 
 
+COMMENT_COLUMN = 56
+
+
+def _lines(commands: Sequence[tuple[str, str]]) -> str:
+    """Indented commands, their comments (``# ...``) lined up where they fit."""
+    out = []
+    for command, comment in commands:
+        if comment:
+            out.append(f"  {command.ljust(COMMENT_COLUMN)} # {comment}")
+        else:
+            out.append(f"  {command}")
+    return "\n".join(out)
+
+
 def guide(
     *,
     workdir: Path,
@@ -407,45 +421,60 @@ def guide(
     """Return what a newcomer should try on real pods, as commands to copy."""
     bot = bots[0]
     names = Names(bot)
-    path = f"export PATH={kubectl_dir}:$PATH\n  " if kubectl_dir else ""
-    applied = ", ".join(str(p) for p in written)
+    ns = f"-n {namespace}"
     order = '{"client_order_id":"demo-1","symbol":"BTCUSDT","side":"buy","quantity":"0.01"}'
+    exports = [(f"export PATH={kubectl_dir}:$PATH", "")] if kubectl_dir else []
+    exports.append((f"export KUBECONFIG={workdir / 'kubeconfig'}", ""))
+    look = [
+        (f"kubectl get tb {ns} -o wide", "phase, ready replicas, version"),
+        (f"kubectl get pods {ns} -o wide", "real pods, real IPs"),
+        (f"kubectl get all,pvc,secrets,cronjobs {ns} -l app.kubernetes.io/part-of={PART_OF}", ""),
+        (f"kubectl logs {ns} deploy/{names.api}", "the engine: market, strategies, orders"),
+        (f"kubectl exec {ns} {names.database}-0 -- psql -U trader -d trader -c '\\dt'", ""),
+        (f"kubectl describe tb {ns} {bot}", "conditions and the operator's events"),
+    ]
+    api = [
+        (f"kubectl port-forward {ns} svc/{names.api} 3000 &", ""),
+        ("curl localhost:3000/health/ready", ""),
+        ("curl localhost:3000/api/v1/orders", "newest first"),
+        ("curl 'localhost:3000/api/v1/klines?symbol=BTCUSDT&interval=1m&limit=3'", ""),
+        (f"API_KEY=$(kubectl get secret {ns} {names.api_key_secret} \\", ""),
+        ("          -o jsonpath='{.data.api-key}' | base64 -d)", ""),
+        ("curl -H \"X-API-Key: $API_KEY\" -H 'content-type: application/json' \\", ""),
+        (f"     -d '{order}' localhost:3000/api/v1/orders", ""),
+    ]
+    change = [
+        (f"kubectl scale tb/{bot} {ns} --replicas=2", f"then: kubectl get pods {ns} -w"),
+        (f"kubectl delete deployment {ns} {names.api}", "the operator restores it in seconds"),
+    ]
+    operator = [
+        (f"kubectl logs -n {OPERATOR_NAMESPACE} deploy/{RELEASE} -f", ""),
+        (f"kubectl port-forward -n {OPERATOR_NAMESPACE} svc/{RELEASE}-metrics 9090 &", ""),
+        ("curl -s localhost:9090/metrics | grep ^traderbot_", ""),
+    ]
     return f"""
 Every TraderBot is Ready, on real pods: {", ".join(f"{namespace}/{b}" for b in bots)}
-  applied: {applied} (the example with the images built here)
+  applied: {", ".join(str(p) for p in written)} (the example with the images built here)
   operator: helm {" ".join(helm_args)}
 
 Point kubectl at the demo cluster (this shell only):
-  {path}export KUBECONFIG={workdir / "kubeconfig"}
+{_lines(exports)}
 
 Look around (real containers on the node traderbot-node, pod IPs on its bridge 10.88.0.0/16):
-  kubectl get tb -n {namespace} -o wide                  # phase, ready replicas, version
-  kubectl get pods -n {namespace} -o wide                # real pods, real IPs
-  kubectl get all,pvc,secrets,cronjobs -n {namespace} -l app.kubernetes.io/part-of={PART_OF}
-  kubectl logs -n {namespace} deploy/{names.api}         # the engine: market, strategies, orders
-  kubectl exec -n {namespace} {names.database}-0 -- psql -U trader -d trader -c '\\dt'
-  kubectl describe tb -n {namespace} {bot}               # conditions and the operator's events
+{_lines(look)}
 
 Talk to the bot's API (kubectl forwards it to this machine's loopback):
-  kubectl port-forward -n {namespace} svc/{names.api} 3000 &
-  curl localhost:3000/health/ready
-  curl localhost:3000/api/v1/orders                      # newest first; [] until a strategy signals
-  curl 'localhost:3000/api/v1/klines?symbol=BTCUSDT&interval=1m&limit=3'   # the simulated market
-  API_KEY=$(kubectl get secret -n {namespace} {names.api_key_secret} \
-            -o jsonpath='{{.data.api-key}}' | base64 -d)
-  curl -H "X-API-Key: $API_KEY" -H 'content-type: application/json' \\
-       -d '{order}' localhost:3000/api/v1/orders
-  The demo strategies trade on 1-minute klines: their first orders come once
-  they have 16-21 klines (about 20 minutes); an order of your own shows at once.
+{_lines(api)}
+The demo strategies trade on the simulated market's 1-minute klines: SMA 5/20 and
+RSI 14 need 21 and 16 closed klines before their first signal, so the strategies'
+first orders come after 20 minutes or more; an order of your own shows at once.
 
 Change it and watch the operator act:
-  kubectl scale tb/{bot} -n {namespace} --replicas=2     # then: kubectl get pods -n {namespace} -w
-  kubectl delete deployment -n {namespace} {names.api}   # the operator restores it in seconds
+{_lines(change)}
 
 The operator (in its pod, installed by the chart):
-  kubectl logs -n {OPERATOR_NAMESPACE} deploy/{RELEASE} -f
-  kubectl port-forward -n {OPERATOR_NAMESPACE} svc/{RELEASE}-metrics 9090 &
-  curl -s localhost:9090/metrics | grep ^traderbot_
+{_lines(operator)}
+
 Stop everything (pods, cluster, the node's changes to this machine):  make demo-down
 """
 
