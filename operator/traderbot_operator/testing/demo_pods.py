@@ -466,8 +466,9 @@ Look around (real containers on the node traderbot-node, pod IPs on its bridge 1
 Talk to the bot's API (kubectl forwards it to this machine's loopback):
 {_lines(api)}
 The demo strategies trade on the simulated market's 1-minute klines: SMA 5/20 and
-RSI 14 need 21 and 16 closed klines before their first signal, so the strategies'
-first orders come after 20 minutes or more; an order of your own shows at once.
+RSI 14 need 21 and 16 closed klines before their first signal, so their first
+orders come after 16 minutes at the very least (23 in a measured run; watch
+`kubectl logs -f`); an order of your own shows at once.
 
 Change it and watch the operator act:
 {_lines(change)}
