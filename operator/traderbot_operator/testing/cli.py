@@ -175,6 +175,8 @@ def _demo_node(args: argparse.Namespace) -> str | None:
             )
             return None
         _say(f"reusing the demo cluster running from {workdir} ({running} node)")
+        if running == NODE_KWOK and asked == NODE_AUTO:
+            _say("for real pods: `make demo-down`, then `make demo` again")
         return running
     if asked == NODE_KWOK:
         return NODE_KWOK
