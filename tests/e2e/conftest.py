@@ -37,13 +37,13 @@ from e2e.stack import (
     Stack,
     bot_manifest,
     find_kubectl,
-    split_reference,
     unique,
 )
 from support.cluster_options import add_cluster_options
 from support.helm import HelmCli
 from support.kube import client_for
 from traderbot_operator.testing import Binaries, BinariesMissingError, LocalCluster
+from traderbot_operator.testing.images import image_list, split_reference
 from unit.delivery.delivery_tools import find_helm
 
 # The names of hack/images.sh's list (`name=NAME ref=REF id=ID archive=PATH` lines).
@@ -66,18 +66,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _use_existing(config: pytest.Config) -> bool:
     flag = bool(config.getoption("use_existing_cluster", default=False))
     return flag or os.environ.get("TRADERBOT_USE_EXISTING_CLUSTER", "") in {"1", "true", "yes"}
-
-
-def parse_image_list(text: str) -> dict[str, dict[str, str]]:
-    """Read hack/images.sh's list: one image a line, ``key=value`` words."""
-    entries: dict[str, dict[str, str]] = {}
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        words = dict(word.split("=", 1) for word in line.split() if "=" in word)
-        if "name" in words and "ref" in words:
-            entries[words["name"]] = words
-    return entries
 
 
 def images_from(entries: dict[str, dict[str, str]]) -> Images:
@@ -122,7 +110,7 @@ def build_images() -> dict[str, dict[str, str]]:
     )
     if result.returncode != 0:
         pytest.fail(f"hack/images.sh failed ({result.returncode}):\n{result.stderr[-6000:]}")
-    return parse_image_list(result.stdout)
+    return image_list(result.stdout)
 
 
 @pytest.fixture(scope="session")
@@ -135,10 +123,10 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         )
         if not path:
             pytest.fail("--use-existing-cluster needs --kubeconfig or TRADERBOT_TEST_KUBECONFIG")
-        entries = parse_image_list(Path(listed).read_text()) if listed else {}
+        entries = image_list(Path(listed).read_text()) if listed else {}
         yield Stack(kubeconfig=Path(path).expanduser(), images=images_from(entries), local=None)
         return
-    entries = parse_image_list(Path(listed).read_text()) if listed else build_images()
+    entries = image_list(Path(listed).read_text()) if listed else build_images()
     images = images_from(entries)
     archives = sorted({Path(entry["archive"]) for entry in entries.values() if "archive" in entry})
     try:

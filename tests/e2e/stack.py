@@ -26,6 +26,7 @@ import httpx
 from support.helm import HelmCli
 from support.kube import eventually
 from traderbot_operator.testing import Binaries, BinariesMissingError, LocalCluster
+from traderbot_operator.testing.images import split_reference
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "traderbot-operator"
@@ -73,18 +74,6 @@ class Stack:
     kubeconfig: Path
     images: Images
     local: LocalCluster | None
-
-
-def split_reference(reference: str) -> tuple[str, str]:
-    """Split ``repo[:port]/name:tag`` into repository and tag (``latest`` when none)."""
-    match = re.fullmatch(
-        r"(?P<repo>.+?)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?", reference
-    )
-    if match is None or "@" in reference:
-        raise ValueError(f"not an image reference with a tag: {reference!r}")
-    repo = match["repo"]
-    # A colon inside the last path component is a tag; one before a slash is a port.
-    return repo, match["tag"] or "latest"
 
 
 @dataclass
@@ -217,6 +206,33 @@ def http_get(url: str, *, headers: Mapping[str, str] | None = None) -> httpx.Res
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def resting_order(prefix: str = "e2e") -> dict[str, str]:
+    """A limit buy far below the market: it rests on the book, it never fills."""
+    return {
+        "client_order_id": unique(prefix),
+        "symbol": "BTCUSDT",
+        "side": "buy",
+        "type": "limit",
+        "quantity": "0.001",
+        "limit_price": "1",
+    }
+
+
+def place_order(
+    forward: PortForward, key: str, order: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """POST an order (a resting one unless given) with the API key; assert it was created."""
+    answer = httpx.post(
+        f"{forward.url}/api/v1/orders",
+        json=dict(order or resting_order()),
+        headers={"X-API-Key": key},
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e.stack import Bot, PortForward
+from e2e.stack import Bot, PortForward, place_order
 from support.kube import eventually
 
 BACKUP_TIMEOUT = 300.0
@@ -35,23 +35,6 @@ SELECT (SELECT count(*) || ':' || coalesce(md5(string_agg(
 def redis_cli(bot: Bot, *args: str) -> str:
     """redis-cli in the Redis pod (REDISCLI_AUTH comes from the pod's Secret-backed env)."""
     return bot.kubectl.out("exec", f"{bot.name}-redis-0", "--", "redis-cli", *args).strip()
-
-
-def place_order(forward: PortForward, key: str) -> dict[str, Any]:
-    order = {
-        "client_order_id": f"e2e-{secrets.token_hex(4)}",
-        "symbol": "BTCUSDT",
-        "side": "buy",
-        "type": "limit",
-        "quantity": "0.001",
-        "limit_price": "1",  # far below the market: it rests, it never fills
-    }
-    answer = httpx.post(
-        f"{forward.url}/api/v1/orders", json=order, headers={"X-API-Key": key}, timeout=10
-    )
-    assert answer.status_code == 201, answer.text
-    created: dict[str, Any] = answer.json()
-    return created
 
 
 def wait_executed(forward: PortForward, order_id: str) -> None:

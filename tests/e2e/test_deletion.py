@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
-
-import httpx
-
 from e2e.conftest import apply_bot, delete_namespace, make_bot_namespace
-from e2e.stack import Images, Kubectl, OperatorRelease, bot_manifest
+from e2e.stack import Images, Kubectl, OperatorRelease, bot_manifest, place_order
 from support.kube import eventually
 
 
@@ -20,22 +16,8 @@ def test_a_retained_bot_keeps_volumes_and_database_secret_and_comes_back(
         manifest = bot_manifest("bravo", images, deletion_policy="Retain")
         bot = apply_bot(namespaced, manifest)
         bot.wait_phase("Ready")
-        client_order_id = f"e2e-{secrets.token_hex(4)}"
         with bot.forward() as forward:
-            created = httpx.post(
-                f"{forward.url}/api/v1/orders",
-                json={
-                    "client_order_id": client_order_id,
-                    "symbol": "BTCUSDT",
-                    "side": "buy",
-                    "type": "limit",
-                    "quantity": "0.001",
-                    "limit_price": "1",
-                },
-                headers={"X-API-Key": bot.api_key},
-                timeout=10,
-            )
-        assert created.status_code == 201, created.text
+            client_order_id = place_order(forward, bot.api_key)["client_order_id"]
         claims = set(namespaced.out("get", "pvc", "-o", "name").split())
         password = bot.secret_value("bravo-db-credentials", "password")
 

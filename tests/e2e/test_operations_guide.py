@@ -15,16 +15,22 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 import socket
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from e2e.guide import GUIDE, GuideRunner, guide_commands
-from e2e.stack import Bot, Images, Kubectl, OperatorRelease, bot_manifest, pod_ready
+from e2e.stack import (
+    Bot,
+    Images,
+    Kubectl,
+    OperatorRelease,
+    bot_manifest,
+    place_order,
+    pod_ready,
+)
 from support.kube import eventually
 
 ROLL_TIMEOUT = 300.0
@@ -60,25 +66,6 @@ def guide(
             "localhost:3000": f"localhost:{port}",
         },
     )
-
-
-def place_order(bot: Bot) -> None:
-    order = {
-        "client_order_id": f"guide-{secrets.token_hex(4)}",
-        "symbol": "BTCUSDT",
-        "side": "buy",
-        "type": "limit",
-        "quantity": "0.001",
-        "limit_price": "1",
-    }
-    with bot.forward() as forward:
-        answer = httpx.post(
-            f"{forward.url}/api/v1/orders",
-            json=order,
-            headers={"X-API-Key": bot.api_key},
-            timeout=10,
-        )
-    assert answer.status_code == 201, answer.text
 
 
 def api_pod(bot: Bot) -> str:
@@ -187,7 +174,8 @@ def test_1_daily_operations(guide: GuideRunner, bot: Bot) -> None:
         f"secret/{bot.name}-db-credentials",
     ):
         assert child in everything, (child, everything)
-    place_order(bot)  # orders_total (labelled) shows from the first order on
+    with bot.forward() as forward:  # orders_total (labelled) shows from the first order on
+        place_order(forward, bot.api_key)
     with guide.background("kubectl port-forward svc/alpha-api 3000:3000 &"):
         health = json.loads(guide.run("curl -s localhost:3000/health").stdout)
         assert health["status"] == "healthy"

@@ -8,11 +8,17 @@ the bot's Service into the database pod.
 
 from __future__ import annotations
 
-import secrets
-
 import httpx
 
-from e2e.stack import Bot, Kubectl, OperatorRelease, container_restarts, pod_ready
+from e2e.stack import (
+    Bot,
+    Kubectl,
+    OperatorRelease,
+    container_restarts,
+    place_order,
+    pod_ready,
+    resting_order,
+)
 
 SEED_COMPONENTS = {"strategy_engine", "risk_manager", "executor", "database", "redis"}
 
@@ -100,26 +106,12 @@ def test_metrics_are_served_for_scraping(bot: Bot) -> None:
 
 
 def test_an_order_with_the_generated_key_is_stored_in_the_database_pod(bot: Bot) -> None:
-    client_order_id = f"e2e-{secrets.token_hex(4)}"
-    order = {
-        "client_order_id": client_order_id,
-        "symbol": "BTCUSDT",
-        "side": "buy",
-        "type": "limit",
-        "quantity": "0.001",
-        "limit_price": "1",
-    }
+    order = resting_order()
+    client_order_id = order["client_order_id"]
     with bot.forward() as forward:
         refused = httpx.post(f"{forward.url}/api/v1/orders", json=order, timeout=10)
-        created = httpx.post(
-            f"{forward.url}/api/v1/orders",
-            json=order,
-            headers={"X-API-Key": bot.api_key},
-            timeout=10,
-        )
+        order_id = place_order(forward, bot.api_key, order)["id"]
         assert refused.status_code == 401, refused.text
-        assert created.status_code == 201, created.text
-        order_id = created.json()["id"]
         seen = httpx.get(f"{forward.url}/api/v1/orders/{order_id}", timeout=10)
         metrics = httpx.get(f"{forward.url}/metrics", timeout=10).text
     assert "\norders_total{" in metrics, metrics[:2000]

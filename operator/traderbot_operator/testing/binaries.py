@@ -101,3 +101,18 @@ class Binaries:
             kube_proxy=found["kube-proxy"],
             coredns=found["coredns"],
         )
+
+
+def helm_env(home: Path) -> dict[str, str]:
+    """Return an environment that gives helm its own home (no user repo, plugin or config).
+
+    NB: helm otherwise writes to the user's ~/.config and ~/.cache; tests and the
+    demo keep it in a folder they remove.
+    """
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }

@@ -42,7 +42,7 @@ from lightkube.resources.core_v1 import Pod
 
 from traderbot_operator.desired.common import Names
 from traderbot_operator.testing import nodeconfig, realnode
-from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
+from traderbot_operator.testing.binaries import Binaries, BinariesMissingError, helm_env
 from traderbot_operator.testing.demo import (
     DEFAULT_EXAMPLES,
     OPERATOR_NAMESPACE,
@@ -60,7 +60,7 @@ from traderbot_operator.testing.demo import (
     wait_established,
     wait_ready,
 )
-from traderbot_operator.testing.images import images_sh_list
+from traderbot_operator.testing.images import image_list, images_sh_list, split_reference
 from traderbot_operator.testing.localcluster import ClusterAccess
 
 RELEASE = "traderbot-operator"
@@ -181,24 +181,17 @@ class LocalImages:
         return split_reference(self.workload)[1]
 
 
-def split_reference(ref: str) -> tuple[str, str]:
-    """``registry[:port]/name:tag`` -> (repository, tag); a colon before a slash is a port."""
-    repository, colon, tag = ref.rpartition(":")
-    if not colon or "/" in tag:
-        raise DemoError(f"image {ref!r} has no tag")
-    return repository, tag
-
-
 def read_image_list(text: str, *, source: Path) -> LocalImages:
     """Take the demo's images from hack/images.sh's list (``name= ref= id= archive=`` lines)."""
-    listed: dict[str, dict[str, str]] = {}
-    for line in text.splitlines():
-        words = dict(word.split("=", 1) for word in line.split() if "=" in word)
-        if "name" in words and "ref" in words and "archive" in words:
-            listed[words["name"]] = words
+    listed = {name: words for name, words in image_list(text).items() if "archive" in words}
     missing = [name for name in IMAGE_NAMES if name not in listed]
     if missing:
         raise DemoError(f"{source} lists no {', '.join(missing)}: run `make images`")
+    for name in ("operator", "workload"):
+        try:
+            split_reference(listed[name]["ref"])
+        except ValueError as error:
+            raise DemoError(f"{source}: {error}") from error
     archives = tuple(sorted({Path(listed[name]["archive"]) for name in IMAGE_NAMES}))
     absent = [str(path) for path in archives if not path.is_file()]
     if absent:
@@ -310,13 +303,7 @@ def install_operator(
     ~/.config or ~/.cache and ``down`` removes it.
     """
     args = helm_command(chart=chart, images=images)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
+    env = helm_env(home)
     result = subprocess.run(  # noqa: S603 - the pinned helm, our arguments
         [str(helm), "--kubeconfig", str(kubeconfig), *args],
         capture_output=True,

@@ -164,11 +164,36 @@ def images_sh_list() -> Path:
     return Path(root) / "archives" / "images.txt"
 
 
-def archives_by_ref(listing: str) -> dict[str, Path]:
-    """``ref -> archive`` from hack/images.sh's list (``name= ref= id= archive=`` lines)."""
-    found = {}
+def image_list(listing: str) -> dict[str, dict[str, str]]:
+    """hack/images.sh's list by image name: each line's ``key=value`` words.
+
+    NB: the one reader of that list (the CLI, the demo and the e2e tier use it);
+    a line without ``name`` and ``ref`` is not an image and is left out.
+    """
+    found: dict[str, dict[str, str]] = {}
     for line in listing.splitlines():
         words = dict(word.split("=", 1) for word in line.split() if "=" in word)
-        if "ref" in words and "archive" in words:
-            found[words["ref"]] = Path(words["archive"])
+        if "name" in words and "ref" in words:
+            found[words["name"]] = words
     return found
+
+
+def archives_by_ref(listing: str) -> dict[str, Path]:
+    """``ref -> archive`` from hack/images.sh's list (``name= ref= id= archive=`` lines)."""
+    return {
+        words["ref"]: Path(words["archive"])
+        for words in image_list(listing).values()
+        if "archive" in words
+    }
+
+
+def split_reference(ref: str) -> tuple[str, str]:
+    """``registry[:port]/name:tag`` -> (repository, tag); a colon before a slash is a port.
+
+    Raises ValueError for a reference without a tag (or pinned by digest only):
+    a TraderBot names its image repository and its tag (spec.version) apart.
+    """
+    repository, colon, tag = ref.rpartition(":")
+    if not colon or "/" in tag or "@" in ref:
+        raise ValueError(f"image {ref!r} has no tag")
+    return repository, tag

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from traderbot_operator.testing.binaries import helm_env
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "charts" / "traderbot-operator"
 BOTS_CHART_DIR = REPO_ROOT / "charts" / "traderbot"
@@ -75,17 +77,6 @@ def find_tool(name: str) -> Path:
     if not os.access(tool, os.X_OK):
         pytest.fail(f"{name} missing in {bin_dir} after hack/install-tools.sh", pytrace=False)
     return tool
-
-
-def helm_env(home: Path) -> dict[str, str]:
-    """Return an environment that gives helm its own home (no user repo, plugin or config)."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import yaml
 from traderbot_operator.testing import cli, demo_pods
 from traderbot_operator.testing.demo import NODE_AUTO, NODE_KWOK, NODE_REAL, DemoError
 from traderbot_operator.testing.demo_pods import HostFacts, LocalImages
+from traderbot_operator.testing.images import split_reference
 
 REPO = Path(__file__).resolve().parents[3]
 ABLE = HostFacts(root=True, missing_tools=(), missing_binaries=(), bridge_in_use=False)
@@ -155,6 +156,16 @@ def test_the_images_come_from_hack_images_sh_list(tmp_path: Path) -> None:
     assert images.archives == tuple(sorted(archives.values())), "each archive once"
 
 
+def test_a_listed_image_without_a_tag_is_a_demo_error(tmp_path: Path) -> None:
+    archive = tmp_path / "all.tar"
+    archive.write_bytes(b"")
+    refs = {"operator": "r/op", "workload": "r/api:1", "postgres": "r/pg:17"}
+    refs |= {"redis": "r/redis:8", "pause": "r/pause:3.10"}
+    listing = "\n".join(_list_line(name, ref, archive) for name, ref in refs.items())
+    with pytest.raises(DemoError, match="'r/op' has no tag"):
+        demo_pods.read_image_list(listing, source=tmp_path / "images.txt")
+
+
 def test_an_incomplete_list_names_what_is_missing(tmp_path: Path) -> None:
     listing = _list_line("operator", "r/op:1", tmp_path / "op.tar")
     with pytest.raises(DemoError, match="lists no workload, postgres, redis, pause"):
@@ -169,12 +180,13 @@ def test_an_incomplete_list_names_what_is_missing(tmp_path: Path) -> None:
     ],
 )
 def test_references_split_at_the_tag_not_the_port(ref: str, parts: tuple[str, str]) -> None:
-    assert demo_pods.split_reference(ref) == parts
+    assert split_reference(ref) == parts
 
 
-def test_a_reference_without_a_tag_is_refused() -> None:
-    with pytest.raises(DemoError, match="no tag"):
-        demo_pods.split_reference("registry:5000/app")
+@pytest.mark.parametrize("ref", ["registry:5000/app", "app", "app@sha256:" + "0" * 64])
+def test_a_reference_without_a_tag_is_refused(ref: str) -> None:
+    with pytest.raises(ValueError, match="no tag"):
+        split_reference(ref)
 
 
 def test_the_minimal_example_gets_the_local_images_and_keeps_the_rest() -> None:
