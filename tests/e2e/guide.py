@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,27 +145,34 @@ class GuideRunner:
         """
         self._check_known(command)
         script = self.substitute(command, extra)
-        process = subprocess.Popen(
-            ["bash", "-o", "pipefail", "-c", script],
-            cwd=self.workdir,
-            env={**self.env(), **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # `cmd &` children die with the group below
-        )
-        try:
-            stdout, stderr = process.communicate(timeout=follow_seconds or timeout)
-        except subprocess.TimeoutExpired:
-            if follow_seconds is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                raise
-            os.killpg(process.pid, signal.SIGTERM)
-            stdout, stderr = process.communicate(timeout=10)
-        finally:
-            # Background jobs of the command (port-forwards) end with it.
-            with contextlib.suppress(ProcessLookupError):
+        # NB: files, not pipes: a command's background job (``kubectl port-forward &``)
+        # inherits its output and would hold a pipe open, so reading a pipe to EOF
+        # would wait for that job, not for the command.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            process = subprocess.Popen(
+                ["bash", "-o", "pipefail", "-c", script],
+                cwd=self.workdir,
+                env={**self.env(), **(env or {})},
+                stdout=out,
+                stderr=err,
+                text=True,
+                start_new_session=True,  # `cmd &` children die with the group below
+            )
+            try:
+                process.wait(timeout=follow_seconds or timeout)
+            except subprocess.TimeoutExpired:
+                if follow_seconds is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    raise
                 os.killpg(process.pid, signal.SIGTERM)
+                process.wait(timeout=10)
+            finally:
+                # Background jobs of the command (port-forwards) end with it.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
         result = subprocess.CompletedProcess(script, process.returncode, stdout, stderr)
         if ok and follow_seconds is None and result.returncode != 0:
             raise CommandFailedError(

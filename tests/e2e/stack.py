@@ -386,9 +386,12 @@ class Bot:
     def api_key(self) -> str:
         return self.secret_value(f"{self.name}-api-key", "api-key")
 
-    def pods(self, component: str) -> list[dict[str, Any]]:
+    def pods(self, component: str, *, terminating: bool = False) -> list[dict[str, Any]]:
+        """The component's pods; those being deleted only when ``terminating``."""
         selector = f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component={component}"
         items: list[dict[str, Any]] = self.kubectl.json("get", "pods", "-l", selector)["items"]
+        if terminating:
+            return items
         return [pod for pod in items if not pod["metadata"].get("deletionTimestamp")]
 
     def forward(self, target: str | None = None) -> PortForward:
