@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Annotated, Literal
-from urllib.parse import quote
+from typing import Annotated, Final, Literal
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -42,6 +43,32 @@ DEFAULT_STRATEGIES: tuple[StrategyConfig, ...] = (
         params={"period": 14, "oversold": 30, "overbought": 70, "quantity": "0.1"},
     ),
 )
+
+
+SECRET_VARIABLES: Final = ("API_KEY", "DATABASE_PASSWORD", "REDIS_PASSWORD")
+URL_VARIABLES: Final = ("DATABASE_URL", "REDIS_URL")
+"""Variables whose values never appear in a log line (URLs: their password)."""
+
+
+def _secrets(plain: Iterable[str | None], urls: Iterable[str | None]) -> tuple[str, ...]:
+    found = [value for value in plain if value]
+    for url in urls:
+        if url:
+            try:
+                password = urlsplit(url).password
+            except ValueError:  # an unparsable URL: keep all of it out of the logs
+                password = url
+            if password:
+                found.append(unquote(password))
+    return tuple(dict.fromkeys(found))
+
+
+def environment_secrets(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Return the secrets set in ``environ``: for logging when the settings do not validate."""
+    upper = {name.upper(): value for name, value in environ.items()}
+    return _secrets(
+        (upper.get(name) for name in SECRET_VARIABLES), (upper.get(name) for name in URL_VARIABLES)
+    )
 
 
 class Settings(BaseSettings):
@@ -108,6 +135,11 @@ class Settings(BaseSettings):
     leader_lease_seconds: float = Field(default=10.0, gt=1, le=300)
     shutdown_grace_seconds: float = Field(default=25.0, gt=0, le=300)
     access_log: bool = False
+
+    # Limits at the edge (docs/api.md, "Limits"): an order is about 200 bytes.
+    max_request_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_request_headers: int = Field(default=100, ge=16, le=1000)
+    max_request_head_bytes: int = Field(default=16 * 1024, ge=4096, le=1024 * 1024)
 
     @field_validator("log_level")
     @classmethod
@@ -178,6 +210,16 @@ class Settings(BaseSettings):
         password = self.redis_password.get_secret_value() if self.redis_password else ""
         auth = f":{quote(password, safe='')}@" if password else ""
         return f"redis://{auth}{self.redis_host}:{self.redis_port}/0"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Return every configured secret: the API key, and database and Redis passwords."""
+        values = (self.api_key, self.database_password, self.redis_password)
+        urls = (self.database_url, self.redis_url)
+        return _secrets(
+            (value.get_secret_value() if value else None for value in values),
+            (url.get_secret_value() if url else None for url in urls),
+        )
 
     @property
     def embedded(self) -> bool:

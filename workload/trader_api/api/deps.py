@@ -6,12 +6,14 @@ thread, a thread hop per dependency per request for what is a dict lookup.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, Final
 
 from fastapi import Depends, Header, Request
 
 from trader_api.api.auth import API_KEY_HEADER, check_api_key
 from trader_api.api.lifecycle import Lifecycle
+from trader_api.config import Settings
 from trader_api.services.runtime import Runtime
 
 
@@ -29,21 +31,36 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
 
 
+def check_write_access(settings: Settings, presented: str | None) -> None:
+    """Let a mutation through only with the configured API key."""
+    check_api_key(configured=settings.api_key, presented=presented)
+
+
+def check_read_access(settings: Settings, presented: str | None) -> None:
+    """Let a read through; with ``READS_REQUIRE_API_KEY`` only with the key."""
+    if settings.reads_require_api_key:
+        check_api_key(configured=settings.api_key, presented=presented)
+
+
 async def require_write_access(
     runtime: RuntimeDep,
     x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
 ) -> None:
-    """Let a mutation through only with the configured API key."""
-    check_api_key(configured=runtime.settings.api_key, presented=x_api_key)
+    check_write_access(runtime.settings, x_api_key)
 
 
 async def require_read_access(
     runtime: RuntimeDep,
     x_api_key: Annotated[str | None, Header(alias=API_KEY_HEADER)] = None,
 ) -> None:
-    """Let a read through; with ``READS_REQUIRE_API_KEY`` only with the key."""
-    if runtime.settings.reads_require_api_key:
-        check_api_key(configured=runtime.settings.api_key, presented=x_api_key)
+    check_read_access(runtime.settings, x_api_key)
+
+
+ACCESS_CHECKS: Final[dict[Callable[..., Any], Callable[[Settings, str | None], None]]] = {
+    require_write_access: check_write_access,
+    require_read_access: check_read_access,
+}
+"""The header-only check behind each access dependency: ``EdgeRoute`` runs it before the body."""
 
 
 WriteAccess = Depends(require_write_access)

@@ -6,19 +6,60 @@ floats; requests accept numbers too, and refuse NaN and infinities.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    model_validator,
+)
 
-from trader_api.domain import Fill, Interval, Kline, Order, OrderStatus, OrderType, Position, Side
+from trader_api.domain import (
+    Fill,
+    Interval,
+    Kline,
+    Order,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    plain_decimal,
+)
 from trader_api.risk import HaltState, RiskLimits
 from trader_api.strategy import StrategyConfig
 
 Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]{2,30}$", examples=["BTCUSDT"])]
 Amount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False, max_digits=28, decimal_places=12)]
+
+PlainDecimal = Annotated[Decimal, PlainSerializer(plain_decimal, return_type=str, when_used="json")]
+"""Every decimal in a response: a plain string (``"0.0000001"``, never ``"1E-7"``)."""
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "out of range: the time in UTC must be within 0001-01-01 and 9999-12-31"
+        ) from None
+
+
+EdgeDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""Every datetime a client sends: with a time zone, and representable in UTC.
+
+NB: the stores compare in UTC; ``0001-01-01T00:00:00+05:00`` is a valid
+datetime whose UTC instant is before year 1, which asyncpg cannot encode
+(a 500 on PostgreSQL) while the memory store compared it happily. Normalised
+here, once, both stores get the same UTC value or the client gets a 422.
+"""
 
 # Response models whose fields are a domain value's attributes, by the same
 # names: ``Model.of(value)`` reads them (in pydantic-core, a little faster
@@ -58,11 +99,11 @@ class OrderOut(BaseModel):
     symbol: str
     side: Side
     type: OrderType
-    quantity: Decimal
-    limit_price: Decimal | None
+    quantity: PlainDecimal
+    limit_price: PlainDecimal | None
     status: OrderStatus
-    filled_quantity: Decimal
-    average_fill_price: Decimal | None
+    filled_quantity: PlainDecimal
+    average_fill_price: PlainDecimal | None
     created_at: datetime
     updated_at: datetime
     strategy: str | None
@@ -80,9 +121,9 @@ class FillOut(BaseModel):
     order_id: UUID
     symbol: str
     side: Side
-    quantity: Decimal
-    price: Decimal
-    fee: Decimal
+    quantity: PlainDecimal
+    price: PlainDecimal
+    fee: PlainDecimal
     ts: datetime
 
     @classmethod
@@ -92,11 +133,11 @@ class FillOut(BaseModel):
 
 class PositionOut(BaseModel):
     symbol: str
-    quantity: Decimal
-    average_price: Decimal
-    realized_pnl: Decimal
-    mark_price: Decimal | None
-    unrealized_pnl: Decimal | None
+    quantity: PlainDecimal
+    average_price: PlainDecimal
+    realized_pnl: PlainDecimal
+    mark_price: PlainDecimal | None
+    unrealized_pnl: PlainDecimal | None
     updated_at: datetime
 
     @classmethod
@@ -134,11 +175,11 @@ class KlineOut(BaseModel):
     interval: Interval
     open_time: datetime
     close_time: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
+    open: PlainDecimal
+    high: PlainDecimal
+    low: PlainDecimal
+    close: PlainDecimal
+    volume: PlainDecimal
 
     @classmethod
     def of(cls, kline: Kline) -> KlineOut:
@@ -148,10 +189,10 @@ class KlineOut(BaseModel):
 class RiskLimitsOut(BaseModel):
     model_config = _FROM_ATTRIBUTES
 
-    max_order_notional: Decimal
-    max_position_notional: Decimal
+    max_order_notional: PlainDecimal
+    max_position_notional: PlainDecimal
     max_open_orders: int
-    daily_loss_limit: Decimal
+    daily_loss_limit: PlainDecimal
 
     @classmethod
     def of(cls, limits: RiskLimits) -> RiskLimitsOut:
@@ -175,16 +216,16 @@ class RiskOut(BaseModel):
     limits: RiskLimitsOut
     kill_switch: KillSwitchOut
     open_orders: int
-    realized_pnl_today: Decimal
-    marks: dict[str, Decimal]
+    realized_pnl_today: PlainDecimal
+    marks: dict[str, PlainDecimal]
 
 
 class KillSwitchRequest(BaseModel):
     """Engage (``true``) or release (``false``) the kill switch; the reason is logged."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    engaged: bool
+    engaged: StrictBool
     reason: str = Field(min_length=1, max_length=500)
 
 

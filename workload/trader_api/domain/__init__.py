@@ -1,5 +1,6 @@
 """Value types of the engine. Pure: no I/O, no framework imports."""
 
+from trader_api.domain.decimals import plain_decimal
 from trader_api.domain.market import Interval, Kline, Tick
 from trader_api.domain.orders import Fill, Order, OrderStatus, OrderType, Side
 from trader_api.domain.portfolio import Position, Settlement, settle
@@ -17,5 +18,6 @@ __all__ = [
     "Side",
     "Signal",
     "Tick",
+    "plain_decimal",
     "settle",
 ]

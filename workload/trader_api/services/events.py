@@ -10,10 +10,11 @@ NB: money and quantities travel as decimal strings, never floats.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, Final
 from uuid import UUID
 
-from trader_api.domain import Fill, Kline, Order, Tick
+from trader_api.domain import Fill, Kline, Order, Tick, plain_decimal
 
 PUBLIC_TYPES: Final = frozenset({"order", "fill", "tick", "kline", "risk", "strategy"})
 EXECUTE: Final = "command.execute"
@@ -22,8 +23,8 @@ CANCEL: Final = "command.cancel"
 Event = dict[str, Any]
 
 
-def _money(value: object) -> str | None:
-    return None if value is None else str(value)
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else plain_decimal(value)
 
 
 def encode_order(order: Order) -> dict[str, Any]:
@@ -33,10 +34,10 @@ def encode_order(order: Order) -> dict[str, Any]:
         "symbol": order.symbol,
         "side": order.side.value,
         "type": order.type.value,
-        "quantity": str(order.quantity),
+        "quantity": plain_decimal(order.quantity),
         "limit_price": _money(order.limit_price),
         "status": order.status.value,
-        "filled_quantity": str(order.filled_quantity),
+        "filled_quantity": plain_decimal(order.filled_quantity),
         "average_fill_price": _money(order.average_fill_price),
         "created_at": order.created_at.isoformat(),
         "updated_at": order.updated_at.isoformat(),
@@ -51,9 +52,9 @@ def encode_fill(fill: Fill) -> dict[str, Any]:
         "order_id": str(fill.order_id),
         "symbol": fill.symbol,
         "side": fill.side.value,
-        "quantity": str(fill.quantity),
-        "price": str(fill.price),
-        "fee": str(fill.fee),
+        "quantity": plain_decimal(fill.quantity),
+        "price": plain_decimal(fill.price),
+        "fee": plain_decimal(fill.fee),
         "ts": fill.ts.isoformat(),
     }
 
@@ -70,8 +71,8 @@ def tick_event(tick: Tick) -> Event:
     return {
         "type": "tick",
         "symbol": tick.symbol,
-        "price": str(tick.price),
-        "quantity": str(tick.quantity),
+        "price": plain_decimal(tick.price),
+        "quantity": plain_decimal(tick.quantity),
         "ts": tick.ts.isoformat(),
     }
 
@@ -82,11 +83,11 @@ def kline_event(kline: Kline) -> Event:
         "symbol": kline.symbol,
         "interval": kline.interval.value,
         "open_time": kline.open_time.isoformat(),
-        "open": str(kline.open),
-        "high": str(kline.high),
-        "low": str(kline.low),
-        "close": str(kline.close),
-        "volume": str(kline.volume),
+        "open": plain_decimal(kline.open),
+        "high": plain_decimal(kline.high),
+        "low": plain_decimal(kline.low),
+        "close": plain_decimal(kline.close),
+        "volume": plain_decimal(kline.volume),
     }
 
 

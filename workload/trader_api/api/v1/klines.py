@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
 from trader_api.api.deps import ReadAccess, RuntimeDep
-from trader_api.api.schemas import KlineOut
+from trader_api.api.routing import EdgeRoute
+from trader_api.api.schemas import EdgeDatetime, KlineOut
 from trader_api.domain import Interval
 
-router = APIRouter(prefix="/api/v1", tags=["klines"])
+router = APIRouter(prefix="/api/v1", tags=["klines"], route_class=EdgeRoute)
 
 
 @router.get("/klines", dependencies=[ReadAccess])
@@ -21,14 +21,11 @@ async def query_klines(
     runtime: RuntimeDep,
     symbol: Annotated[str, Query(pattern=r"^[A-Z0-9]{2,30}$")],
     interval: Interval = Interval.M1,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: EdgeDatetime | None = None,
+    end: EdgeDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[KlineOut]:
     """Klines with ``start <= open_time < end``, oldest first; the newest ``limit`` if more."""
-    for name, value in (("start", start), ("end", end)):
-        if value is not None and value.tzinfo is None:
-            raise _invalid(name, f"{name} needs a time zone (e.g. 2025-01-28T10:30:00Z)")
     if start is not None and end is not None and start >= end:
         raise _invalid("end", "start must be before end")
     klines = await runtime.store.query_klines(

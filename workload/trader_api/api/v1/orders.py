@@ -8,6 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from trader_api.api.deps import ReadAccess, RuntimeDep, WriteAccess
+from trader_api.api.routing import EdgeRoute
 from trader_api.api.schemas import (
     ErrorOut,
     FillOut,
@@ -18,7 +19,7 @@ from trader_api.api.schemas import (
 from trader_api.domain import OrderStatus
 from trader_api.services.orders import OrderTicket
 
-router = APIRouter(prefix="/api/v1", tags=["orders"])
+router = APIRouter(prefix="/api/v1", tags=["orders"], route_class=EdgeRoute)
 
 _WRITE_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorOut, "description": "no or no configured API key"},

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from trader_api.api.deps import ReadAccess, RuntimeDep
+from trader_api.api.routing import EdgeRoute
 from trader_api.api.schemas import PositionOut
 
-router = APIRouter(prefix="/api/v1", tags=["positions"])
+router = APIRouter(prefix="/api/v1", tags=["positions"], route_class=EdgeRoute)
 
 
 @router.get("/positions", dependencies=[ReadAccess])

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from trader_api.api.deps import ReadAccess, RuntimeDep, WriteAccess
+from trader_api.api.routing import EdgeRoute
 from trader_api.api.schemas import KillSwitchOut, KillSwitchRequest, RiskLimitsOut, RiskOut
 
-router = APIRouter(prefix="/api/v1", tags=["risk"])
+router = APIRouter(prefix="/api/v1", tags=["risk"], route_class=EdgeRoute)
 
 
 @router.get("/risk", dependencies=[ReadAccess])

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from trader_api.api.deps import ReadAccess, RuntimeDep, WriteAccess
+from trader_api.api.routing import EdgeRoute
 from trader_api.api.schemas import ErrorOut, StrategyOut
 
-router = APIRouter(prefix="/api/v1", tags=["strategies"])
+router = APIRouter(prefix="/api/v1", tags=["strategies"], route_class=EdgeRoute)
 
 StrategyName = Annotated[str, Path(min_length=1, max_length=63)]
 
