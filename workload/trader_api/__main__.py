@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -15,9 +16,10 @@ from pydantic import ValidationError
 
 from trader_api import __version__
 from trader_api.api.app import create_app
+from trader_api.api.http_limits import bounded_httptools
 from trader_api.api.lifecycle import Lifecycle
 from trader_api.api.middleware import LivenessFastPath
-from trader_api.config import Settings
+from trader_api.config import Settings, environment_secrets
 from trader_api.logging import configure_logging
 from trader_api.services.runtime import Runtime
 from trader_api.storage import StorageError
@@ -107,10 +109,10 @@ def main() -> None:
     try:
         settings = Settings()
     except ValidationError as exc:
-        configure_logging("info")
+        configure_logging("info", secrets=environment_secrets(os.environ))
         logger.error("Invalid configuration: %s", exc)  # noqa: TRY400 - the message is the point
         sys.exit(EXIT_CONFIG)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, secrets=settings.secrets)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(settings))
@@ -140,6 +142,10 @@ async def serve(settings: Settings) -> None:
         # NB: the drain already waited for in-flight requests; this bounds what is left.
         timeout_graceful_shutdown=5,
         server_header=False,
+        http=bounded_httptools(
+            max_headers=settings.max_request_headers,
+            max_head_bytes=settings.max_request_head_bytes,
+        ),
     )
     server = GracefulServer(
         config, lifecycle=lifecycle, grace_seconds=settings.shutdown_grace_seconds

@@ -7,10 +7,14 @@ one JSON object per line on stdout, levels error, warn, info, debug and trace.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, TextIO
+from urllib.parse import quote
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -81,15 +85,73 @@ def json_formatter() -> logging.Formatter:
     )
 
 
-def configure_logging(spec: str, *, stream: TextIO | None = None) -> LogDirectives:
+REDACTED: Final = "[REDACTED]"
+MIN_SECRET_LENGTH: Final = 4
+"""Shorter values are not redacted: every ``a`` of every line would go with a password ``a``."""
+
+# NB: no character class below takes a backslash: lines are JSON, and ``\"`` must stay whole.
+_KEY_LIKE_QUERY: Final = re.compile(
+    r"(?i)([?&;][\w.-]*(?:key|token|secret|passw(?:or)?d|pwd|auth|signature|credential)[\w.-]*=)"
+    r"[^&;\s\"'#\\]*"
+)
+_SECRET_HEADER: Final = re.compile(
+    r"(?i)((?:x-api-key|authorization|proxy-authorization|cookie)(?:\\?['\"])?\s*[:=]\s*(?:\\?['\"])?)"
+    r"[^'\"\\\n]*"
+)
+_URL_PASSWORD: Final = re.compile(r"(://[^/\s:@\"'\\]*:)[^/\s@\"'\\]*@")
+
+
+class RedactingFormatter(logging.Formatter):
+    """Format with ``inner``, then replace secrets in the finished line, whatever logger wrote it.
+
+    Redacted: each configured secret as written raw, JSON-escaped and
+    percent-encoded; the value of any key-like query parameter (``?api_key=``,
+    ``&token=``: a refused key may be another service's), of a credential
+    header (``X-API-Key``, ``Authorization``, ``Cookie``); a URL's password.
+    NB: the finished line, not the record: a secret can sit in the message,
+    its arguments, an ``extra`` field or a traceback (uvicorn logs a
+    WebSocket's full URL, query string included, at INFO).
+    """
+
+    def __init__(self, inner: logging.Formatter, *, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.inner = inner
+        forms = {
+            form
+            for secret in secrets
+            if len(secret) >= MIN_SECRET_LENGTH
+            for form in (secret, json.dumps(secret)[1:-1], quote(secret, safe=""), quote(secret))
+        }
+        self._secrets = (
+            re.compile("|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True)))
+            if forms
+            else None
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(self.inner.format(record))
+
+    def redact(self, line: str) -> str:
+        if self._secrets is not None:
+            line = self._secrets.sub(REDACTED, line)
+        line = _KEY_LIKE_QUERY.sub(rf"\1{REDACTED}", line)
+        line = _SECRET_HEADER.sub(rf"\1{REDACTED}", line)
+        return _URL_PASSWORD.sub(rf"\1{REDACTED}@", line)
+
+
+def configure_logging(
+    spec: str, *, stream: TextIO | None = None, secrets: Iterable[str] = ()
+) -> LogDirectives:
     """Send every log record as JSON to stdout (or ``stream``), at the levels ``spec`` asks.
+
+    ``secrets`` never appear in a line (``RedactingFormatter``).
 
     NB: replaces the root logger's handlers, and resets the levels of loggers a
     previous call configured, so calling it twice (tests, reloads) is safe.
     """
     directives = parse_log_directives(spec)
     handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
-    handler.setFormatter(json_formatter())
+    handler.setFormatter(RedactingFormatter(json_formatter(), secrets=secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -5,11 +5,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+import secrets as token
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
+from pydantic import SecretStr
 
+from trader_api.config import Settings
 from trader_api.logging import TRACE, configure_logging, parse_log_directives
+from unit.workload.api_support import API_KEY
+
+# Generated per run; the database one has characters a URL and JSON must escape.
+DB_PASSWORD = token.token_urlsafe(12) + '"/@:%'
+REDIS_PASSWORD = token.token_urlsafe(12)
 
 
 @pytest.fixture
@@ -81,3 +90,36 @@ def test_reconfiguring_drops_earlier_per_logger_levels() -> None:
     assert logging.getLogger("trader_api").level == logging.NOTSET
     logging.getLogger("trader_api").info("hidden")
     assert out.getvalue() == ""
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_no_configured_secret_appears_in_any_line_at_any_level() -> None:
+    settings = Settings(
+        api_key=SecretStr(API_KEY),
+        database_url=SecretStr(f"postgresql://trader:{quote(DB_PASSWORD, safe='')}@db:5432/t"),
+        redis_password=SecretStr(REDIS_PASSWORD),
+        pod_name="log-test",
+    )
+    out = io.StringIO()
+    configure_logging("trace", stream=out, secrets=settings.secrets)
+    secrets = (API_KEY, DB_PASSWORD, REDIS_PASSWORD)
+    for level in (TRACE, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+        for name in ("uvicorn.error", "trader_api.api", "asyncpg"):
+            log = logging.getLogger(name)
+            log.log(level, '%s - "WebSocket %s" 403', ("10.0.0.1", 5), f"/ws?x-api-key={API_KEY}")
+            log.log(level, "connecting to %s", settings.database_dsn)
+            log.log(level, "auth %s", REDIS_PASSWORD, extra={"header": f"X-API-Key: {API_KEY}"})
+            log.log(level, "failed", exc_info=RuntimeError(f"bad password {DB_PASSWORD!r}"))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5 * 3 * 4
+    assert [line for line in lines if any(secret in line for secret in secrets)] == []
+    assert all(json.loads(line) for line in lines)  # redaction keeps every line JSON
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_key_like_query_parameter_is_redacted_even_when_not_configured() -> None:
+    out = io.StringIO()
+    configure_logging("info", stream=out)
+    logging.getLogger("uvicorn.error").info('"WebSocket %s" 403', "/ws?types=order&api_key=guess")
+    message = json.loads(out.getvalue())["message"]
+    assert message == '"WebSocket /ws?types=order&api_key=[REDACTED]" 403'

@@ -37,6 +37,10 @@ async def stream(
     lifecycle: Lifecycle = websocket.app.state.lifecycle
     refusal = _refusal(websocket, runtime=runtime, lifecycle=lifecycle, types=types)
     if refusal is not None:
+        # NB: accepted first, then closed: a close before the accept is an HTTP
+        # 403 with an empty body on a real server (a browser sees only 1006),
+        # while the close code and reason are what clients read (docs/api.md).
+        await websocket.accept()
         await websocket.close(*refusal)
         return
     wanted = _wanted(types)
