@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -36,6 +37,8 @@ from traderbot_operator.models import (
     BACKUP_PLURAL,
     GROUP,
     KIND,
+    OBJECT_NAME_MAX_LENGTH,
+    OBJECT_NAME_PATTERN,
     PLURAL,
     RESTORE_KIND,
     RESTORE_PLURAL,
@@ -162,30 +165,77 @@ def _failure(error: ApiError, *, verb: str, what: str) -> ConflictError | KubeEr
     return ConflictError(message) if error.status.code == CONFLICT else KubeError(message)
 
 
+class InvalidNameError(KubeError):
+    """A name or namespace that is not a Kubernetes object name: refused before any request."""
+
+
+_OBJECT_NAME: Final = re.compile(OBJECT_NAME_PATTERN)
+
+
+def checked_name(value: object, *, what: str) -> None:
+    """Refuse anything but a DNS-1123 name where a name goes into a URL path.
+
+    NB: the HTTP client resolves ``../`` in a path, so a name like
+    ``../../kube-system/secrets/x`` would reach another namespace; the CRDs and the
+    models refuse such names first, this refuses them whatever the caller.
+    """
+    if value is None:
+        return
+    if (
+        not isinstance(value, str)
+        or len(value) > OBJECT_NAME_MAX_LENGTH
+        or not _OBJECT_NAME.fullmatch(value)
+    ):
+        raise InvalidNameError(
+            f"{what} {str(value)[:80]!r} is not a Kubernetes object name (lower-case "
+            "letters, digits, '-' and '.', at most 253 characters); nothing was requested"
+        )
+
+
+def _checked_path(args: tuple[Any, ...], kwargs: Mapping[str, Any], *, named: bool) -> None:
+    """Check the name (second positional or ``name=``) and ``namespace=`` of a call."""
+    if named:
+        checked_name(args[1] if len(args) > 1 else kwargs.get("name"), what="name")
+    checked_name(kwargs.get("namespace"), what="namespace")
+
+
 class _BoundedClient:
-    """The lightkube client with at most ``limit`` requests in flight, the rest queued."""
+    """The lightkube client with at most ``limit`` requests in flight, the rest queued.
+
+    Every call's name and namespace are checked here (``checked_name``): the one
+    place all requests pass.
+    """
 
     def __init__(self, client: AsyncClient, *, limit: int) -> None:
         self._client = client
         self._slots = asyncio.Semaphore(limit)
 
     async def get(self, *args: Any, **kwargs: Any) -> Any:
+        _checked_path(args, kwargs, named=True)
         async with self._slots:
             return await self._client.get(*args, **kwargs)
 
     async def patch(self, *args: Any, **kwargs: Any) -> Any:
+        _checked_path(args, kwargs, named=True)
         async with self._slots:
             return await self._client.patch(*args, **kwargs)
 
     async def delete(self, *args: Any, **kwargs: Any) -> Any:
+        _checked_path(args, kwargs, named=True)
         async with self._slots:
             return await self._client.delete(*args, **kwargs)
 
     async def create(self, *args: Any, **kwargs: Any) -> Any:
+        _checked_path(args, kwargs, named=False)
+        obj = args[0] if args else kwargs.get("obj")
+        metadata = getattr(obj, "metadata", None)
+        checked_name(getattr(metadata, "name", None), what="name")
+        checked_name(getattr(metadata, "namespace", None), what="namespace")
         async with self._slots:
             return await self._client.create(*args, **kwargs)
 
     async def list(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        _checked_path(args, kwargs, named=False)
         async with self._slots:
             async for item in self._client.list(*args, **kwargs):
                 yield item

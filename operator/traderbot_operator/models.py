@@ -7,9 +7,9 @@ defaulted (unit tests, dry runs). A unit test walks both and fails when they dri
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from traderbot_operator import __version__
@@ -23,6 +23,22 @@ PLURAL = "traderbots"
 WORKLOAD_IMAGE = "ghcr.io/traderbot-dev/trader-api"
 TIMESCALEDB_IMAGE = "timescale/timescaledb:2.17.2-pg16"
 REDIS_IMAGE = "redis:7.4.1-alpine"
+
+# A Kubernetes object name (DNS-1123 subdomain, as the API server checks
+# metadata.name). Every spec field that names an object carries it, in the CRDs
+# as a pattern and here: such a name goes into a URL path, and one like
+# ``../../ns/x/secrets/y`` would otherwise leave the namespace.
+OBJECT_NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+OBJECT_NAME_MAX_LENGTH: Final = 253
+BOT_NAME_MAX_LENGTH: Final = 40
+ObjectName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=OBJECT_NAME_MAX_LENGTH, pattern=OBJECT_NAME_PATTERN),
+]
+BotName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=BOT_NAME_MAX_LENGTH, pattern=OBJECT_NAME_PATTERN),
+]
 
 LogLevel = Literal["error", "warn", "info", "debug", "trace"]
 Mode = Literal["paper", "live"]
@@ -53,14 +69,14 @@ class ResourceRequirements(_Model):
 class SecretKeyRef(_Model):
     """A key of a Secret in the TraderBot's namespace."""
 
-    name: str
+    name: ObjectName
     key: str = "api-key"
 
 
 class SecretRef(_Model):
     """A Secret in the TraderBot's namespace."""
 
-    name: str
+    name: ObjectName
 
 
 class RateLimit(_Model):
@@ -152,7 +168,7 @@ class StorageSpec(_Model):
     """A PersistentVolumeClaim request."""
 
     size: str
-    storage_class_name: str | None = None
+    storage_class_name: ObjectName | None = None
 
 
 class DatabaseSpec(_Model):
@@ -356,7 +372,7 @@ BackupPhase = Literal["Pending", "Running", "Completed", "Failed"]
 class BackupRunSpec(_Model):
     """What one TraderBotBackup backs up (mirrors crds/traderbot.dev_traderbotbackups.yaml)."""
 
-    bot_name: str
+    bot_name: BotName
     database: bool = True
     redis: bool = True
     tables: tuple[str, ...] | None = None
@@ -423,8 +439,8 @@ RestorePhase = Literal[
 class RestoreRunSpec(_Model):
     """What one TraderBotRestore restores (mirrors crds/traderbot.dev_traderbotrestores.yaml)."""
 
-    bot_name: str
-    backup_name: str
+    bot_name: BotName
+    backup_name: ObjectName
     what: Literal["database", "redis", "both"] = "database"
 
 

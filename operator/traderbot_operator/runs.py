@@ -24,6 +24,7 @@ from traderbot_operator.desired.backup import (
 )
 from traderbot_operator.desired.common import ANNOTATION_PREFIX
 from traderbot_operator.models import (
+    BACKUP_KIND,
     KIND,
     BackupRun,
     MaintenanceStatus,
@@ -596,3 +597,21 @@ def restore_decision(  # noqa: PLR0911 - one return per step of the restore
         status={**current, "phase": "Restoring", "message": "restore Job running"},
         hold_api=True,
     )
+
+
+def model_problems(error: ValidationError, *, prefix: str = "spec") -> tuple[str, ...]:
+    """Return a model's refusal as ``spec.field: reason`` lines an SRE can act on."""
+    return tuple(
+        f"{prefix}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+    )
+
+
+def rejected_run_status(kind: str, *, problems: Sequence[str]) -> dict[str, Any]:
+    """Return the status of a TraderBotBackup/TraderBotRestore whose spec the models refuse.
+
+    NB: Failed for good, with the reasons where each kind keeps them (a backup's
+    ``error``, a restore's ``message``); nothing was started for it.
+    """
+    reason = "; ".join(problems)
+    field = "error" if kind == BACKUP_KIND else "message"
+    return {"phase": "Failed", field: f"invalid spec, nothing was done: {reason}"}

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import kopf
+from pydantic import ValidationError
 
 from traderbot_operator.desired.backup import (
     BACKUP_RUN_LABEL,
@@ -25,7 +26,12 @@ from traderbot_operator.desired.common import (
     MANAGED_BY,
     Names,
 )
-from traderbot_operator.handlers.converge import OperatorState, restore_holding, run_serialized
+from traderbot_operator.handlers.converge import (
+    OperatorState,
+    reject_run,
+    restore_holding,
+    run_serialized,
+)
 from traderbot_operator.handlers.traderbot import (
     api_errors_retried,
     namespaced,
@@ -52,6 +58,7 @@ from traderbot_operator.runs import (
     backup_run_status,
     job_finished,
     maintenance_status,
+    model_problems,
     outlived_retention,
     owners_to_keep,
     parse_backup_result,
@@ -72,7 +79,10 @@ async def converge_backup(state: OperatorState, *, namespace: str, name: str) ->
     body = await kube.get(namespace=namespace, key=(API_VERSION, BACKUP_KIND, name))
     if body is None:
         return None
-    run = BackupRun.from_body(body)
+    try:
+        run = BackupRun.from_body(body)
+    except ValidationError as error:
+        return await reject_run(state, body=body, kind=BACKUP_KIND, problems=model_problems(error))
     scheduled = run.labels.get(SCHEDULED_LABEL) == "true"
     owned_by_bot = any(o.get("kind") == KIND for o in body["metadata"].get("ownerReferences") or [])
     if run.status.phase in _TERMINAL and not (scheduled and owned_by_bot):

@@ -39,6 +39,7 @@ from traderbot_operator.reconcile import (
     Outcome,
     compute_status,
     database_claim_key,
+    differences,
     key_of,
     lost_credentials,
     plan,
@@ -49,8 +50,10 @@ from traderbot_operator.reconcile import (
 )
 from traderbot_operator.runs import (
     HOLD_ANNOTATION,
+    model_problems,
     parse_backup_result,
     redis_held,
+    rejected_run_status,
 )
 from traderbot_operator.upgrade import (
     UpgradeDecision,
@@ -219,6 +222,31 @@ async def _report_rejected(
     state.phases[(namespace, name)] = "Failed"
     metrics.set_phases(state.phases)
     return Result(phase="Failed", writes=writes, invalid_spec=problems)
+
+
+async def reject_run(
+    state: OperatorState, *, body: Mapping[str, Any], kind: str, problems: tuple[str, ...]
+) -> str:
+    """Fail a TraderBotBackup/TraderBotRestore whose spec the models refuse; return Failed.
+
+    NB: before anything is read or started for it: a refused name (``../x``) never
+    reaches a URL. The Warning is posted once, when the record turns Failed.
+    """
+    meta = body["metadata"]
+    current = body.get("status") or {}
+    status = rejected_run_status(kind, problems=problems)
+    if differences(status, current):
+        await state.kube.patch_status(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            status=status,
+            kind=kind,
+            resource_version=meta["resourceVersion"],
+        )
+        if current.get("phase") != "Failed":
+            message = next(v for k, v in status.items() if k != "phase")
+            await state.kube.event(bot=body, type_="Warning", reason="InvalidSpec", message=message)
+    return "Failed"
 
 
 class RestoreHold(NamedTuple):
@@ -433,10 +461,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     try:
         bot = TraderBot.from_body(body)
     except ValidationError as error:
-        problems = tuple(
-            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        return await _report_rejected(state, body=body, problems=problems)
+        return await _report_rejected(state, body=body, problems=model_problems(error))
 
     if bot.spec.paused:
         return await _report_paused(state, body=body, bot=bot)

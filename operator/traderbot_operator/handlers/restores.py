@@ -26,6 +26,7 @@ from traderbot_operator.desired.common import (
 from traderbot_operator.handlers.converge import (
     OperatorState,
     one_at_a_time,
+    reject_run,
     restore_holding,  # NB: one definition of "held" for the bot and its restores
     run_serialized,
 )
@@ -55,6 +56,7 @@ from traderbot_operator.runs import (
     RestoreDecision,
     hold_change,
     job_finished,
+    model_problems,
     newest_completed_backup,
     parse_backup_result,
     restore_decision,
@@ -189,7 +191,17 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
     body = await kube.get(namespace=namespace, key=(API_VERSION, RESTORE_KIND, name))
     if body is None:
         return None
-    restore = RestoreRun.from_body(body)
+    try:
+        restore = RestoreRun.from_body(body)
+    except ValidationError as error:
+        return await reject_run(state, body=body, kind=RESTORE_KIND, problems=model_problems(error))
+    return await _step(state, body=body, restore=restore)
+
+
+async def _step(state: OperatorState, *, body: dict[str, Any], restore: RestoreRun) -> str:
+    """Take the next step of a restore whose spec the models accept."""
+    kube = state.kube
+    namespace, name = restore.namespace, restore.name
     bot_body = await kube.get_bot(namespace=namespace, name=restore.spec.bot_name)
     bot: TraderBot | None = None
     rejected: str | None = None

@@ -19,7 +19,13 @@ import kopf
 from traderbot_operator import metrics
 from traderbot_operator.desired.common import MANAGED_BY
 from traderbot_operator.handlers.converge import OperatorState, Result, owner_of, run_serialized
-from traderbot_operator.kube import ConflictError, Kube, KubeError, load_credentials
+from traderbot_operator.kube import (
+    ConflictError,
+    InvalidNameError,
+    Kube,
+    KubeError,
+    load_credentials,
+)
 from traderbot_operator.models import GROUP, PLURAL, VERSION
 
 DRIFT_INTERVAL_SECONDS = float(os.environ.get("TRADERBOT_DRIFT_INTERVAL_SECONDS", "60"))
@@ -134,6 +140,10 @@ def api_errors_retried() -> Iterator[None]:
     """
     try:
         yield
+    except InvalidNameError as error:
+        # NB: the models refuse such names first; retrying a name that cannot be
+        # requested would loop for ever.
+        raise kopf.PermanentError(str(error)) from error
     except ConflictError as error:
         raise kopf.TemporaryError(
             f"{error}; another writer changed it meanwhile, retrying",

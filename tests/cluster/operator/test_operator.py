@@ -191,6 +191,21 @@ def _wait_timer_passes(operator: OperatorRunner, count: int) -> None:
         ),
         ("x" * 41, {}, "metadata.name must be at most 40 characters"),
         ("level", {"api": {"logLevel": "verbose"}}, "Unsupported value"),
+        (
+            "climb",
+            {"api": {"apiKeySecretRef": {"name": "../../kube-system/secrets/x"}}},
+            "spec.api.apiKeySecretRef.name: Invalid value",
+        ),
+        (
+            "climb-exchange",
+            {"engine": {"exchange": {"credentialsSecretRef": {"name": "a/b"}}}},
+            "spec.engine.exchange.credentialsSecretRef.name: Invalid value",
+        ),
+        (
+            "class",
+            {"redis": {"storage": {"storageClassName": "Fast Disks"}}},
+            "spec.redis.storage.storageClassName: Invalid value",
+        ),
     ],
     ids=[
         "live-without-credentials",
@@ -200,6 +215,9 @@ def _wait_timer_passes(operator: OperatorRunner, count: int) -> None:
         "risk",
         "long-name",
         "log-level",
+        "secret-ref-leaves-namespace",
+        "exchange-secret-ref-with-slash",
+        "storage-class-not-a-name",
     ],
 )
 @pytest.mark.usefixtures("crd")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from lightkube import Client
+from lightkube import ApiError, Client
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import CronJob, Job
 from lightkube.resources.core_v1 import Pod
@@ -262,3 +262,32 @@ def test_a_restore_waits_for_a_running_backup_job_and_suspends_the_schedule(
     # The run ends (its pod succeeds); the restore goes on.
     kube.patch(Job, RUNNING, {"spec": {"suspend": False}}, namespace=namespace)
     _restore_phase(kube, namespace, "undo", "Completed")
+
+
+@pytest.mark.parametrize(
+    ("resource", "spec", "field"),
+    [
+        ("TraderBotBackup", {"botName": "../../other/traderbots/x"}, "spec.botName"),
+        ("TraderBotRestore", {"botName": "alpha", "backupName": "../../etc"}, "spec.backupName"),
+        ("TraderBotRestore", {"botName": "a/b", "backupName": "nightly"}, "spec.botName"),
+    ],
+    ids=["backup-bot-climbs", "restore-backup-climbs", "restore-bot-with-slash"],
+)
+@pytest.mark.usefixtures("crd")
+def test_records_naming_objects_outside_the_namespace_are_refused_by_the_api_server(
+    kube: Client, namespace: str, resource: str, spec: dict[str, Any], field: str
+) -> None:
+    kinds = {
+        "TraderBotBackup": TraderBotBackupResource,
+        "TraderBotRestore": TraderBotRestoreResource,
+    }
+    body = {
+        "apiVersion": "traderbot.dev/v1alpha1",
+        "kind": resource,
+        "metadata": {"name": "hostile"},
+        "spec": spec,
+    }
+    with pytest.raises(ApiError) as refused:
+        kube.create(kinds[resource].from_dict(body), namespace=namespace)
+    assert refused.value.status.code == 422
+    assert f"{field}: Invalid value" in (refused.value.status.message or "")
