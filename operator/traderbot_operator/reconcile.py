@@ -558,7 +558,8 @@ def backup_state(bot: TraderBot, cronjob: Mapping[str, Any] | None) -> Component
     if not bot.spec.backup.enabled:
         return ComponentState(False, "Disabled", "spec.backup.enabled is false")
     if cronjob is None:
-        return ComponentState(False, "NotFound", f"CronJob {Names(bot.name).backup} does not exist")
+        missing = f"CronJob {Names(bot.name).backup_cronjob} does not exist"
+        return ComponentState(False, "NotFound", missing)
     if cronjob.get("spec", {}).get("suspend"):
         if not bot.spec.backup.suspend:
             return ComponentState(
@@ -754,7 +755,7 @@ def compute_status(
         not_ready_for=_since(previous.get("CacheReady"), now=now),
         deadline=statefulset_deadline,
     )
-    backup = backup_state(bot, observed.get(("batch/v1", "CronJob", names.backup)))
+    backup = backup_state(bot, observed.get(("batch/v1", "CronJob", names.backup_cronjob)))
 
     any_child = any(
         observed.get(key) is not None
@@ -792,7 +793,8 @@ def compute_status(
             ("BackupScheduled", backup),
         )
     ]
-    health = backup_health(bot, observed.get(("batch/v1", "CronJob", names.backup)), now=now)
+    cronjob = observed.get(("batch/v1", "CronJob", names.backup_cronjob))
+    health = backup_health(bot, cronjob, now=now)
     if health is not None:
         conditions.append(
             condition(
@@ -826,7 +828,7 @@ def compute_status(
     }
     if running_version is not None:
         status["version"] = running_version
-    cronjob = observed.get(("batch/v1", "CronJob", names.backup))
+    cronjob = observed.get(("batch/v1", "CronJob", names.backup_cronjob))
     last_success = ((cronjob or {}).get("status") or {}).get("lastSuccessfulTime")
     if last_success is None and bot.status.last_backup is not None:
         last_success = bot.status.last_backup.time

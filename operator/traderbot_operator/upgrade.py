@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from traderbot_operator.desired.backup import PRE_UPGRADE_LABEL, build_backup_record
-from traderbot_operator.desired.common import Manifest
+from traderbot_operator.desired.common import RUN_NAME_MAX_LENGTH, Manifest, fit_name
 from traderbot_operator.models import (
     BackupRun,
     TraderBot,
@@ -73,7 +73,9 @@ def pre_upgrade_backup_name(bot: TraderBot) -> str:
     current = bot.status.upgrade
     if current is not None and current.target_version == bot.spec.version and current.backup_name:
         return current.backup_name
-    return f"{bot.name}-pre-upgrade-g{bot.generation}"
+    return fit_name(
+        f"{bot.name}-pre-upgrade", limit=RUN_NAME_MAX_LENGTH, suffix=f"-g{bot.generation}"
+    )
 
 
 def build_pre_upgrade_backup(bot: TraderBot, *, name: str) -> Manifest:

@@ -139,7 +139,7 @@ def build_backup_cronjob(bot: TraderBot, *, held: bool = False) -> Manifest:
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": metadata(bot, name=Names(bot.name).backup, component=COMPONENT_BACKUP),
+        "metadata": metadata(bot, name=Names(bot.name).backup_cronjob, component=COMPONENT_BACKUP),
         "spec": {
             "schedule": spec.schedule,
             "timeZone": spec.time_zone,

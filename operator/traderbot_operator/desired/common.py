@@ -35,6 +35,28 @@ DATABASE_USER: Final = "trader"
 WORKLOAD_UID: Final = 10001
 
 
+# A CronJob names its Jobs ``<cronjob>-<minutes since the epoch>`` (8 digits until
+# the year 2160), and a backup Job names its TraderBotBackup record, whose name
+# is at most RUN_NAME_MAX_LENGTH: so the backup CronJob's name is at most 43.
+RUN_NAME_MAX_LENGTH: Final = 52
+SCHEDULED_SUFFIX_LENGTH: Final = 9
+NAME_HASH_LENGTH: Final = 8
+
+
+def fit_name(base: str, *, limit: int, suffix: str = "") -> str:
+    """Return ``base + suffix`` if it fits ``limit``, else a shortened base, a hash, the suffix.
+
+    NB: the hash is of the whole base, so two long names that share their first
+    characters stay distinct, and the same input always gives the same name (a
+    restart finds what it made).
+    """
+    if len(base) + len(suffix) <= limit:
+        return base + suffix
+    digest = hashlib.sha256(base.encode()).hexdigest()[:NAME_HASH_LENGTH]
+    keep = limit - len(suffix) - NAME_HASH_LENGTH - 1
+    return f"{base[:keep].rstrip('-.')}-{digest}{suffix}"
+
+
 class Names:
     """Deterministic child names, so retries and restarts find what they made."""
 
@@ -63,7 +85,13 @@ class Names:
 
     @property
     def backup(self) -> str:
+        """The backup volume claim (never shortened: a rename would orphan the backups)."""
         return f"{self.bot}-backup"
+
+    @property
+    def backup_cronjob(self) -> str:
+        """The backup CronJob: short enough that its Jobs' names fit a TraderBotBackup's."""
+        return fit_name(f"{self.bot}-backup", limit=RUN_NAME_MAX_LENGTH - SCHEDULED_SUFFIX_LENGTH)
 
     @property
     def backup_verify(self) -> str:

@@ -328,7 +328,8 @@ async def backup_job_changed(
     # NB: only the backup CronJob's runs are backups; the verify CronJob's Jobs carry
     # the same labels (so the NetworkPolicies let them in) but back nothing up.
     from_backup_cronjob = bot_name is not None and any(
-        o.get("kind") == "CronJob" and o.get("name") == Names(bot_name).backup for o in owners
+        o.get("kind") == "CronJob" and o.get("name") == Names(bot_name).backup_cronjob
+        for o in owners
     )
     state = operator_state(memo)
     try:

@@ -118,7 +118,7 @@ def _candidate_keys(
     """Return every key to observe: the desired ones plus prunable ones that may linger."""
     names = Names(bot.name)
     keys = [key_of(manifest) for manifest in desired]
-    keys.append(("batch/v1", "CronJob", names.backup))
+    keys.append(("batch/v1", "CronJob", names.backup_cronjob))
     keys.append(("batch/v1", "CronJob", names.backup_verify))
     if monitor:
         keys.append((SERVICE_MONITOR_API_VERSION, "ServiceMonitor", names.api))
@@ -431,7 +431,7 @@ async def _report_paused(
             ("apps/v1", "Deployment", names.api),
             ("apps/v1", "StatefulSet", names.database),
             ("apps/v1", "StatefulSet", names.redis),
-            ("batch/v1", "CronJob", names.backup),
+            ("batch/v1", "CronJob", names.backup_cronjob),
         ],
         labels=instance_labels(bot),
     )

@@ -131,7 +131,7 @@ async def _pods(
             kind="Job",
             labels=selector_labels(bot, COMPONENT_BACKUP),
         )
-        backups = running_backup_jobs(jobs.values(), backup_cronjob=Names(bot.name).backup)
+        backups = running_backup_jobs(jobs.values(), backup_cronjob=Names(bot.name).backup_cronjob)
         return _Pods(api=api, redis=redis, redis_ready=False, backups=tuple(backups))
     if not (finished and restores_redis(restore)):
         return _NOTHING_RUNS

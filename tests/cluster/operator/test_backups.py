@@ -15,6 +15,7 @@ from lightkube.types import PatchType
 from cluster.operator.runner import OperatorRunner
 from cluster.operator.test_operator import _create_bot, _events_of, _get, _wait_phase
 from support.kube import eventually
+from traderbot_operator.desired.common import Names
 from traderbot_operator.kube import TraderBotBackupResource, TraderBotResource
 
 KWOK_FAIL_LABEL = "traderbot.dev/kwok-fail"
@@ -156,15 +157,21 @@ def test_a_backup_of_a_missing_bot_fails_at_once(kube: Client, namespace: str) -
         kube.get(Job, "orphan", namespace=namespace)
 
 
+@pytest.mark.parametrize("bot_name", ["alpha", "trading-bot-for-the-european-desk-eth-01"])
 def test_a_scheduled_run_is_recorded_as_a_traderbotbackup(
-    kube: Client, namespace: str, operator: OperatorRunner
+    kube: Client, namespace: str, operator: OperatorRunner, bot_name: str
 ) -> None:
-    _create_bot(kube, namespace, "alpha")
-    _wait_phase(kube, namespace, "alpha", "Ready")
-    job_from_cronjob(kube, namespace, cronjob="alpha-backup", name="alpha-backup-29440980")
-    recorded = _backup_phase(kube, namespace, "alpha-backup-29440980", "Completed")
+    """Also at the longest bot name (40): the CronJob's name is shortened so its Jobs'
+    names, which the records take, fit a TraderBotBackup's 52 characters."""
+    _create_bot(kube, namespace, bot_name)
+    _wait_phase(kube, namespace, bot_name, "Ready")
+    cronjob = Names(bot_name).backup_cronjob
+    assert len(cronjob) <= 43
+    run = f"{cronjob}-29440980"
+    job_from_cronjob(kube, namespace, cronjob=cronjob, name=run)
+    recorded = _backup_phase(kube, namespace, run, "Completed")
     assert recorded["status"]["scheduled"] is True
-    assert recorded["spec"]["botName"] == "alpha"
+    assert recorded["spec"]["botName"] == bot_name
     # deletionPolicy Retain (the default) keeps the backups, so the record that names
     # them has no owner: deleting the bot leaves it for a re-created bot to restore.
     assert not recorded["metadata"].get("ownerReferences")

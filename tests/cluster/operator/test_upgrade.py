@@ -143,3 +143,27 @@ def test_a_version_that_never_gets_ready_is_rolled_back_then_a_good_one_rolls_fo
     assert len(_pre_upgrade_backups(kube, namespace)) == 2
     reasons = {e.get("reason") for e in _events_of(kube, namespace, "alpha")}
     assert {"UpgradeStarted", "RolledBack", "Upgraded"} <= reasons
+
+
+def test_the_longest_bot_name_upgrades_through_its_pre_upgrade_backup(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    """At 40 characters the backup's name (55 before) is shortened to fit 52, not stuck."""
+    name = "trading-bot-for-the-european-desk-eth-01"
+    _create_bot(kube, namespace, name, {"version": "1.0.0"})
+    _wait_phase(kube, namespace, name, "Ready")
+    _patch_spec(kube, namespace, name, {"version": "1.2.0"})
+    upgraded = _status_when(
+        kube,
+        namespace,
+        name,
+        what="version 1.2.0 running and Ready",
+        check=lambda s: s.get("version") == "1.2.0" and s.get("phase") == "Ready",
+    )
+    [backup] = _pre_upgrade_backups(kube, namespace)
+    assert len(backup["metadata"]["name"]) <= 52
+    assert backup["status"]["phase"] == "Completed"
+    assert [(h["version"], h["outcome"]) for h in upgraded["versionHistory"]] == [
+        ("1.0.0", "Installed"),
+        ("1.2.0", "Upgraded"),
+    ]
