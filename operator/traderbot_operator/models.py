@@ -40,6 +40,13 @@ BotName = Annotated[
     StringConstraints(min_length=1, max_length=BOT_NAME_MAX_LENGTH, pattern=OBJECT_NAME_PATTERN),
 ]
 
+# Every number of the spec is bounded (the CRD's maximum, mirrored here) by what
+# the code can handle: a retention of a billion days is a valid int32 but
+# overflows ``timedelta`` arithmetic; 100 years and 10^12 (in quote currency)
+# are far past any real setting and well inside what the code computes with.
+MAX_DAYS: Final = 36_500
+MAX_NOTIONAL: Final = 10**12
+
 LogLevel = Literal["error", "warn", "info", "debug", "trace"]
 Mode = Literal["paper", "live"]
 StrategyKind = Literal["sma_crossover", "rsi_mean_reversion"]
@@ -82,8 +89,8 @@ class SecretRef(_Model):
 class RateLimit(_Model):
     """Token bucket per client IP."""
 
-    per_second: int = 20
-    burst: int = 40
+    per_second: int = Field(20, ge=1, le=100_000)
+    burst: int = Field(40, ge=1, le=1_000_000)
 
 
 class LabelSelectorRequirement(_Model):
@@ -119,7 +126,7 @@ class NetworkPeer(_Model):
 class ApiSpec(_Model):
     """The trader-api HTTP service."""
 
-    port: int = 3000
+    port: int = Field(3000, ge=1024, le=65535)
     log_level: LogLevel = "info"
     resources: ResourceRequirements = ResourceRequirements(
         requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "512Mi"}
@@ -143,10 +150,10 @@ class Strategy(_Model):
 class RiskLimits(_Model):
     """Limits checked before every order."""
 
-    max_order_notional: float = 10000
-    max_position_notional: float = 50000
-    max_open_orders: int = 20
-    daily_loss_limit: float = 5000
+    max_order_notional: float = Field(10000, ge=0, le=MAX_NOTIONAL)
+    max_position_notional: float = Field(50000, ge=0, le=MAX_NOTIONAL)
+    max_open_orders: int = Field(20, ge=1, le=1_000_000)
+    daily_loss_limit: float = Field(5000, ge=0, le=MAX_NOTIONAL)
 
 
 class ExchangeSpec(_Model):
@@ -179,8 +186,8 @@ class DatabaseSpec(_Model):
     resources: ResourceRequirements = ResourceRequirements(
         requests={"cpu": "250m", "memory": "512Mi"}, limits={"memory": "1Gi"}
     )
-    klines_retention_days: int = 90
-    compress_after_days: int = 7
+    klines_retention_days: int = Field(90, ge=1, le=MAX_DAYS)
+    compress_after_days: int = Field(7, ge=1, le=MAX_DAYS)
 
 
 class RedisSpec(_Model):
@@ -207,7 +214,7 @@ class BackupSpec(_Model):
     enabled: bool = True
     schedule: str = "0 3 * * *"
     time_zone: str = "Etc/UTC"
-    retention_days: int = 30
+    retention_days: int = Field(30, ge=1, le=MAX_DAYS)
     include_redis: bool = True
     suspend: bool = False
     storage: StorageSpec = StorageSpec(size="20Gi")
@@ -225,7 +232,7 @@ class UpgradeSpec(_Model):
     """How a change of ``spec.version`` rolls out."""
 
     pre_upgrade_backup: bool = True
-    progress_deadline_seconds: int = 300
+    progress_deadline_seconds: int = Field(300, ge=5, le=86_400)
 
 
 class TraderBotSpec(_Model):
@@ -233,7 +240,7 @@ class TraderBotSpec(_Model):
 
     version: str = __version__
     image: str = WORKLOAD_IMAGE
-    replicas: int = 1
+    replicas: int = Field(1, ge=0, le=20)
     mode: Mode = "paper"
     paused: bool = False
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
