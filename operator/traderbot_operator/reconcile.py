@@ -26,6 +26,7 @@ from traderbot_operator.desired.common import (
     selector_labels,
 )
 from traderbot_operator.models import (
+    KIND,
     Phase,
     ResourceRequirements,
     TraderBot,
@@ -881,3 +882,31 @@ def status_changed(current: Mapping[str, Any] | None, new: Mapping[str, Any]) ->
 def _dropped_keys(new: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     ours = {"phase", "ready", "observedGeneration", "version", "replicas", "readyReplicas"}
     return any(key in current and key not in new for key in ours)
+
+
+def operator_error_status(
+    kind: str, body: Mapping[str, Any], *, message: str, now: datetime
+) -> dict[str, Any]:
+    """Return the status that reports a pass that failed unexpectedly (an operator bug).
+
+    NB: a TraderBot keeps its phase (its pods may be fine) and gets
+    ``Reconciled=False, reason OperatorError``; a TraderBotBackup or -Restore keeps
+    its phase and gets the message. An unchanged error yields an identical status,
+    so a retry writes nothing and posts no second Event.
+    """
+    current = dict(body.get("status") or {})
+    if kind != KIND:
+        return {**current, "message": message}
+    generation = int((body.get("metadata") or {}).get("generation") or 0)
+    previous = {c.get("type"): c for c in current.get("conditions") or []}
+    reconciled = _condition(
+        type_="Reconciled",
+        ready=False,
+        reason="OperatorError",
+        message=message,
+        generation=generation,
+        previous=previous,
+        now=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    others = [c for c in current.get("conditions") or [] if c.get("type") != "Reconciled"]
+    return {**current, "conditions": [*others, reconciled]}

@@ -33,9 +33,9 @@ from traderbot_operator.handlers.converge import (
     run_serialized,
 )
 from traderbot_operator.handlers.traderbot import (
-    api_errors_retried,
     namespaced,
     operator_state,
+    pass_guard,
 )
 from traderbot_operator.kube import ConflictError, KubeError
 from traderbot_operator.models import (
@@ -279,7 +279,7 @@ async def _guarded(memo: Any, *, namespace: str, name: str) -> str | None:
     state = operator_state(memo)
     if state.closing:
         return None
-    with api_errors_retried():
+    async with pass_guard(state, kind=BACKUP_KIND, namespace=namespace, name=name):
         return await converge_backup_retrying(state, namespace=namespace, name=name)
 
 

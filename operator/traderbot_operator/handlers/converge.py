@@ -42,6 +42,7 @@ from traderbot_operator.reconcile import (
     differences,
     key_of,
     lost_credentials,
+    operator_error_status,
     plan,
     referenced_secret_names,
     rejected_status,
@@ -247,6 +248,37 @@ async def reject_run(
             message = next(v for k, v in status.items() if k != "phase")
             await state.kube.event(bot=body, type_="Warning", reason="InvalidSpec", message=message)
     return "Failed"
+
+
+OPERATOR_ERROR_MESSAGE_LENGTH = 600
+
+
+async def report_operator_error(
+    state: OperatorState, *, kind: str, namespace: str, name: str, error: BaseException
+) -> None:
+    """Say in the object's status and in one Warning Event that its pass failed unexpectedly.
+
+    NB: never raises (the caller is already handling a failure): what cannot be
+    reported is logged.
+    """
+    detail = f"{type(error).__name__}: {error}"[:OPERATOR_ERROR_MESSAGE_LENGTH]
+    message = (
+        f"the operator failed unexpectedly ({detail}); this is a bug: the operator's log "
+        "has the traceback, and the pass is retried"
+    )
+    try:
+        body = await state.kube.get(namespace=namespace, key=(API_VERSION, kind, name))
+        if body is None:
+            return
+        current = body.get("status") or {}
+        status = operator_error_status(kind, body, message=message, now=datetime.now(UTC))
+        if differences(status, current):
+            await state.kube.patch_status(namespace=namespace, name=name, status=status, kind=kind)
+            await state.kube.event(
+                bot=body, type_="Warning", reason="OperatorError", message=message
+            )
+    except Exception:  # the report is best effort; the original error is re-raised
+        logger.exception("could not report the failed pass of %s %s/%s", kind, namespace, name)
 
 
 class RestoreHold(NamedTuple):

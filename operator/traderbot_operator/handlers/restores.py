@@ -31,9 +31,9 @@ from traderbot_operator.handlers.converge import (
     run_serialized,
 )
 from traderbot_operator.handlers.traderbot import (
-    api_errors_retried,
     namespaced,
     operator_state,
+    pass_guard,
 )
 from traderbot_operator.kube import ConflictError, KubeError
 from traderbot_operator.models import (
@@ -295,7 +295,7 @@ async def _guarded(memo: Any, *, namespace: str, name: str) -> None:
     state = operator_state(memo)
     if state.closing:
         return
-    with api_errors_retried():
+    async with pass_guard(state, kind=RESTORE_KIND, namespace=namespace, name=name):
         await _serialized(state, namespace=namespace, name=name)
 
 

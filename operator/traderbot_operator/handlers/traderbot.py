@@ -11,14 +11,20 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kopf
 
 from traderbot_operator import metrics
 from traderbot_operator.desired.common import MANAGED_BY
-from traderbot_operator.handlers.converge import OperatorState, Result, owner_of, run_serialized
+from traderbot_operator.handlers.converge import (
+    OperatorState,
+    Result,
+    owner_of,
+    report_operator_error,
+    run_serialized,
+)
 from traderbot_operator.kube import (
     ConflictError,
     InvalidNameError,
@@ -26,13 +32,17 @@ from traderbot_operator.kube import (
     KubeError,
     load_credentials,
 )
-from traderbot_operator.models import GROUP, PLURAL, VERSION
+from traderbot_operator.models import GROUP, KIND, PLURAL, VERSION
 
 DRIFT_INTERVAL_SECONDS = float(os.environ.get("TRADERBOT_DRIFT_INTERVAL_SECONDS", "60"))
 CHILD_DEBOUNCE_SECONDS = float(os.environ.get("TRADERBOT_CHILD_DEBOUNCE_SECONDS", "1"))
 CONFLICT_RETRY_SECONDS = 2.0
 ERROR_RETRY_SECONDS = 15.0
+# An operator bug does not fix itself: retry, but slowly (the status says what failed).
+OPERATOR_ERROR_RETRY_SECONDS = 300.0
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+logger = logging.getLogger(__name__)
 
 # (group, version, plural) of every child kind; events on them trigger a pass.
 # NB: Secrets are not watched: a watch needs list/watch on every Secret the operator
@@ -123,23 +133,30 @@ async def _reconcile(
     memo: kopf.Memo, *, namespace: str, name: str, trigger: str, coalesce: bool = False
 ) -> Result | None:
     """Run a pass and translate its failures into kopf's retry semantics."""
-    if operator_state(memo).closing:
+    state = operator_state(memo)
+    if state.closing:
         return None  # the operator is stopping: the next one resumes every bot
-    with api_errors_retried():
+    async with pass_guard(state, kind=KIND, namespace=namespace, name=name):
         return await run_serialized(
-            operator_state(memo), namespace=namespace, name=name, trigger=trigger, coalesce=coalesce
+            state, namespace=namespace, name=name, trigger=trigger, coalesce=coalesce
         )
 
 
-@contextlib.contextmanager
-def api_errors_retried() -> Iterator[None]:
-    """Turn API failures into kopf retries, with what an SRE should check.
+@contextlib.asynccontextmanager
+async def pass_guard(
+    state: OperatorState, *, kind: str, namespace: str, name: str
+) -> AsyncIterator[None]:
+    """Turn a pass's failures into kopf retries, each with what an SRE should know.
 
-    NB: shared by every resource's handlers so a conflict and an RBAC or
-    server failure read (and back off) the same everywhere.
+    NB: shared by every resource's handlers so a failure reads (and backs off) the
+    same everywhere. API failures are retried soon; an unexpected exception (an
+    operator bug) is logged with its traceback, written to the object's status with
+    one Warning Event, and retried slowly: never a silent retry loop.
     """
     try:
         yield
+    except (kopf.TemporaryError, kopf.PermanentError, asyncio.CancelledError):
+        raise
     except InvalidNameError as error:
         # NB: the models refuse such names first; retrying a name that cannot be
         # requested would loop for ever.
@@ -153,6 +170,13 @@ def api_errors_retried() -> Iterator[None]:
         raise kopf.TemporaryError(
             f"{error}; check the operator's RBAC and the API server, retrying",
             delay=ERROR_RETRY_SECONDS,
+        ) from error
+    except Exception as error:
+        logger.exception("the pass of %s %s/%s failed unexpectedly", kind, namespace, name)
+        await report_operator_error(state, kind=kind, namespace=namespace, name=name, error=error)
+        raise kopf.TemporaryError(
+            f"{type(error).__name__}: {error}; reported in the status, retrying",
+            delay=OPERATOR_ERROR_RETRY_SECONDS,
         ) from error
 
 
