@@ -95,15 +95,68 @@ async def test_a_client_order_id_cannot_be_reused_for_another_order() -> None:
         await paper.submit(new_order("c-1", Side.BUY, "0.6"))
 
 
-async def test_a_market_order_before_any_price_is_rejected_for_good() -> None:
+async def test_a_market_order_before_any_price_waits_and_fills_at_the_first_price() -> None:
     paper = exchange(price=None)
     order = new_order("c-1", Side.BUY, "1")
-    result = await paper.submit(order)
-    assert result.order.status is OrderStatus.REJECTED
-    assert result.order.reject_reason == "no market price for BTCUSDT"
-    assert result.fills == ()
-    paper.on_price("BTCUSDT", Decimal(20000), at=LATER)
-    assert (await paper.submit(order)).order.status is OrderStatus.REJECTED
+    waiting = await paper.submit(order)
+    assert (waiting.order.status, waiting.fills) == (OrderStatus.NEW, ())
+    assert paper.waiting_orders() == [waiting.order]
+    assert paper.open_orders() == []
+    again = await paper.submit(order)
+    assert (again.duplicate, again.order.status) == (True, OrderStatus.NEW)
+    assert paper.on_price("ETHUSDT", Decimal(3000), at=LATER) == []
+    (update,) = paper.on_price("BTCUSDT", Decimal(20000), at=LATER)
+    assert update.order.status is OrderStatus.FILLED
+    assert [(f.price, f.ts) for f in update.fills] == [(Decimal(20010), LATER)]
+    assert paper.waiting_orders() == []
+    assert paper.on_price("BTCUSDT", Decimal(19000), at=LATER) == []
+
+
+async def test_a_marketable_limit_that_waited_fills_at_the_first_price_not_at_its_limit() -> None:
+    # The failover report: a buy at its 4501 limit with the market near 3000.
+    paper = exchange(price=None)
+    buy = await paper.submit(new_order("c-1", Side.BUY, "1", limit="30000"))
+    sell = await paper.submit(new_order("c-2", Side.SELL, "1", limit="10000"))
+    assert [buy.order.status, sell.order.status] == [OrderStatus.NEW, OrderStatus.NEW]
+    updates = paper.on_price("BTCUSDT", Decimal(20000), at=LATER)
+    assert [(u.order.client_order_id, u.order.status) for u in updates] == [
+        ("c-1", OrderStatus.FILLED),
+        ("c-2", OrderStatus.FILLED),
+    ]
+    assert [u.fills[0].price for u in updates] == [Decimal(20010), Decimal(19990)]
+
+
+async def test_a_limit_that_waited_and_is_not_marketable_rests_until_the_price_reaches_it() -> None:
+    paper = exchange(price=None)
+    order = new_order("c-1", Side.BUY, "1", limit="19500")
+    await paper.submit(order)
+    (rested,) = paper.on_price("BTCUSDT", Decimal(20000), at=LATER)
+    assert (rested.order.status, rested.fills) == (OrderStatus.OPEN, ())
+    assert paper.open_orders() == [rested.order]
+    assert paper.waiting_orders() == []
+    assert paper.on_price("BTCUSDT", Decimal("19500.01"), at=LATER) == []
+    (filled,) = paper.on_price("BTCUSDT", Decimal(19500), at=LATER)
+    assert [f.price for f in filled.fills] == [Decimal(19500)]
+
+
+async def test_a_waiting_order_can_be_cancelled_and_then_never_fills() -> None:
+    paper = exchange(price=None)
+    order = new_order("c-1", Side.BUY, "1", limit="30000")
+    await paper.submit(order)
+    assert (await paper.cancel(order)).status is OrderStatus.CANCELLED
+    assert paper.waiting_orders() == []
+    assert paper.on_price("BTCUSDT", Decimal(20000), at=LATER) == []
+    state = paper.order("c-1")
+    assert state is not None
+    assert state.status is OrderStatus.CANCELLED
+
+
+async def test_an_invalid_order_before_any_price_is_rejected_at_once() -> None:
+    result = await exchange(price=None).submit(new_order("c-1", Side.BUY, "0"))
+    assert (result.order.status, result.order.reject_reason) == (
+        OrderStatus.REJECTED,
+        "quantity must be positive, got 0",
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,7 +179,7 @@ async def test_invalid_orders_are_rejected(order: Order, reason: str) -> None:
     assert (result.order.status, result.order.reject_reason) == (OrderStatus.REJECTED, reason)
 
 
-async def test_a_limit_buy_rests_until_the_price_reaches_it_and_fills_at_the_limit() -> None:
+async def test_a_limit_buy_rests_until_the_price_reaches_it_and_fills_at_that_price() -> None:
     paper = exchange()
     order = new_order("c-1", Side.BUY, "1", limit="19500")
     rested = await paper.submit(order)
@@ -135,8 +188,9 @@ async def test_a_limit_buy_rests_until_the_price_reaches_it_and_fills_at_the_lim
     assert paper.on_price("ETHUSDT", Decimal(1), at=LATER) == []
     (update,) = paper.on_price("BTCUSDT", Decimal(19400), at=LATER)
     assert update.order.status is OrderStatus.FILLED
+    # The market traded at 19400, through the limit: the buy gets 19400, not its 19500.
     assert [(f.price, f.fee, f.ts) for f in update.fills] == [
-        (Decimal(19500), Decimal("19.5"), LATER)
+        (Decimal(19400), Decimal("19.4"), LATER)
     ]
     assert paper.open_orders() == []
     assert (await paper.submit(order)).order.status is OrderStatus.FILLED
@@ -155,6 +209,13 @@ async def test_a_limit_sell_rests_until_the_price_rises_to_it() -> None:
     assert paper.on_price("BTCUSDT", Decimal(20499), at=LATER) == []
     (update,) = paper.on_price("BTCUSDT", Decimal(20500), at=LATER)
     assert update.fills[0].price == Decimal(20500)
+
+
+async def test_a_resting_sell_the_price_gaps_through_fills_at_the_market_not_its_limit() -> None:
+    paper = exchange()
+    await paper.submit(new_order("c-1", Side.SELL, "1", limit="20500"))
+    (update,) = paper.on_price("BTCUSDT", Decimal(20700), at=LATER)
+    assert update.fills[0].price == Decimal(20700)
 
 
 async def test_a_marketable_limit_fills_at_once_never_worse_than_its_limit() -> None:
@@ -220,20 +281,29 @@ OPERATIONS = st.lists(
 
 
 @settings(max_examples=200)
-@given(operations=OPERATIONS, prices=st.lists(st.integers(80, 120), min_size=40, max_size=40))
+@given(
+    operations=OPERATIONS,
+    prices=st.lists(st.integers(80, 120), min_size=40, max_size=40),
+    priced_at_start=st.booleans(),
+)
 async def test_any_sequence_fills_each_order_at_most_once_never_past_its_limit_nor_cancelled(
-    operations: list[Operation], prices: list[int]
+    operations: list[Operation], prices: list[int], *, priced_at_start: bool
 ) -> None:
     paper = PaperExchange(fee_bps=Decimal(10), slippage_bps=Decimal(5), clock=lambda: T0)
-    paper.on_price("BTCUSDT", Decimal(100), at=T0)
+    if priced_at_start:
+        paper.on_price("BTCUSDT", Decimal(100), at=T0)
+    market = Decimal(100) if priced_at_start else None
     first_requests: dict[str, Order] = {}
     fills: dict[str, list[Fill]] = {}
+    market_at_fill: dict[Fill, Decimal] = {}
     cancelled: set[str] = set()
     for step, (action, number, side, quantity, limit) in enumerate(operations):
         client_order_id = f"c-{number}"
         if action == "price":
-            for update in paper.on_price("BTCUSDT", Decimal(prices[step]), at=LATER):
+            market = Decimal(prices[step])
+            for update in paper.on_price("BTCUSDT", market, at=LATER):
                 fills.setdefault(update.order.client_order_id, []).extend(update.fills)
+                market_at_fill.update(dict.fromkeys(update.fills, market))
             continue
         order = first_requests.get(client_order_id) or new_order(
             client_order_id, side, str(quantity), limit=None if limit is None else str(limit)
@@ -247,6 +317,11 @@ async def test_any_sequence_fills_each_order_at_most_once_never_past_its_limit_n
         result = await paper.submit(order)
         if not result.duplicate:
             fills.setdefault(client_order_id, []).extend(result.fills)
+            assert market is not None or result.order.status in (
+                OrderStatus.NEW,
+                OrderStatus.REJECTED,  # invalid orders only: nothing is decided on no price
+            )
+            market_at_fill.update(dict.fromkeys(result.fills, market or Decimal(0)))
         else:
             assert result.fills == tuple(fills.get(client_order_id, []))
     for client_order_id, order in first_requests.items():
@@ -258,6 +333,9 @@ async def test_any_sequence_fills_each_order_at_most_once_never_past_its_limit_n
         if client_order_id in cancelled:
             assert (state.status, made) == (OrderStatus.CANCELLED, [])
         for fill in made:
+            # Never worse for the order than the market it met, with slippage.
+            at_most = market_at_fill[fill] * (1 + order.side.sign * Decimal("0.0005"))
+            assert fill.price <= at_most if order.side is Side.BUY else fill.price >= at_most
             limit_price = order.limit_price
             if limit_price is not None:
                 assert (

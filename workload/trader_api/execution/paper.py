@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import uuid5
 
-from trader_api.domain import Fill, Order, OrderStatus, OrderType, Side
+from trader_api.domain import Fill, Order, OrderStatus, OrderType
 from trader_api.execution.broker import (
     ClientOrderIdConflictError,
     OrderNotOpenError,
@@ -17,8 +17,7 @@ from trader_api.execution.broker import (
     SubmitResult,
     UnknownOrderError,
 )
-
-_BPS = Decimal(10_000)
+from trader_api.execution.matching import BPS, maker_price, taker_price
 
 
 def _utc_now() -> datetime:
@@ -47,9 +46,17 @@ class PaperExchange:
     Market orders fill in full at once at the latest price moved against the
     taker by ``slippage_bps`` (a buy pays more, a sell gets less). A limit
     order that is marketable when it arrives fills the same way, never worse
-    than its limit; otherwise it rests and fills at its limit price once
-    ``on_price`` reports a price at or through it. Every fill pays
-    ``fee_bps`` of its notional, in quote currency.
+    than its limit; otherwise it rests and fills once ``on_price`` reports a
+    price at or through its limit, at that price (``matching``). Every fill
+    pays ``fee_bps`` of its notional, in quote currency.
+
+    An order for a symbol with no price yet waits: it comes back ``NEW``
+    (accepted, not matched; ``waiting_orders()``), and the symbol's first
+    price matches it as if it arrived then: filled at that price if
+    marketable, resting (``OPEN``) if not, reported by ``on_price``. NB: a
+    new leader's exchange knows no price until its first tick; deciding
+    before it rejected market orders and rested marketable limit orders that
+    the first tick then filled at their own limit, far from the market.
 
     ``submit`` is idempotent by ``client_order_id``: a resubmission returns the
     order's current state and its fills with ``duplicate=True``, and never
@@ -84,6 +91,7 @@ class PaperExchange:
         self._prices: dict[str, Decimal] = {}
         self._records: dict[str, _Record] = {}
         self._resting: dict[str, list[str]] = {}
+        self._waiting: dict[str, list[str]] = {}
         self._remember = remember
         self._finished: deque[str] = deque()
 
@@ -104,6 +112,14 @@ class PaperExchange:
             for client_order_id in self._resting[symbol]
         ]
 
+    def waiting_orders(self) -> list[Order]:
+        """Return orders accepted before any price of their symbol, oldest first per symbol."""
+        return [
+            self._records[client_order_id].order
+            for symbol in sorted(self._waiting)
+            for client_order_id in self._waiting[symbol]
+        ]
+
     async def submit(self, order: Order) -> SubmitResult:
         """Accept ``order``: fill it, rest it, or reject it (as a REJECTED order, not an error)."""
         existing = self._records.get(order.client_order_id)
@@ -121,32 +137,33 @@ class PaperExchange:
 
     def _accept(self, order: Order) -> SubmitResult:
         now = self._clock()
-        record = _Record(order.with_status(OrderStatus.OPEN, at=now))
+        record = _Record(order.with_status(OrderStatus.NEW, at=now))
         self._records[order.client_order_id] = record
         reason = self._invalid_reason(order)
         if reason is not None:
             record.order = order.with_status(OrderStatus.REJECTED, at=now, reason=reason)
             return SubmitResult(record.order)
         price = self._prices.get(order.symbol)
-        limit = order.limit_price  # NB: _invalid_reason let through limit orders only with one
-        if limit is None:
-            if price is None:
-                record.order = order.with_status(
-                    OrderStatus.REJECTED, at=now, reason=f"no market price for {order.symbol}"
-                )
-                return SubmitResult(record.order)
-            fill = self._fill(record, price=self._slipped(price, order.side), at=now)
-            return SubmitResult(record.order, (fill,))
-        if price is not None and _crosses(order.side, price=price, limit=limit):
-            slipped = self._slipped(price, order.side)
-            at_most_limit = min(slipped, limit) if order.side is Side.BUY else max(slipped, limit)
-            fill = self._fill(record, price=at_most_limit, at=now)
-            return SubmitResult(record.order, (fill,))
-        self._resting.setdefault(order.symbol, []).append(order.client_order_id)
-        return SubmitResult(record.order)
+        if price is None:
+            self._waiting.setdefault(order.symbol, []).append(order.client_order_id)
+            return SubmitResult(record.order)
+        fills = self._take(record, price=price, at=now)
+        return SubmitResult(record.order, fills)
+
+    def _take(self, record: _Record, *, price: Decimal, at: datetime) -> tuple[Fill, ...]:
+        """Match an order meeting its first price as a taker: fill it, or rest it."""
+        order = record.order
+        paid = taker_price(
+            order.side, price=price, limit=order.limit_price, slippage_bps=self.slippage_bps
+        )
+        if paid is None:
+            record.order = order.with_status(OrderStatus.OPEN, at=at)
+            self._resting.setdefault(order.symbol, []).append(order.client_order_id)
+            return ()
+        return (self._fill(record, price=paid, at=at),)
 
     async def cancel(self, order: Order) -> Order:
-        """Cancel a resting order; filled, cancelled and rejected ones cannot be."""
+        """Cancel a resting or waiting order; filled, cancelled and rejected ones cannot be."""
         record = self._records.get(order.client_order_id)
         if record is None:
             raise UnknownOrderError(f"no order with client_order_id {order.client_order_id!r}")
@@ -155,30 +172,45 @@ class PaperExchange:
                 f"order {order.client_order_id!r} is {record.order.status}, not open"
             )
         record.order = record.order.with_status(OrderStatus.CANCELLED, at=self._clock())
-        self._resting[record.order.symbol].remove(order.client_order_id)
+        symbol = record.order.symbol
+        waiting = order.client_order_id in self._waiting.get(symbol, ())
+        (self._waiting if waiting else self._resting)[symbol].remove(order.client_order_id)
         self._finish(order.client_order_id)
         return record.order
 
     def on_price(self, symbol: str, price: Decimal, *, at: datetime) -> list[OrderUpdate]:
-        """Record the latest price; fill the resting orders it reaches, at their limits."""
+        """Record the latest price; report the orders it filled or, waiting for it, matched.
+
+        Resting orders the price reaches fill at it (makers, no slippage).
+        Orders that waited for this symbol's first price meet it as takers,
+        and are reported even when they only come to rest, so their new state
+        gets stored.
+        """
         if not price.is_finite() or price <= 0:
             raise ValueError(f"price of {symbol} must be positive, got {price}")
         self._prices[symbol] = price
-        resting = self._resting.get(symbol)
-        if not resting:
-            return []
         updates: list[OrderUpdate] = []
         still_resting: list[str] = []
-        for client_order_id in resting:
+        for client_order_id in self._resting.get(symbol, ()):
             record = self._records[client_order_id]
             limit = record.order.limit_price
-            if limit is not None and _crosses(record.order.side, price=price, limit=limit):
-                fill = self._fill(record, price=limit, at=at)
-                updates.append(OrderUpdate(record.order, (fill,)))
-                self._finish(client_order_id)
-            else:
+            paid = (
+                None if limit is None else maker_price(record.order.side, price=price, limit=limit)
+            )
+            if paid is None:
                 still_resting.append(client_order_id)
-        self._resting[symbol] = still_resting
+                continue
+            fill = self._fill(record, price=paid, at=at)
+            updates.append(OrderUpdate(record.order, (fill,)))
+            self._finish(client_order_id)
+        if symbol in self._resting:
+            self._resting[symbol] = still_resting
+        for client_order_id in self._waiting.pop(symbol, ()):
+            record = self._records[client_order_id]
+            fills = self._take(record, price=price, at=at)
+            updates.append(OrderUpdate(record.order, fills))
+            if record.order.status.is_terminal:
+                self._finish(client_order_id)
         return updates
 
     def _finish(self, client_order_id: str) -> None:
@@ -199,9 +231,6 @@ class PaperExchange:
             return "a market order takes no limit price"
         return None
 
-    def _slipped(self, price: Decimal, side: Side) -> Decimal:
-        return price * (1 + side.sign * self.slippage_bps / _BPS)
-
     def _fill(self, record: _Record, *, price: Decimal, at: datetime) -> Fill:
         order = record.order
         quantity = order.remaining_quantity
@@ -213,13 +242,9 @@ class PaperExchange:
             side=order.side,
             quantity=quantity,
             price=price,
-            fee=quantity * price * self.fee_bps / _BPS,
+            fee=quantity * price * self.fee_bps / BPS,
             ts=at,
         )
         record.fills.append(fill)
         record.order = order.with_fill(fill)
         return fill
-
-
-def _crosses(side: Side, *, price: Decimal, limit: Decimal) -> bool:
-    return price <= limit if side is Side.BUY else price >= limit

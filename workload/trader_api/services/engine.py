@@ -27,6 +27,7 @@ from trader_api.execution import (
     CircuitState,
     OrderNotOpenError,
     OrderUpdate,
+    SubmitResult,
     TransientBrokerError,
     UnknownOrderError,
 )
@@ -132,6 +133,8 @@ class TradingEngine:
         self._unsaved: list[OrderUpdate] = []
         self._queued_executions: set[uuid.UUID] = set()
         self._untouched: set[uuid.UUID] = set()
+        self._waiting: set[uuid.UUID] = set()
+        """Orders the broker holds until their symbol's first price (stored as they were)."""
         self.failure: str | None = None
         self.running = False
 
@@ -148,6 +151,7 @@ class TradingEngine:
         self._queue = asyncio.Queue(maxsize=10_000)
         self._queued_executions = set()
         self._untouched = set()
+        self._waiting = set()
         try:
             await self._warm_up()
             await self._restore_resting_orders()
@@ -203,6 +207,8 @@ class TradingEngine:
             if result.duplicate:
                 continue
             logger.info("Restored resting order", extra={"order_id": str(order.id)})
+            if self._waits(result):
+                continue  # stays open: it rested on the last leader's book
             if result.fills or result.order.status is not order.status:
                 await self._apply_updates([result], base=order)
 
@@ -372,6 +378,7 @@ class TradingEngine:
                         await self._cancel(order_id)
                     case _Price(tick):
                         updates = self._broker.on_price(tick.symbol, tick.price, at=tick.ts)
+                        self._waiting.difference_update(update.order.id for update in updates)
                         self._unsaved.extend(updates)
                         await self._apply_updates(updates)
                         self._unsaved = []
@@ -405,7 +412,28 @@ class TradingEngine:
                 order.with_status(OrderStatus.REJECTED, at=self._clock(), reason=reason)
             )
             return
+        if self._waits(result):
+            return  # stays new; the symbol's first price fills or rests it
         await self._apply_updates([result], base=order)
+
+    def _waits(self, result: SubmitResult) -> bool:
+        """Note an order the broker holds for its symbol's first price; True if it does.
+
+        NB: nothing is stored for it: its stored state is still true (new, or
+        open for one restored from the last leader's book), and storing it
+        again on every sweep would only repeat events. The first price
+        reports it (``on_price``) and that update is stored.
+        """
+        if result.order.status is not OrderStatus.NEW or result.fills:
+            return False
+        if not result.duplicate and result.order.id not in self._waiting:
+            logger.info(
+                "Order waits for the first price of %s",
+                result.order.symbol,
+                extra={"order_id": str(result.order.id)},
+            )
+        self._waiting.add(result.order.id)
+        return True
 
     async def _cancel(self, order_id: uuid.UUID) -> None:
         order = await self._store.get_order(order_id)
@@ -414,7 +442,8 @@ class TradingEngine:
         if order.status.is_terminal:
             await self._publish(order_event(order))  # wake the waiter with the final state
             return
-        if order.status is OrderStatus.NEW:
+        if order.status is OrderStatus.NEW and order.id not in self._waiting:
+            # NB: never sent, so nothing to ask the broker (which may be down).
             await self._save(order.with_status(OrderStatus.CANCELLED, at=self._clock()))
             return
         try:
@@ -433,6 +462,7 @@ class TradingEngine:
             logger.warning("Cancel of %s failed: %s", order_id, exc)
             await self._publish(order_event(order))
             return
+        self._waiting.discard(order_id)
         await self._save(cancelled)
 
     async def _apply_updates(
