@@ -521,15 +521,30 @@ class Kube:
         except ApiError as error:
             raise KubeError(_describe(error, verb="list", what=f"pods in {namespace}")) from error
 
-    async def annotate_bot(self, *, namespace: str, name: str, key: str, value: str | None) -> None:
-        """Set (or with None remove) one annotation of a TraderBot."""
+    async def annotate_bot(
+        self,
+        *,
+        namespace: str,
+        name: str,
+        key: str,
+        value: str | None,
+        resource_version: str | None = None,
+    ) -> None:
+        """Set (or with None remove) one annotation of a TraderBot.
+
+        With ``resource_version`` the write lands only on the bot as it was read
+        (ConflictError otherwise): what makes a claim atomic.
+        """
         self._count("patch", KIND)
+        metadata: dict[str, Any] = {"annotations": {key: value}}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
         await self._merge_patch(
             TraderBotResource,
             namespace=namespace,
             name=name,
             kind=KIND,
-            patch={"metadata": {"annotations": {key: value}}},
+            patch={"metadata": metadata},
             verb="annotate",
             missing_ok=False,
         )

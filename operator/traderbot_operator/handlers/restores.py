@@ -78,13 +78,27 @@ async def _set_hold(
     annotations: dict[str, str],
     restore: str,
     hold: bool,
+    resource_version: str | None = None,
 ) -> None:
-    """Hold (or release) the bot's API for this restore, then let the bot converge."""
-    write, value = hold_change(annotations.get(HOLD_ANNOTATION), restore=restore, hold=hold)
+    """Hold (or release) the bot's API for this restore, then let the bot converge.
+
+    NB: a claim is atomic: it lands only on the bot as read (``resource_version``),
+    and never over another restore's hold. Of several restores sent at once, one
+    claims; the others get a conflict, are retried, and their next pass sees the
+    holder and refuses them before touching anything.
+    """
+    current = annotations.get(HOLD_ANNOTATION)
+    if hold and current not in {None, restore}:
+        raise ConflictError(f"TraderBot {bot.name} is held by TraderBotRestore {current}")
+    write, value = hold_change(current, restore=restore, hold=hold)
     if not write:
         return
     await state.kube.annotate_bot(
-        namespace=bot.namespace, name=bot.name, key=HOLD_ANNOTATION, value=value
+        namespace=bot.namespace,
+        name=bot.name,
+        key=HOLD_ANNOTATION,
+        value=value,
+        resource_version=resource_version if hold else None,
     )
     await run_serialized(
         state, namespace=bot.namespace, name=bot.name, trigger="restore", coalesce=True
@@ -238,7 +252,14 @@ async def _step(state: OperatorState, *, body: dict[str, Any], restore: RestoreR
     finished = job_finished(job)
     pods = _NOTHING_RUNS
     if bot is not None and refusal is None:
-        await _set_hold(state, bot=bot, annotations=annotations, restore=name, hold=True)
+        await _set_hold(
+            state,
+            bot=bot,
+            annotations=annotations,
+            restore=name,
+            hold=True,
+            resource_version=(bot_body or {}).get("metadata", {}).get("resourceVersion"),
+        )
         annotations = {**annotations, HOLD_ANNOTATION: name}
         pods = await _pods(state, bot=bot, restore=restore, job=job, finished=finished)
     message = await kube.termination_message(namespace=namespace, job=name) if finished else None

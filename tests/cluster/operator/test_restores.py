@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -168,6 +169,35 @@ def test_a_second_restore_is_refused_while_another_holds_the_bot(
     # The refused restore did not release the hold of the one that failed mid-way.
     assert _bot(kube, namespace, "alpha")["metadata"]["annotations"][HOLD] == "broken"
     assert _get(kube, Deployment, "alpha-api", namespace)["spec"]["replicas"] == 0
+
+
+def test_of_restores_sent_at_once_one_claims_the_bot_and_the_others_are_refused(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    """Issue 14, class 11: the claim is atomic, so only one restore Job ever runs."""
+    _ready_bot_with_a_backup(kube, namespace)
+    names = [f"at-once-{i}" for i in range(5)]
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        list(pool.map(lambda name: _create_restore(kube, namespace, name), names))
+
+    def settled() -> dict[str, dict[str, Any]] | None:
+        bodies = {n: _get(kube, TraderBotRestoreResource, n, namespace) for n in names}
+        phases = {n: (b.get("status") or {}).get("phase") for n, b in bodies.items()}
+        done = all(p in {"Completed", "Failed"} for p in phases.values())
+        return bodies if done else None
+
+    bodies: dict[str, dict[str, Any]] = eventually(
+        settled, what="every restore Completed or Failed", timeout=120
+    )
+    completed = [n for n, b in bodies.items() if b["status"]["phase"] == "Completed"]
+    assert len(completed) == 1, {n: b["status"] for n, b in bodies.items()}
+    for name, body in bodies.items():
+        if name not in completed:
+            assert "holds TraderBot alpha already" in body["status"]["message"], body["status"]
+            assert not body["status"].get("apiStoppedAt")  # refused before touching anything
+    jobs = [j.to_dict()["metadata"]["name"] for j in kube.list(Job, namespace=namespace)]
+    assert [j for j in jobs if j in names] == completed
+    assert HOLD not in (_bot(kube, namespace, "alpha")["metadata"].get("annotations") or {})
 
 
 def test_a_restore_of_a_paused_bot_is_refused_instead_of_waiting_forever(
