@@ -23,6 +23,7 @@ from traderbot_operator.desired.common import (
     Manifest,
     Names,
     content_hash,
+    instance_labels,
     selector_labels,
 )
 from traderbot_operator.models import (
@@ -406,6 +407,43 @@ def lost_credentials(bot: TraderBot, *, observed: Mapping[ObjectKey, Manifest | 
         "restore the Secret (username, password), or delete the volume to start with an "
         "empty database"
     ]
+
+
+def made_for(bot: TraderBot, live: Mapping[str, Any]) -> bool:
+    """Return whether ``live`` is this bot's child: owned by it, or labelled as made for it.
+
+    NB: the labels alone count for what deletionPolicy Retain keeps (volumes, the
+    database Secret): they outlive the bot's uid, and a bot applied again picks
+    them up; the owner reference alone counts for a child whose labels were edited.
+    """
+    meta = live.get("metadata") or {}
+    references = meta.get("ownerReferences") or []
+    owned = any(ref.get("uid") == bot.uid and ref.get("controller") for ref in references)
+    labelled = all((meta.get("labels") or {}).get(k) == v for k, v in instance_labels(bot).items())
+    return owned or labelled
+
+
+def foreign_objects(
+    bot: TraderBot, *, desired: Sequence[Manifest], observed: Mapping[ObjectKey, Manifest | None]
+) -> list[str]:
+    """Return a problem for each object that has a child's name but was not made for this bot.
+
+    NB: the operator creates only what is absent and never adopts: applying over a
+    user's Service would overwrite its selector, and adopting a user's Secret that
+    lacks the keys would leave the pods unable to start while the bot reads Ready.
+    """
+    problems = []
+    for manifest in desired:
+        key = key_of(manifest)
+        live = observed.get(key)
+        if live is not None and not made_for(bot, live):
+            problems.append(
+                f"{key[1]} {bot.namespace}/{key[2]} exists but was not made for TraderBot "
+                f"{bot.name} (no owner reference to it, no labels {instance_labels(bot)}); "
+                "the operator never takes over an object: rename or delete it, or give the "
+                "TraderBot another name; nothing was written"
+            )
+    return problems
 
 
 def referenced_secret_names(bot: TraderBot) -> list[str]:

@@ -40,6 +40,7 @@ from traderbot_operator.reconcile import (
     compute_status,
     database_claim_key,
     differences,
+    foreign_objects,
     key_of,
     lost_credentials,
     operator_error_status,
@@ -528,6 +529,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         # NB: Secrets this pass read anyway: hashing their content costs no request.
         live_secrets={k[2]: obj for k, obj in observed.items() if k[1] == "Secret"} | referenced,
     )
+    problems += tuple(foreign_objects(bot, desired=desired, observed=observed))
 
     writes = 0
     forbidden: list[str] = []

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from lightkube import ApiError, Client
+from lightkube.codecs import from_dict
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.batch_v1 import CronJob
@@ -509,6 +510,49 @@ def test_an_invalid_spec_fails_loudly_and_deletes_nothing(
     [container] = _pod_spec(kube, "strict-api", namespace)["containers"]
     [api_key] = [e for e in container["env"] if e["name"] == "API_KEY"]
     assert api_key["valueFrom"]["secretKeyRef"]["name"] == "strict-own-key"
+
+
+def test_objects_that_only_share_a_childs_name_are_never_taken_over(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    """Issue 14, class 9: a user's Service and Secret with children's names stay theirs."""
+    users_service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "mine-api", "namespace": namespace, "labels": {"team": "web"}},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
+    users_secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "mine-db-credentials", "namespace": namespace},
+        "stringData": {"note": "not a database password"},
+    }
+    kube.create(from_dict(users_service))
+    kube.create(from_dict(users_secret))
+    _create_bot(kube, namespace, "mine")
+    failed = _wait_phase(kube, namespace, "mine", "Failed")
+    reconciled = _conditions(failed)["Reconciled"]
+    assert reconciled["reason"] == "InvalidSpec"
+    for what in (f"Service {namespace}/mine-api", f"Secret {namespace}/mine-db-credentials"):
+        assert f"{what} exists but was not made for TraderBot mine" in reconciled["message"]
+    assert any(
+        e.get("reason") == "InvalidSpec" and e.get("type") == "Warning"
+        for e in _events_of(kube, namespace, "mine")
+    )
+    _wait_timer_passes(operator, 2)
+    service = _get(kube, Service, "mine-api", namespace)
+    assert service["spec"]["selector"] == {"app": "web"}
+    assert not service["metadata"].get("ownerReferences")
+    secret = _get(kube, Secret, "mine-db-credentials", namespace)
+    assert set(secret["data"]) == {"note"}
+    assert not secret["metadata"].get("ownerReferences")
+    created = _children(kube, namespace, "mine")
+    assert not any(created.values()), created  # nothing else was created either
+
+    kube.delete(Service, "mine-api", namespace=namespace)
+    kube.delete(Secret, "mine-db-credentials", namespace=namespace)
+    _wait_phase(kube, namespace, "mine", "Ready")
 
 
 def test_a_paused_bot_is_not_reconciled_and_resumes_when_unpaused(
