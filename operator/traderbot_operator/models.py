@@ -40,6 +40,29 @@ BotName = Annotated[
     StringConstraints(min_length=1, max_length=BOT_NAME_MAX_LENGTH, pattern=OBJECT_NAME_PATTERN),
 ]
 
+# Image references, by the OCI distribution reference grammar
+# (github.com/distribution/reference): an optional registry host[:port], then
+# lower-case path components; a reference may add a tag and a digest. Written
+# out here and in the CRDs (a test compares them), so ``;rm -rf /``, a leading
+# blank, upper case or two tags are refused at admission, not by every pod.
+_DOMAIN_COMPONENT = r"([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_COMPONENT = r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*"
+_IMAGE_NAME = (
+    rf"({_DOMAIN_COMPONENT}(\.{_DOMAIN_COMPONENT})*(:[0-9]+)?/)?"
+    rf"{_PATH_COMPONENT}(/{_PATH_COMPONENT})*"
+)
+IMAGE_NAME_PATTERN: Final = rf"^{_IMAGE_NAME}$"
+IMAGE_REFERENCE_PATTERN: Final = (
+    rf"^{_IMAGE_NAME}(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{{0,127}})?"
+    r"(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[a-fA-F0-9]{32,})?$"
+)
+ImageName = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=IMAGE_NAME_PATTERN)
+]
+ImageReference = Annotated[
+    str, StringConstraints(min_length=1, max_length=512, pattern=IMAGE_REFERENCE_PATTERN)
+]
+
 # Every number of the spec is bounded (the CRD's maximum, mirrored here) by what
 # the code can handle: a retention of a billion days is a valid int32 but
 # overflows ``timedelta`` arithmetic; 100 years and 10^12 (in quote currency)
@@ -150,10 +173,10 @@ class Strategy(_Model):
 class RiskLimits(_Model):
     """Limits checked before every order."""
 
-    max_order_notional: float = Field(10000, ge=0, le=MAX_NOTIONAL)
-    max_position_notional: float = Field(50000, ge=0, le=MAX_NOTIONAL)
+    max_order_notional: float = Field(10000, gt=0, le=MAX_NOTIONAL)
+    max_position_notional: float = Field(50000, gt=0, le=MAX_NOTIONAL)
     max_open_orders: int = Field(20, ge=1, le=1_000_000)
-    daily_loss_limit: float = Field(5000, ge=0, le=MAX_NOTIONAL)
+    daily_loss_limit: float = Field(5000, gt=0, le=MAX_NOTIONAL)
 
 
 class ExchangeSpec(_Model):
@@ -181,7 +204,7 @@ class StorageSpec(_Model):
 class DatabaseSpec(_Model):
     """The TimescaleDB StatefulSet."""
 
-    image: str = TIMESCALEDB_IMAGE
+    image: ImageReference = TIMESCALEDB_IMAGE
     storage: StorageSpec = StorageSpec(size="10Gi")
     resources: ResourceRequirements = ResourceRequirements(
         requests={"cpu": "250m", "memory": "512Mi"}, limits={"memory": "1Gi"}
@@ -193,7 +216,7 @@ class DatabaseSpec(_Model):
 class RedisSpec(_Model):
     """The Redis StatefulSet."""
 
-    image: str = REDIS_IMAGE
+    image: ImageReference = REDIS_IMAGE
     persistence: bool = True
     storage: StorageSpec = StorageSpec(size="1Gi")
     resources: ResourceRequirements = ResourceRequirements(
@@ -239,7 +262,7 @@ class TraderBotSpec(_Model):
     """Desired state of one trading stack."""
 
     version: str = __version__
-    image: str = WORKLOAD_IMAGE
+    image: ImageName = WORKLOAD_IMAGE
     replicas: int = Field(1, ge=0, le=20)
     mode: Mode = "paper"
     paused: bool = False

@@ -16,7 +16,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
-from traderbot_operator.desired.api import api_url
+from pydantic import ValidationError
+
+from trader_api.config import Settings
+from traderbot_operator.desired.api import api_env, api_url
 from traderbot_operator.desired.common import (
     ANNOTATION_PREFIX,
     COMPONENT_API,
@@ -343,13 +346,10 @@ def spec_problems(bot: TraderBot, *, secrets: Mapping[str, Manifest | None]) -> 
     """
     spec = bot.spec
     problems: list[str] = []
-    if spec.mode == "live":
-        # NB: trader-api exits at start in live mode (no exchange adapter yet): accepting
-        # it would crash-loop the pods while the status said Progressing.
-        problems.append(
-            f"spec.mode: live trading is not supported by trader-api {spec.version} yet; "
-            "use mode: paper"
-        )
+    # NB: trader-api's settings refuse what it would exit on at start (live mode
+    # without an exchange adapter, a strategy without its params): accepting it would
+    # crash-loop the pods while the status said Progressing.
+    problems += engine_problems(bot)
     for component, requirements in (
         ("spec.api.resources", spec.api.resources),
         ("spec.database.resources", spec.database.resources),
@@ -384,6 +384,60 @@ def spec_problems(bot: TraderBot, *, secrets: Mapping[str, Manifest | None]) -> 
                 f"{field_path}: Secret {bot.namespace}/{name} lacks key(s) {', '.join(missing)}"
             )
     return problems
+
+
+# Env variables whose value the operator builds from the spec, by the spec field an
+# SRE edits; the rest (credentials, hosts) come from the operator itself.
+_ENV_FIELDS: Final = {
+    "STRATEGIES": "spec.engine.strategies",
+    "RISK_MAX_ORDER_NOTIONAL": "spec.engine.risk.maxOrderNotional",
+    "RISK_MAX_POSITION_NOTIONAL": "spec.engine.risk.maxPositionNotional",
+    "RISK_MAX_OPEN_ORDERS": "spec.engine.risk.maxOpenOrders",
+    "RISK_DAILY_LOSS_LIMIT": "spec.engine.risk.dailyLossLimit",
+    "RATE_LIMIT_PER_SECOND": "spec.api.rateLimit.perSecond",
+    "RATE_LIMIT_BURST": "spec.api.rateLimit.burst",
+    "KLINES_RETENTION_DAYS": "spec.database.klinesRetentionDays",
+    "KLINES_COMPRESS_AFTER_DAYS": "spec.database.compressAfterDays",
+    "LOG_LEVEL": "spec.api.logLevel",
+    "PORT": "spec.api.port",
+    "TRADING_MODE": "spec.mode",
+    "EXCHANGE": "spec.engine.exchange.name",
+}
+# Stand-ins for what the pod reads from Secrets and the downward API: their
+# values are not the spec's to get wrong.
+_STAND_IN: Final = "stand-in"
+
+
+def engine_problems(bot: TraderBot) -> list[str]:
+    """Return why trader-api would refuse the env the operator builds for this spec.
+
+    NB: trader-api's own settings model (``trader_api.config.Settings``) validates
+    the env, so the operator and the engine cannot disagree: a strategy without
+    its required params, an interval or symbol trader-api does not know, limits
+    it refuses. Such a spec is deployed as nothing (InvalidSpec) instead of pods
+    that crash at start. The models are this operator's release's; an image of
+    another release is checked against them.
+    """
+    values: dict[str, str] = {}
+    for variable in api_env(bot):
+        if "value" in variable:
+            values[variable["name"].lower()] = variable["value"]
+        else:
+            values[variable["name"].lower()] = _STAND_IN
+    try:
+        Settings.model_validate(values)
+    except ValidationError as error:
+        problems = []
+        for detail in error.errors():
+            env_name = str(detail["loc"][0]).upper() if detail["loc"] else ""
+            where = _ENV_FIELDS.get(env_name, env_name or "spec")
+            inner = "".join(
+                f"[{part}]" if isinstance(part, int) else f".{part}" for part in detail["loc"][1:]
+            )
+            reason = detail["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}{inner}: trader-api refuses it: {reason}")
+        return problems
+    return []
 
 
 def database_claim_key(bot: TraderBot) -> ObjectKey:

@@ -163,6 +163,8 @@ def _wait_timer_passes(operator: OperatorRunner, count: int) -> None:
     )
 
 
+_SMA = {"name": "s", "kind": "sma_crossover", "symbol": "BTCUSDT"}
+
 # --- the API server enforces our schema -----------------------------------------------------
 
 
@@ -207,6 +209,14 @@ def _wait_timer_passes(operator: OperatorRunner, count: int) -> None:
             {"redis": {"storage": {"storageClassName": "Fast Disks"}}},
             "spec.redis.storage.storageClassName: Invalid value",
         ),
+        ("image", {"image": "ghcr.io/x/y;rm -rf /"}, "spec.image: Invalid value"),
+        ("blank", {"database": {"image": " postgres:17"}}, "spec.database.image: Invalid value"),
+        ("tags", {"redis": {"image": "redis:7:8"}}, "spec.redis.image: Invalid value"),
+        (
+            "interval",
+            {"engine": {"strategies": [{**_SMA, "interval": "3m"}]}},
+            "Unsupported value",
+        ),
     ],
     ids=[
         "live-without-credentials",
@@ -219,6 +229,10 @@ def _wait_timer_passes(operator: OperatorRunner, count: int) -> None:
         "secret-ref-leaves-namespace",
         "exchange-secret-ref-with-slash",
         "storage-class-not-a-name",
+        "image-with-a-command",
+        "image-with-a-leading-blank",
+        "image-with-two-tags",
+        "interval-trader-api-does-not-know",
     ],
 )
 @pytest.mark.usefixtures("crd")
@@ -553,6 +567,21 @@ def test_objects_that_only_share_a_childs_name_are_never_taken_over(
     kube.delete(Service, "mine-api", namespace=namespace)
     kube.delete(Secret, "mine-db-credentials", namespace=namespace)
     _wait_phase(kube, namespace, "mine", "Ready")
+
+
+def test_engine_settings_trader_api_refuses_are_never_deployed(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    """Issue 14, class 13: checked with trader-api's own settings before any pod exists."""
+    strategy = {"name": "s1", "kind": "sma_crossover", "symbol": "BTCUSDT"}  # no params
+    _create_bot(kube, namespace, "paramless", {"engine": {"strategies": [strategy]}})
+    failed = _wait_phase(kube, namespace, "paramless", "Failed")
+    reconciled = _conditions(failed)["Reconciled"]
+    assert reconciled["reason"] == "InvalidSpec"
+    assert "spec.engine.strategies[0].params: trader-api refuses it" in reconciled["message"]
+    assert "fast: Field required" in reconciled["message"]
+    created = _children(kube, namespace, "paramless")
+    assert not any(created.values()), created  # not half a stack: nothing
 
 
 def test_a_paused_bot_is_not_reconciled_and_resumes_when_unpaused(

@@ -49,7 +49,7 @@ def _spec_numbers() -> list[tuple[str, dict[str, Any]]]:
 def test_every_number_of_a_spec_is_bounded_in_the_crd(path: str, field: dict[str, Any]) -> None:
     assert "minimum" in field, path
     assert "maximum" in field, path
-    assert field["minimum"] <= field.get("default", field["minimum"]) <= field["maximum"], path
+    assert field["minimum"] <= field.get("default", field["maximum"]) <= field["maximum"], path
 
 
 def _model_bounds(schema: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str, Any]:
@@ -61,7 +61,9 @@ def _model_bounds(schema: dict[str, Any], defs: dict[str, Any], path: str) -> di
             return _model_bounds(option, defs, path)
     found: dict[str, Any] = {}
     if schema.get("type") in {"integer", "number"}:
-        found[path] = (schema.get("minimum"), schema.get("maximum"))
+        exclusive = "exclusiveMinimum" in schema
+        low = schema["exclusiveMinimum"] if exclusive else schema.get("minimum")
+        found[path] = (low, exclusive, schema.get("maximum"))
     for key, child in (schema.get("properties") or {}).items():
         found |= _model_bounds(child, defs, f"{path}.{key}")
     if "items" in schema:
@@ -73,7 +75,7 @@ def test_the_models_carry_the_crds_bounds() -> None:
     schema = TraderBotSpec.model_json_schema(by_alias=True)
     model = _model_bounds(schema, schema.get("$defs", {}), "TraderBot.spec")
     crd = {
-        path: (field["minimum"], field["maximum"])
+        path: (field["minimum"], field.get("exclusiveMinimum", False), field["maximum"])
         for path, field in _spec_numbers()
         if path.startswith("TraderBot.spec")
     }

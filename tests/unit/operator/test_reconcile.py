@@ -451,13 +451,16 @@ def test_switching_to_retain_takes_the_owner_reference_off_kept_objects() -> Non
 def test_live_mode_is_refused_until_trader_api_supports_it() -> None:
     problems = spec_problems(bot(mode="live", version="0.1.0"), secrets={})
     assert problems == [
-        "spec.mode: live trading is not supported by trader-api 0.1.0 yet; use mode: paper"
+        "spec: trader-api refuses it: TRADING_MODE=live needs a live exchange adapter; "
+        "only EXCHANGE=paper exists"
     ]
     status = compute_status(
         bot(mode="live"), observed={}, outcome=Outcome(invalid_spec=tuple(problems)), now=NOW
     )
     assert status["phase"] == "Failed"
-    assert "live trading is not supported" in _conditions(status)["Ready"]["message"]
+    assert (
+        "TRADING_MODE=live needs a live exchange adapter" in _conditions(status)["Ready"]["message"]
+    )
 
 
 def test_a_rollout_past_its_deadline_is_degraded_with_the_reason() -> None:
