@@ -98,8 +98,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     # (which would need list/watch on namespaces and CRDs cluster-wide).
     settings.scanning.disabled = True
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    # NB: kopf's copy of what it last handled leaves the annotations out: with them, a
+    # large user annotation was stored twice and pushed the object past the API
+    # server's 256 KiB for annotations ("annotations too long", in a loop). No
+    # handler reacts to an annotation alone: the restore hold runs its pass itself.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+        prefix=GROUP, key="last-handled-configuration", ignored_fields=["metadata.annotations"]
     )
     settings.watching.server_timeout = 300
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
@@ -142,6 +146,18 @@ async def _reconcile(
         )
 
 
+# kopf keeps a retried handler's message in an annotation of the object: kept short,
+# so bookkeeping never grows with an error's text (the status has the whole reason).
+KOPF_MESSAGE_LENGTH = 512
+
+
+def brief(message: str) -> str:
+    """Return ``message`` cut to what kopf may keep in an annotation."""
+    if len(message) <= KOPF_MESSAGE_LENGTH:
+        return message
+    return message[: KOPF_MESSAGE_LENGTH - 1] + "…"
+
+
 @contextlib.asynccontextmanager
 async def pass_guard(
     state: OperatorState, *, kind: str, namespace: str, name: str
@@ -160,22 +176,22 @@ async def pass_guard(
     except InvalidNameError as error:
         # NB: the models refuse such names first; retrying a name that cannot be
         # requested would loop for ever.
-        raise kopf.PermanentError(str(error)) from error
+        raise kopf.PermanentError(brief(str(error))) from error
     except ConflictError as error:
         raise kopf.TemporaryError(
-            f"{error}; another writer changed it meanwhile, retrying",
+            brief(f"{error}; another writer changed it meanwhile, retrying"),
             delay=CONFLICT_RETRY_SECONDS,
         ) from error
     except KubeError as error:
         raise kopf.TemporaryError(
-            f"{error}; check the operator's RBAC and the API server, retrying",
+            brief(f"{error}; check the operator's RBAC and the API server, retrying"),
             delay=ERROR_RETRY_SECONDS,
         ) from error
     except Exception as error:
         logger.exception("the pass of %s %s/%s failed unexpectedly", kind, namespace, name)
         await report_operator_error(state, kind=kind, namespace=namespace, name=name, error=error)
         raise kopf.TemporaryError(
-            f"{type(error).__name__}: {error}; reported in the status, retrying",
+            brief(f"{type(error).__name__}: {error}; reported in the status, retrying"),
             delay=OPERATOR_ERROR_RETRY_SECONDS,
         ) from error
 
@@ -194,7 +210,7 @@ async def reconcile_traderbot(
     """
     result = await _reconcile(memo, namespace=namespaced(namespace), name=name, trigger=str(reason))
     if result is not None and result.invalid_spec:
-        raise kopf.PermanentError("; ".join(result.invalid_spec))
+        raise kopf.PermanentError(brief("; ".join(result.invalid_spec)))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_INTERVAL_SECONDS, initial_delay=5)

@@ -584,6 +584,29 @@ def test_engine_settings_trader_api_refuses_are_never_deployed(
     assert not any(created.values()), created  # not half a stack: nothing
 
 
+def test_a_large_user_annotation_leaves_kopfs_bookkeeping_small(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    """Issue 14, class 14: kopf's copy of the object used to hold the annotation again,
+    and past 256 KiB of annotations every write of it failed, in a loop."""
+    body = _bot_body("noted", {})
+    notes = "n" * 200_000  # most of the 256 KiB the API server allows for annotations
+    body["metadata"]["annotations"] = {"example.com/notes": notes}
+    kube.create(TraderBotResource.from_dict(body), namespace=namespace)
+    _wait_phase(kube, namespace, "noted", "Ready")
+    _patch_spec(kube, namespace, "noted", {"api": {"logLevel": "debug"}})
+
+    def handled() -> str | None:
+        annotations = _bot(kube, namespace, "noted")["metadata"]["annotations"]
+        stored: str = annotations.get("traderbot.dev/last-handled-configuration", "")
+        return stored if '"logLevel":"debug"' in stored.replace(" ", "") else None
+
+    stored = eventually(handled, what="kopf recorded the handled change", timeout=60)
+    assert len(stored) < 10_000
+    assert "nnnnnnnn" not in stored
+    assert _bot(kube, namespace, "noted")["metadata"]["annotations"]["example.com/notes"] == notes
+
+
 def test_a_paused_bot_is_not_reconciled_and_resumes_when_unpaused(
     kube: Client, namespace: str, operator: OperatorRunner
 ) -> None:

@@ -16,10 +16,12 @@ import pytest
 
 from traderbot_operator.handlers.traderbot import (
     CONFLICT_RETRY_SECONDS,
+    KOPF_MESSAGE_LENGTH,
     OPERATOR_ERROR_RETRY_SECONDS,
+    brief,
     pass_guard,
 )
-from traderbot_operator.kube import ConflictError, InvalidNameError
+from traderbot_operator.kube import ConflictError, InvalidNameError, KubeError
 from traderbot_operator.models import API_VERSION, KIND, RESTORE_KIND
 from traderbot_operator.reconcile import ObjectKey
 from unit.operator.fake_kube import FakeKube
@@ -98,3 +100,11 @@ async def test_api_failures_keep_their_own_retries() -> None:
             raise InvalidNameError("name '../x' is not a Kubernetes object name")
     assert fake.status_writes == []
     assert fake.events == []
+
+
+async def test_what_kopf_keeps_of_a_failure_is_short() -> None:
+    """kopf stores a retried handler's message in an annotation: never an error's whole text."""
+    fake = _Objects(_body(KIND, {}))
+    retried = await _fail_in_a_pass(fake, KIND, KubeError("x" * 100_000))
+    assert len(str(retried)) <= KOPF_MESSAGE_LENGTH
+    assert brief("short") == "short"
