@@ -129,3 +129,30 @@ def test_no_pod_restarted(bot: Bot) -> None:
     for component in ("api", "database", "cache"):
         for pod in bot.pods(component):
             assert container_restarts(pod) == 0, (pod["metadata"]["name"], pod["status"])
+
+
+def test_no_generated_secret_appears_in_any_log(
+    bot: Bot, kubectl: Kubectl, operator_release: OperatorRelease
+) -> None:
+    """The API key and the database and Redis passwords are in no pod's log, nor the operator's."""
+    secrets = {
+        "api key": bot.api_key,
+        "database password": bot.secret_value(f"{bot.name}-db-credentials", "password"),
+        "redis password": bot.secret_value(f"{bot.name}-redis-credentials", "password"),
+    }
+    assert all(len(value) >= 16 for value in secrets.values())
+    with bot.forward() as forward:  # a refused key in the URL: the handshake line is logged
+        httpx.get(f"{forward.url}/ws?api_key={bot.api_key}", timeout=10)
+    logs = {"operator": operator_release.logs()}
+    for component in ("api", "database", "cache"):
+        for pod in bot.pods(component):
+            name = pod["metadata"]["name"]
+            logs[name] = bot.kubectl.out("logs", name, "--all-containers", "--tail=-1")
+    assert all(logs.values()), [name for name, text in logs.items() if not text]
+    leaks = [
+        (what, name)
+        for what, value in secrets.items()
+        for name, text in logs.items()
+        if value in text
+    ]
+    assert leaks == []
