@@ -113,7 +113,7 @@ def build_images() -> dict[str, dict[str, str]]:
     return image_list(result.stdout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """The cluster with a real node and the images: local by default, any kubeconfig on request."""
     listed = request.config.getoption("e2e_images", default=None)
@@ -143,22 +143,22 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         yield Stack(kubeconfig=local.kubeconfig, images=images, local=local)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def images(stack: Stack) -> Images:
     return stack.images
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kube(stack: Stack) -> Client:
     return client_for(stack.kubeconfig)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kubectl(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
     return Kubectl(binary=find_kubectl(), kubeconfig=stack.kubeconfig)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator_release(
     stack: Stack, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorRelease]:
@@ -210,7 +210,7 @@ def delete_namespace(kubectl: Kubectl, namespace: str) -> None:
     kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=300s", timeout=330)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def bot(kubectl: Kubectl, operator_release: OperatorRelease, images: Images) -> Iterator[Bot]:
     """The session's bot ``alpha``: every component on real pods, Ready.
 
