@@ -8,6 +8,8 @@ Public API (stable names, used by ``services``):
   deterministic seeded random walk; ``ticks()``, ``ticks_until(end)``.
 - ``SimulatedFeed(market, *, speed, limit, clock, sleep)``: the market paced in
   wall time, a ``MarketFeed[Tick]``.
+- ``resume_market(market, last)``: the market carried on from the last stored
+  kline of each symbol (a new leader's market), or as it is if none.
 - ``KlineAggregator(intervals, *, fill_gaps=True)``: ``on_tick(tick) ->
   list[Kline]`` (closed klines), ``close_until(now)``, ``building(symbol,
   interval)``, ``late_ticks``.
@@ -29,7 +31,7 @@ from trader_api.marketdata.csv_replay import (
     read_tick_csv,
 )
 from trader_api.marketdata.feed import Clock, MarketEvent, MarketFeed, Sleep
-from trader_api.marketdata.simulated import SimulatedFeed, SimulatedMarket
+from trader_api.marketdata.simulated import SimulatedFeed, SimulatedMarket, resume_market
 
 __all__ = [
     "KLINE_CSV_COLUMNS",
@@ -46,4 +48,5 @@ __all__ = [
     "Sleep",
     "read_kline_csv",
     "read_tick_csv",
+    "resume_market",
 ]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
-from trader_api.domain import Tick
+from trader_api.domain import Kline, Tick
 from trader_api.marketdata.feed import Clock, Sleep
 
 _CONTEXT = Context(prec=28)
@@ -79,6 +80,36 @@ class SimulatedMarket:
             if tick.ts > end:
                 return
             yield tick
+
+
+def resume_market(market: SimulatedMarket, last: Mapping[str, Kline]) -> SimulatedMarket:
+    """Return ``market`` carried on from the last stored kline of each of its symbols.
+
+    A symbol with a kline in ``last`` walks on from its close instead of its
+    seed price; the others keep theirs. The walk starts no earlier than the
+    latest close time: a market played faster than wall time ran ahead of the
+    clock, and starting back at "now" would rewrite klines already stored.
+    The generator seed mixes in that start, so each continuation walks on
+    instead of replaying the opening moves of the first run. With nothing
+    stored for its symbols (a first start) ``market`` is returned as it is.
+
+    NB: without this a new leader restarted the walk at the seed's opening
+    prices, so the market jumped back to them on every leader change.
+    """
+    carried = {symbol: kline for symbol, kline in last.items() if symbol in market.start_prices}
+    if not carried:
+        return market
+    start = max(market.start, *(kline.close_time for kline in carried.values()))
+    digest = hashlib.sha256(f"{market.seed}@{start.isoformat()}".encode()).digest()
+    return replace(
+        market,
+        seed=int.from_bytes(digest[:8], "big"),
+        start_prices={
+            **market.start_prices,
+            **{symbol: kline.close for symbol, kline in carried.items()},
+        },
+        start=start,
+    )
 
 
 class _Walker:

@@ -217,6 +217,7 @@ class TradingEngine:
     async def _consume_market(self) -> None:
         builder = self._kline_builder_factory()
         async for event in self._feed_factory():
+            _raise_if_cancelled()
             if isinstance(event, Tick):
                 await self._on_tick(event)
                 closed: Iterable[Kline] = builder.on_tick(event)
@@ -276,6 +277,7 @@ class TradingEngine:
         with self._hub.listen(maxsize=10_000) as listener:
             while True:
                 event = await listener.get()
+                _raise_if_cancelled()
                 kind = event.get("type")
                 if kind not in (EXECUTE, CANCEL):
                     continue
@@ -315,6 +317,7 @@ class TradingEngine:
 
     async def _sweep_forever(self) -> None:
         while True:
+            _raise_if_cancelled()
             try:
                 pending = await self._store.list_orders(status=OrderStatus.NEW, limit=500)
             except Exception as exc:  # noqa: BLE001 - retried next sweep; the cause is logged
@@ -353,6 +356,7 @@ class TradingEngine:
         ``record_fill`` stores once.
         """
         while True:
+            _raise_if_cancelled()
             operation = await self._queue.get()
             fresh = False
             if isinstance(operation, _Execute):
@@ -512,6 +516,21 @@ class TradingEngine:
             await self._bus.publish(event)
         except StorageError as exc:
             logger.debug("Event not published: %s", exc)
+
+
+def _raise_if_cancelled() -> None:
+    """Raise the cancellation of the current task if an await below swallowed it.
+
+    NB: on Python 3.11 ``asyncio.wait_for``, which redis-py wraps around every
+    command, can return normally when the command completes just as the
+    cancel lands (bpo-42130, fixed in 3.12). A loop that publishes a tick
+    after another then runs on, and stopping the engine (losing the lease,
+    shutting down) waits for ever. ``Task.cancelling()`` still counts the
+    request.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _merge(ours: Order, brokers: Order) -> Order:

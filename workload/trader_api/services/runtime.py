@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -28,7 +28,7 @@ from trader_api.execution import (
     ResilientBroker,
     RetryEvent,
 )
-from trader_api.marketdata import MarketFeed
+from trader_api.marketdata import MarketFeed, SimulatedFeed, SimulatedMarket, resume_market
 from trader_api.risk import HaltState, RiskLimits, RiskManager
 from trader_api.services.control import ControlState
 from trader_api.services.engine import KlineBuilder, TradingEngine
@@ -73,21 +73,59 @@ DEFAULT_START_PRICES: dict[str, Decimal] = {
 """Where the simulated walk of a symbol starts; other symbols start at 100."""
 
 
+async def last_klines(store: Store, symbols: Iterable[str]) -> dict[str, Kline]:
+    """Return the newest stored 1m kline of each of ``symbols`` that has one.
+
+    NB: 1m is the finest interval the engine builds (``default_market``
+    always aggregates it), so its newest kline holds the latest stored price.
+    """
+    last: dict[str, Kline] = {}
+    for symbol in symbols:
+        newest = await store.query_klines(symbol=symbol, interval=Interval.M1, limit=1)
+        if newest:
+            last[symbol] = newest[-1]
+    return last
+
+
+class StoredSimulatedFeed:
+    """Play a ``SimulatedMarket`` carried on from the store's last klines: a ``MarketFeed[Tick]``.
+
+    NB: the store is read when iteration begins, i.e. when a leader's engine
+    starts consuming the market, so a new leader walks on from the last
+    price its predecessor stored rather than from the seed's opening prices.
+    """
+
+    def __init__(self, market: SimulatedMarket, *, store: Store, speed: float) -> None:
+        self.market = market
+        self._store = store
+        self._speed = speed
+
+    async def __aiter__(self) -> AsyncIterator[Tick]:
+        last = await last_klines(self._store, self.market.symbols)
+        market = resume_market(self.market, last)
+        if market is not self.market:
+            logger.info(
+                "Simulated market resumed from the stored klines",
+                extra={
+                    "start": market.start.isoformat(),
+                    "prices": {symbol: str(kline.close) for symbol, kline in last.items()},
+                },
+            )
+        async for tick in SimulatedFeed(market, speed=self._speed):
+            yield tick
+
+
 def default_market(
-    settings: Settings,
+    settings: Settings, *, store: Store | None = None
 ) -> tuple[Callable[[], MarketFeed[Tick | Kline]], Callable[[], KlineBuilder]]:
     """Return the engine's market: replayed klines, or the seeded simulated market.
 
     With ``MARKET_REPLAY_CSV`` its klines are replayed at ``MARKET_SPEED``;
     otherwise ``SYMBOLS`` trade in a random walk aggregated into the intervals
-    the strategies need.
+    the strategies need, carried on from ``store``'s last klines when given
+    (``StoredSimulatedFeed``).
     """
-    from trader_api.marketdata import (
-        CsvReplayFeed,
-        KlineAggregator,
-        SimulatedFeed,
-        SimulatedMarket,
-    )
+    from trader_api.marketdata import CsvReplayFeed, KlineAggregator
 
     intervals = {Interval.M1, *(strategy.interval for strategy in settings.strategies)}
     start_prices = {
@@ -104,7 +142,9 @@ def default_market(
             start=now,
             tick_step=timedelta(seconds=settings.market_tick_seconds),
         )
-        return SimulatedFeed(market, speed=settings.market_speed)
+        if store is None:
+            return SimulatedFeed(market, speed=settings.market_speed)
+        return StoredSimulatedFeed(market, store=store, speed=settings.market_speed)
 
     def builder() -> KlineBuilder:
         return KlineAggregator(intervals)
@@ -196,7 +236,9 @@ class Runtime:
         self.broker = ResilientBroker(
             self.exchange, breaker=self.breaker, on_retry=self._on_broker_retry
         )
-        feed_factory, builder_factory = (market or default_market)(settings)
+        feed_factory, builder_factory = (
+            market(settings) if market is not None else default_market(settings, store=store)
+        )
         self.engine = TradingEngine(
             settings=settings,
             store=store,
@@ -297,14 +339,19 @@ class Runtime:
         )
 
     async def stop(self) -> None:
-        """Stop trading, give up the lease, close the bus and the store, in that order."""
-        await self._stop_engine()
+        """Stop trading, give up the lease, close the bus and the store, in that order.
+
+        NB: the leadership loop stops first: while the engine was being
+        cancelled, it found no engine running, still held the lease, and
+        started a second one that nothing stopped.
+        """
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self._stop_engine()
         with contextlib.suppress(StorageError):
             await self.lease.release()
         self.metrics.leader.set(0)
