@@ -11,7 +11,11 @@ Public API (stable names, used by ``services`` and the REST API):
   ``ClientOrderIdConflictError``, ``CircuitOpenError``.
 - ``PaperExchange(*, fee_bps, slippage_bps, clock, remember)``: fills at the
   latest price with adverse slippage and fees; limit orders rest until
-  crossed; ``price(symbol)``, ``order(client_order_id)``, ``open_orders()``.
+  crossed, then fill at the crossing price; orders with no price yet wait
+  (``NEW``) for their symbol's first one; ``price(symbol)``,
+  ``order(client_order_id)``, ``open_orders()``, ``waiting_orders()``.
+- ``matching``: the pure price rules (``taker_price``, ``maker_price``,
+  ``marketable``).
 - ``CircuitBreaker(*, name, failure_threshold, reset_timeout, clock,
   on_state_change)``: ``state`` is a ``CircuitState``; each change is a
   ``CircuitTransition`` whose ``str()`` contains ``circuit``.
