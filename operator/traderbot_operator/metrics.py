@@ -15,7 +15,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
-PHASES: Final = ("Pending", "Progressing", "Ready", "Degraded", "Paused", "Failed")
+PHASES: Final = ("Pending", "Progressing", "Ready", "Degraded", "Paused", "Hibernated", "Failed")
 
 RECONCILE_TOTAL: Final = Counter(
     "traderbot_operator_reconcile_total",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from traderbot_operator import __version__
@@ -73,7 +73,7 @@ MAX_NOTIONAL: Final = 10**12
 LogLevel = Literal["error", "warn", "info", "debug", "trace"]
 Mode = Literal["paper", "live"]
 StrategyKind = Literal["sma_crossover", "rsi_mean_reversion"]
-Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Paused", "Failed"]
+Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Paused", "Hibernated", "Failed"]
 Quantity = int | str
 
 
@@ -146,6 +146,134 @@ class NetworkPeer(_Model):
     ip_block: IpBlock | None = None
 
 
+# Names the operator sets itself, refused in the spec's extras: the CRD's CEL
+# rules carry the same lists (a unit test compares them), so the API server
+# refuses them at admission; the models refuse them too, for a CR stored before.
+# Labels: the pods' selector and identity (a selector label of another value
+# would orphan the pods); annotations: the config hash, the scrape annotations
+# of spec.monitoring. Every key under traderbot.dev/ is the operator's.
+OWNED_KEY_PREFIX: Final = "traderbot.dev/"
+OWNED_LABEL_KEYS: Final = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/version",
+)
+OWNED_ANNOTATION_KEYS: Final = ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path")
+# trader-api's env (desired/api.py api_env, docs/configuration.md): each has its
+# spec field. NB: trader-api reads its env case-insensitively, so names are
+# compared upper-cased; the prefixes cover the connection settings (DATABASE_URL
+# would redirect the bot to another database) and every engine limit.
+OWNED_ENV_NAMES: Final = (
+    "PORT",
+    "LOG_LEVEL",
+    "TRADING_MODE",
+    "EXCHANGE",
+    "API_KEY",
+    "STRATEGIES",
+    "POD_NAME",
+)
+OWNED_ENV_PREFIXES: Final = ("DATABASE_", "REDIS_", "RISK_", "RATE_LIMIT_", "KLINES_", "EXCHANGE_")
+
+
+def env_name_owned(name: str) -> bool:
+    """Return whether the operator sets the env variable ``name`` of trader-api itself."""
+    upper = name.upper()
+    return upper in OWNED_ENV_NAMES or upper.startswith(OWNED_ENV_PREFIXES)
+
+
+def key_owned(key: str, *, owned: tuple[str, ...]) -> bool:
+    """Return whether a label or annotation key is the operator's (listed, or traderbot.dev/)."""
+    return key in owned or key.startswith(OWNED_KEY_PREFIX)
+
+
+# Label and annotation keys (a Kubernetes qualified name with an optional DNS
+# prefix) and label values, as the API server checks them on a pod.
+QUALIFIED_NAME_PATTERN: Final = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+QualifiedName = Annotated[
+    str, StringConstraints(min_length=1, max_length=317, pattern=QUALIFIED_NAME_PATTERN)
+]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
+ENV_NAME_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]*$"
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ENV_NAME_PATTERN)]
+
+
+class Toleration(_Model):
+    """A pod toleration (core/v1 Toleration)."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(None, ge=0, le=31_536_000)
+
+
+class TopologySpreadConstraint(_Model):
+    """A pod topology spread constraint; fields beyond these are passed through as given.
+
+    NB: ``extra="allow"`` (unlike every other model): the CRD preserves the rest of
+    Kubernetes' shape (minDomains, matchLabelKeys, ...) and the API server checks it.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True
+    )
+
+    max_skew: int = Field(ge=1, le=1000)
+    topology_key: str = Field(min_length=1)
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"]
+    label_selector: dict[str, Any] | None = None
+
+
+class LocalObjectReference(_Model):
+    """An object in the TraderBot's namespace, by name."""
+
+    name: ObjectName
+
+
+class PodPlacement(_Model):
+    """Where one component's pods run, and what extra labels and annotations they carry.
+
+    One shape for the API, the database, Redis and the backup Jobs (a YAML anchor in
+    the CRD). ``affinity`` and the constraints' selectors are Kubernetes' own shapes,
+    passed through as given: the API server checks them on the pod template.
+    """
+
+    node_selector: dict[str, str] | None = None
+    tolerations: tuple[Toleration, ...] | None = None
+    affinity: dict[str, Any] | None = None
+    topology_spread_constraints: tuple[TopologySpreadConstraint, ...] | None = None
+    priority_class_name: ObjectName | None = None
+    image_pull_secrets: tuple[LocalObjectReference, ...] | None = None
+    labels: dict[QualifiedName, LabelValue] | None = None
+    annotations: dict[QualifiedName, str] | None = None
+
+    @model_validator(mode="after")
+    def _no_owned_keys(self) -> Self:
+        for field, owned in (("labels", OWNED_LABEL_KEYS), ("annotations", OWNED_ANNOTATION_KEYS)):
+            taken = [key for key in getattr(self, field) or {} if key_owned(key, owned=owned)]
+            if taken:
+                msg = (
+                    f"{field} {', '.join(sorted(taken))} are set by the operator "
+                    f"({', '.join(owned)} and every {OWNED_KEY_PREFIX} key); use other keys"
+                )
+                raise ValueError(msg)
+        return self
+
+
+class EnvVar(_Model):
+    """An extra env variable of trader-api, with a literal value."""
+
+    name: EnvName
+    value: str = Field(max_length=4096)
+
+
 class ApiSpec(_Model):
     """The trader-api HTTP service."""
 
@@ -157,6 +285,24 @@ class ApiSpec(_Model):
     rate_limit: RateLimit = RateLimit()
     api_key_secret_ref: SecretKeyRef | None = None
     allowed_clients: list[NetworkPeer] | None = None
+    env: tuple[EnvVar, ...] | None = None
+    pod: PodPlacement = PodPlacement()
+
+    @model_validator(mode="after")
+    def _no_owned_env(self) -> Self:
+        names = [entry.name for entry in self.env or ()]
+        taken = [name for name in names if env_name_owned(name)]
+        if taken:
+            msg = (
+                f"env {', '.join(taken)} are set by the operator from the spec "
+                "(docs/operator.md, trader-api environment); set the spec field instead"
+            )
+            raise ValueError(msg)
+        upper = [name.upper() for name in names]
+        if len(set(upper)) != len(upper):
+            msg = "env names must be unique (trader-api reads them case-insensitively)"
+            raise ValueError(msg)
+        return self
 
 
 class Strategy(_Model):
@@ -211,6 +357,7 @@ class DatabaseSpec(_Model):
     )
     klines_retention_days: int = Field(90, ge=1, le=MAX_DAYS)
     compress_after_days: int = Field(7, ge=1, le=MAX_DAYS)
+    pod: PodPlacement = PodPlacement()
 
 
 class RedisSpec(_Model):
@@ -222,6 +369,7 @@ class RedisSpec(_Model):
     resources: ResourceRequirements = ResourceRequirements(
         requests={"cpu": "50m", "memory": "64Mi"}, limits={"memory": "256Mi"}
     )
+    pod: PodPlacement = PodPlacement()
 
 
 class BackupVerifySpec(_Model):
@@ -242,6 +390,7 @@ class BackupSpec(_Model):
     suspend: bool = False
     storage: StorageSpec = StorageSpec(size="20Gi")
     verify: BackupVerifySpec = BackupVerifySpec()
+    pod: PodPlacement = PodPlacement()
 
 
 class MonitoringSpec(_Model):
@@ -266,6 +415,7 @@ class TraderBotSpec(_Model):
     replicas: int = Field(1, ge=0, le=20)
     mode: Mode = "paper"
     paused: bool = False
+    hibernate: bool = False
     deletion_policy: Literal["Retain", "Delete"] = "Retain"
     api: ApiSpec = ApiSpec()
     engine: EngineSpec = EngineSpec()

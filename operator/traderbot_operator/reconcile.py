@@ -45,6 +45,11 @@ APPLIED_HASH_ANNOTATION: Final = f"{ANNOTATION_PREFIX}/applied-hash"
 # Kinds we delete when the spec stops asking for them (never volumes: data stays).
 PRUNABLE_KINDS: Final = frozenset({"CronJob", "ServiceMonitor"})
 
+HIBERNATED_MESSAGE: Final = (
+    "spec.hibernate is true: the API, database and Redis are scaled to zero and the "
+    "backup CronJobs suspended; volumes and Secrets are kept (set it to false to resume)"
+)
+
 STATEFULSET_PROGRESS_DEADLINE: Final = timedelta(seconds=600)
 """How long the database or Redis may go without a Ready pod before the bot is Degraded.
 
@@ -406,6 +411,8 @@ _ENV_FIELDS: Final = {
 # Stand-ins for what the pod reads from Secrets and the downward API: their
 # values are not the spec's to get wrong.
 _STAND_IN: Final = "stand-in"
+# Env names trader-api reads as another setting.
+_ENV_ALIASES: Final = {"RUST_LOG": "LOG_LEVEL"}
 
 
 def engine_problems(bot: TraderBot) -> list[str]:
@@ -419,18 +426,23 @@ def engine_problems(bot: TraderBot) -> list[str]:
     another release is checked against them.
     """
     values: dict[str, str] = {}
+    fields = dict(_ENV_FIELDS)
+    extras = {variable.name for variable in bot.spec.api.env or ()}
     for variable in api_env(bot):
-        if "value" in variable:
-            values[variable["name"].lower()] = variable["value"]
-        else:
-            values[variable["name"].lower()] = _STAND_IN
+        # NB: the settings model is validated from a dict, not the environment, so a
+        # name trader-api reads through an alias (RUST_LOG for LOG_LEVEL) is mapped.
+        name = variable["name"].upper()
+        setting = _ENV_ALIASES.get(name, name)
+        values[setting.lower()] = variable.get("value", _STAND_IN)
+        if variable["name"] in extras:
+            fields[setting] = f"spec.api.env[{variable['name']}]"
     try:
         Settings.model_validate(values)
     except ValidationError as error:
         problems = []
         for detail in error.errors():
             env_name = str(detail["loc"][0]).upper() if detail["loc"] else ""
-            where = _ENV_FIELDS.get(env_name, env_name or "spec")
+            where = fields.get(env_name, env_name or "spec")
             inner = "".join(
                 f"[{part}]" if isinstance(part, int) else f".{part}" for part in detail["loc"][1:]
             )
@@ -541,7 +553,9 @@ def _generation_seen(obj: Mapping[str, Any]) -> bool:
     )
 
 
-def api_state(bot: TraderBot, deployment: Mapping[str, Any] | None) -> ComponentState:
+def api_state(  # noqa: PLR0911 - one return per state, like _phase
+    bot: TraderBot, deployment: Mapping[str, Any] | None
+) -> ComponentState:
     """Return the API Deployment's readiness."""
     if deployment is None:
         return ComponentState(False, "NotFound", f"Deployment {Names(bot.name).api} does not exist")
@@ -551,6 +565,8 @@ def api_state(bot: TraderBot, deployment: Mapping[str, Any] | None) -> Component
     updated = int(status.get("updatedReplicas") or 0)
     total = int(status.get("replicas") or 0)
     rolling = not _generation_seen(deployment) or updated < want or total > want
+    if want == 0 and bot.spec.hibernate:
+        return ComponentState(False, "Hibernated", "spec.hibernate is true: the API is stopped")
     if want == 0:
         return ComponentState(
             False, "ScaledToZero", "spec.replicas is 0: the API is stopped and nothing trades"
@@ -654,6 +670,8 @@ def backup_state(bot: TraderBot, cronjob: Mapping[str, Any] | None) -> Component
         missing = f"CronJob {Names(bot.name).backup_cronjob} does not exist"
         return ComponentState(False, "NotFound", missing)
     if cronjob.get("spec", {}).get("suspend"):
+        if bot.spec.hibernate and not bot.spec.backup.suspend:
+            return ComponentState(False, "Hibernated", "suspended while the bot hibernates")
         if not bot.spec.backup.suspend:
             return ComponentState(
                 False, "HeldForRestore", "suspended while a TraderBotRestore holds the bot"
@@ -756,9 +774,12 @@ def _phase(  # noqa: PLR0911 - one return per phase reads as the decision table 
     cache: ComponentState,
     outcome: Outcome,
     any_child: bool,
+    pods_left: int = 0,
 ) -> tuple[Phase, ComponentState]:
     """Return the phase and the Ready condition's reason and message.
 
+    ``pods_left`` counts the pods the API Deployment and the two StatefulSets still
+    have (for hibernation: Hibernated only once none is left).
     NB: Degraded is kept for a bot that *was* up and lost a component; a bot still
     coming up, or rolling out, is Progressing, so creation does not flash Degraded.
     """
@@ -780,6 +801,12 @@ def _phase(  # noqa: PLR0911 - one return per phase reads as the decision table 
         message = f"the API is stopped for TraderBotRestore {restore} ({restore_phase})"
         phase: Phase = "Degraded" if restore_phase == "Failed" else "Progressing"
         return phase, ComponentState(False, "ApiHeldForRestore", message)
+    if bot.spec.hibernate:
+        if pods_left:
+            return "Progressing", ComponentState(
+                False, "Hibernating", f"hibernating: {pods_left} pod(s) still running"
+            )
+        return "Hibernated", ComponentState(False, "Hibernated", HIBERNATED_MESSAGE)
     if api.reason == "ScaledToZero" and database.ready and cache.ready:
         # NB: never Ready while nothing trades, even when asked for: a daily check
         # reading the phase must see that the API is stopped.
@@ -858,8 +885,22 @@ def compute_status(
             ("apps/v1", "StatefulSet", names.redis),
         )
     )
+    pods_left = sum(
+        int(((observed.get(key) or {}).get("status") or {}).get("replicas") or 0)
+        for key in (
+            ("apps/v1", "Deployment", names.api),
+            ("apps/v1", "StatefulSet", names.database),
+            ("apps/v1", "StatefulSet", names.redis),
+        )
+    )
     phase, summary = _phase(
-        bot, api=api, database=database, cache=cache, outcome=outcome, any_child=any_child
+        bot,
+        api=api,
+        database=database,
+        cache=cache,
+        outcome=outcome,
+        any_child=any_child,
+        pods_left=pods_left,
     )
     reconciled = _reconciled(bot, outcome)
 
@@ -911,7 +952,7 @@ def compute_status(
         running_version = template_labels.get("app.kubernetes.io/version", running_version)
     status: dict[str, Any] = {
         "phase": phase,
-        "ready": f"{ready_replicas}/{bot.spec.replicas}",
+        "ready": f"{ready_replicas}/{0 if bot.spec.hibernate else bot.spec.replicas}",
         "observedGeneration": bot.generation,
         "replicas": int(dep_status.get("replicas") or 0),
         "readyReplicas": ready_replicas,

@@ -289,6 +289,11 @@ def backup_run_problem(run: BackupRun, bot: TraderBot | None) -> str | None:
             f"TraderBot {bot.name} has spec.backup.enabled false, so it has no backup "
             "volume; enable backups first"
         )
+    if bot.spec.hibernate:
+        return (
+            f"TraderBot {bot.name} hibernates (spec.hibernate), so its database is not "
+            "running to back up; set spec.hibernate to false, then create the backup again"
+        )
     return None
 
 
@@ -360,6 +365,11 @@ def restore_refusal(  # noqa: PLR0911 - one return per reason to refuse
         return (
             f"TraderBot {bot.name} is paused (spec.paused), so its API cannot be stopped "
             "for the restore; unpause it first"
+        )
+    if bot.spec.hibernate:
+        return (
+            f"TraderBot {bot.name} hibernates (spec.hibernate), so its database is not "
+            "running to restore into; set spec.hibernate to false first"
         )
     if bot.status.phase == "Failed":
         return (

@@ -16,6 +16,7 @@ from traderbot_operator.desired.common import (
     content_hash,
     labels,
     metadata,
+    placed_template,
     resources,
     restricted_container_security,
     restricted_pod_security,
@@ -44,16 +45,30 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
-def api_env(bot: TraderBot) -> list[dict[str, Any]]:
-    """Return the env of trader-api: exactly the docs/configuration.md contract.
+RUST_LOG = "RUST_LOG"
 
-    NB: every credential comes from a ``secretKeyRef``; no value here is secret.
+
+def extra_env(bot: TraderBot) -> list[dict[str, Any]]:
+    """Return ``spec.api.env``: the extra variables, with literal values, in spec order."""
+    return [{"name": e.name, "value": e.value} for e in bot.spec.api.env or ()]
+
+
+def api_env(bot: TraderBot) -> list[dict[str, Any]]:
+    """Return the env of trader-api: the docs/configuration.md contract, then ``spec.api.env``.
+
+    NB: every credential comes from a ``secretKeyRef``; no value here is secret. A
+    ``RUST_LOG`` among the extras (the seed's directives, ``debug,trader_api=trace``)
+    takes the place of ``LOG_LEVEL``: trader-api reads RUST_LOG only when LOG_LEVEL
+    is unset.
     """
     spec = bot.spec
     key_secret, key_key = api_key_ref(bot)
+    extras = extra_env(bot)
+    directives = any(e["name"].upper() == RUST_LOG for e in extras)
+    level = [] if directives else [{"name": "LOG_LEVEL", "value": spec.api.log_level}]
     env: list[dict[str, Any]] = [
         {"name": "PORT", "value": str(spec.api.port)},
-        {"name": "LOG_LEVEL", "value": spec.api.log_level},
+        *level,
         {"name": "TRADING_MODE", "value": spec.mode},
         {"name": "EXCHANGE", "value": spec.engine.exchange.name},
         secret_env("API_KEY", secret=key_secret, key=key_key),
@@ -80,7 +95,7 @@ def api_env(bot: TraderBot) -> list[dict[str, Any]]:
             secret_env("EXCHANGE_API_KEY", secret=credentials.name, key=EXCHANGE_KEY_KEY),
             secret_env("EXCHANGE_API_SECRET", secret=credentials.name, key=EXCHANGE_SECRET_KEY),
         ]
-    return env
+    return env + extras
 
 
 def api_secret_names(bot: TraderBot) -> list[str]:
@@ -169,27 +184,31 @@ def build_api_deployment(
         "kind": "Deployment",
         "metadata": metadata(bot, name=Names(bot.name).api, component=COMPONENT_API),
         "spec": {
-            "replicas": spec.replicas,
+            "replicas": 0 if spec.hibernate else spec.replicas,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": selector_labels(bot, COMPONENT_API)},
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
-            "template": {
-                "metadata": {
-                    "labels": labels(bot, COMPONENT_API),
-                    "annotations": template_annotations,
+            "template": placed_template(
+                {
+                    "metadata": {
+                        "labels": labels(bot, COMPONENT_API),
+                        "annotations": template_annotations,
+                    },
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+                        "securityContext": restricted_pod_security(uid=WORKLOAD_UID),
+                        "containers": [container],
+                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    },
                 },
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-                    "securityContext": restricted_pod_security(uid=WORKLOAD_UID),
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                },
-            },
+                spec.api.pod,
+                selector=selector_labels(bot, COMPONENT_API),
+            ),
         },
     }
 

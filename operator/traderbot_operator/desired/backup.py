@@ -14,8 +14,10 @@ from traderbot_operator.desired.common import (
     labels,
     metadata,
     owner_reference,
+    placed_template,
     restricted_container_security,
     restricted_pod_security,
+    selector_labels,
 )
 from traderbot_operator.desired.credentials import connection_env
 from traderbot_operator.desired.redis import REDIS_UID
@@ -87,7 +89,10 @@ def _backup_job_spec(
     pod_labels: dict[str, str],
     args: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Return the Job spec that runs ``trader-backup`` once (CronJob, on demand, restore)."""
+    """Return the Job spec that runs ``trader-backup`` once (CronJob, on demand, restore).
+
+    NB: every backup pod gets ``spec.backup.pod`` (placement, extra labels and annotations).
+    """
     names = Names(bot.name)
     container: dict[str, Any] = {
         "name": "backup",
@@ -111,20 +116,24 @@ def _backup_job_spec(
     return {
         "backoffLimit": 1,
         "activeDeadlineSeconds": ACTIVE_DEADLINE_SECONDS,
-        "template": {
-            "metadata": {"labels": pod_labels},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "enableServiceLinks": False,
-                "securityContext": restricted_pod_security(uid=WORKLOAD_UID),
-                "containers": [container],
-                "volumes": [
-                    {"name": "backups", "persistentVolumeClaim": {"claimName": names.backup}},
-                    {"name": "tmp", "emptyDir": {}},
-                ],
+        "template": placed_template(
+            {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": restricted_pod_security(uid=WORKLOAD_UID),
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "backups", "persistentVolumeClaim": {"claimName": names.backup}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
             },
-        },
+            bot.spec.backup.pod,
+            selector=selector_labels(bot, COMPONENT_BACKUP),
+        ),
     }
 
 
@@ -132,7 +141,8 @@ def build_backup_cronjob(bot: TraderBot, *, held: bool = False) -> Manifest:
     """Build the backup CronJob: one run at a time, never piling up after an outage.
 
     NB: suspended while a restore ``held`` the bot: a backup taken then would record
-    a half-restored database as the newest backup (which retention always keeps).
+    a half-restored database as the newest backup (which retention always keeps);
+    and while the bot hibernates (no database to back up).
     """
     spec = bot.spec.backup
     job_labels = labels(bot, COMPONENT_BACKUP)
@@ -143,7 +153,7 @@ def build_backup_cronjob(bot: TraderBot, *, held: bool = False) -> Manifest:
         "spec": {
             "schedule": spec.schedule,
             "timeZone": spec.time_zone,
-            "suspend": spec.suspend or held,
+            "suspend": spec.suspend or held or bot.spec.hibernate,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
             "successfulJobsHistoryLimit": 3,
@@ -179,7 +189,7 @@ def build_verify_cronjob(bot: TraderBot, *, held: bool = False) -> Manifest:
         "spec": {
             "schedule": spec.verify.schedule,
             "timeZone": spec.time_zone,
-            "suspend": spec.suspend or held,
+            "suspend": spec.suspend or held or bot.spec.hibernate,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
             "successfulJobsHistoryLimit": VERIFY_JOB_HISTORY,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any, Final
@@ -10,6 +11,7 @@ from traderbot_operator import __version__
 from traderbot_operator.models import (
     API_VERSION,
     KIND,
+    PodPlacement,
     ResourceRequirements,
     StorageSpec,
     TraderBot,
@@ -276,3 +278,43 @@ def claim_spec(storage: StorageSpec) -> dict[str, Any]:
     if storage.storage_class_name is not None:
         spec["storageClassName"] = storage.storage_class_name
     return spec
+
+
+def placed_template(
+    template: dict[str, Any], placement: PodPlacement, *, selector: dict[str, str]
+) -> dict[str, Any]:
+    """Return a pod template with ``placement``'s scheduling fields and extra metadata.
+
+    Only what is set is added, so a bot without placement keeps the template (and the
+    applied hash) it had. The operator's own labels and annotations win over the extra
+    ones (the CRD refuses those keys anyway). A topology spread constraint without a
+    labelSelector counts this component's pods (``selector``): one it does not count
+    would spread nothing.
+    """
+    meta = dict(template.get("metadata") or {})
+    if placement.labels:
+        meta["labels"] = {**placement.labels, **meta.get("labels", {})}
+    if placement.annotations:
+        meta["annotations"] = {**placement.annotations, **meta.get("annotations", {})}
+    pod = dict(template["spec"])
+    if placement.node_selector:
+        pod["nodeSelector"] = dict(placement.node_selector)
+    if placement.tolerations:
+        pod["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in placement.tolerations
+        ]
+    if placement.affinity:
+        pod["affinity"] = copy.deepcopy(placement.affinity)
+    if placement.topology_spread_constraints:
+        pod["topologySpreadConstraints"] = [
+            {
+                "labelSelector": {"matchLabels": dict(selector)},
+                **constraint.model_dump(by_alias=True, exclude_none=True),
+            }
+            for constraint in placement.topology_spread_constraints
+        ]
+    if placement.priority_class_name is not None:
+        pod["priorityClassName"] = placement.priority_class_name
+    if placement.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": ref.name} for ref in placement.image_pull_secrets]
+    return {**template, "metadata": meta, "spec": pod}

@@ -13,6 +13,7 @@ from traderbot_operator.desired.common import (
     build_statefulset_services,
     claim_spec,
     metadata,
+    placed_template,
     resources,
     restricted_container_security,
     restricted_pod_security,
@@ -45,7 +46,7 @@ def claim_retention_policy(bot: TraderBot) -> dict[str, str]:
 
 
 def build_database_statefulset(bot: TraderBot) -> Manifest:
-    """Build the TimescaleDB StatefulSet (one replica, data on a PVC).
+    """Build the TimescaleDB StatefulSet (one replica, none while hibernating; data on a PVC).
 
     NB: ``readOnlyRootFilesystem`` is false here: the postgres entrypoint writes to
     /var/run/postgresql and the data dir; everything else of "restricted" holds.
@@ -95,22 +96,26 @@ def build_database_statefulset(bot: TraderBot) -> Manifest:
         "kind": "StatefulSet",
         "metadata": metadata(bot, name=names.database, component=COMPONENT_DATABASE),
         "spec": {
-            "replicas": 1,
+            "replicas": 0 if bot.spec.hibernate else 1,
             "serviceName": names.database_headless,
             "podManagementPolicy": "OrderedReady",
             "selector": {"matchLabels": selector_labels(bot, COMPONENT_DATABASE)},
             "updateStrategy": {"type": "RollingUpdate"},
             "persistentVolumeClaimRetentionPolicy": claim_retention_policy(bot),
-            "template": {
-                "metadata": {"labels": stable_pod_labels(bot, COMPONENT_DATABASE)},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "terminationGracePeriodSeconds": 60,
-                    "securityContext": restricted_pod_security(uid=POSTGRES_UID),
-                    "containers": [container],
+            "template": placed_template(
+                {
+                    "metadata": {"labels": stable_pod_labels(bot, COMPONENT_DATABASE)},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
+                        "terminationGracePeriodSeconds": 60,
+                        "securityContext": restricted_pod_security(uid=POSTGRES_UID),
+                        "containers": [container],
+                    },
                 },
-            },
+                db.pod,
+                selector=selector_labels(bot, COMPONENT_DATABASE),
+            ),
             "volumeClaimTemplates": [volume_claim_template(name="data", storage=db.storage)],
         },
     }

@@ -11,6 +11,7 @@ from traderbot_operator.desired.common import (
     Names,
     build_statefulset_services,
     metadata,
+    placed_template,
     resources,
     restricted_container_security,
     restricted_pod_security,
@@ -41,7 +42,7 @@ def redis_args(bot: TraderBot) -> list[str]:
 
 
 def build_redis_statefulset(bot: TraderBot, *, stopped: bool = False) -> Manifest:
-    """Build the Redis StatefulSet (one replica; none while a Redis restore holds the bot)."""
+    """Build the Redis StatefulSet: one replica, none while hibernating or held by a restore."""
     names = Names(bot.name)
     spec_redis = bot.spec.redis
     ping = {"exec": {"command": ["sh", "-c", "redis-cli -p 6379 ping | grep -q PONG"]}}
@@ -77,14 +78,10 @@ def build_redis_statefulset(bot: TraderBot, *, stopped: bool = False) -> Manifes
         "containers": [container],
     }
     sts_spec: dict[str, Any] = {
-        "replicas": 0 if stopped else 1,
+        "replicas": 0 if stopped or bot.spec.hibernate else 1,
         "serviceName": names.redis_headless,
         "selector": {"matchLabels": selector_labels(bot, COMPONENT_CACHE)},
         "updateStrategy": {"type": "RollingUpdate"},
-        "template": {
-            "metadata": {"labels": stable_pod_labels(bot, COMPONENT_CACHE)},
-            "spec": pod_spec,
-        },
     }
     if spec_redis.persistence:
         sts_spec["persistentVolumeClaimRetentionPolicy"] = claim_retention_policy(bot)
@@ -93,6 +90,11 @@ def build_redis_statefulset(bot: TraderBot, *, stopped: bool = False) -> Manifes
         ]
     else:
         pod_spec["volumes"] = [{"name": "data", "emptyDir": {}}]
+    sts_spec["template"] = placed_template(
+        {"metadata": {"labels": stable_pod_labels(bot, COMPONENT_CACHE)}, "spec": pod_spec},
+        spec_redis.pod,
+        selector=selector_labels(bot, COMPONENT_CACHE),
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",

@@ -501,8 +501,12 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
 
     held_by = await restore_holding(state, body=body)
     if held_by is not None:
-        # NB: the API is built with zero replicas while a restore needs it stopped.
-        bot = bot.model_copy(update={"spec": bot.spec.model_copy(update={"replicas": 0})})
+        # NB: the API is built with zero replicas while a restore needs it stopped; a
+        # hibernation asked for meanwhile waits for the restore, whose Job needs the
+        # database (and Redis) running.
+        bot = bot.model_copy(
+            update={"spec": bot.spec.model_copy(update={"replicas": 0, "hibernate": False})}
+        )
     referenced = await kube.secrets(namespace=namespace, names=referenced_secret_names(bot))
     problems = tuple(spec_problems(bot, secrets=referenced))
     # NB: looked up even with monitoring off, so that a ServiceMonitor left from when
@@ -518,8 +522,10 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     )
     problems += tuple(lost_credentials(bot, observed=observed))
     now = datetime.now(UTC)
+    # NB: a hibernating bot holds its version like a restore does: no pod can prove a
+    # new one Ready, and the pre-upgrade backup would find no database.
     upgrade = await _decide_upgrade(
-        state, bot=bot, observed=observed, held=held_by is not None, now=now
+        state, bot=bot, observed=observed, held=held_by is not None or bot.spec.hibernate, now=now
     )
     desired = build_children(
         _deploying(bot, upgrade),

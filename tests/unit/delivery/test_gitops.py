@@ -96,6 +96,7 @@ def test_old_status_without_observed_generation_is_not_trusted() -> None:
         ("Pending", [], ("Progressing", "Pending")),
         ("Progressing", [NOT_READY], ("Progressing", NOT_READY["message"])),
         ("Paused", [], ("Suspended", "Paused")),
+        ("Hibernated", [], ("Suspended", "Hibernated")),
         ("Degraded", [NOT_READY], ("Degraded", NOT_READY["message"])),
         ("Failed", [NOT_READY, INVALID], ("Degraded", INVALID["message"])),
         ("SomethingNew", [], ("Unknown", "SomethingNew")),

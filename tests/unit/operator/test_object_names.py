@@ -86,9 +86,13 @@ def _spec_name_fields() -> list[tuple[str, dict[str, Any]]]:
 def test_the_crds_have_the_name_fields_this_test_knows() -> None:
     assert sorted(path for path, _ in _spec_name_fields()) == [
         "TraderBot.spec.api.apiKeySecretRef.name",
+        "TraderBot.spec.api.pod.priorityClassName",
+        "TraderBot.spec.backup.pod.priorityClassName",
         "TraderBot.spec.backup.storage.storageClassName",
+        "TraderBot.spec.database.pod.priorityClassName",
         "TraderBot.spec.database.storage.storageClassName",
         "TraderBot.spec.engine.exchange.credentialsSecretRef.name",
+        "TraderBot.spec.redis.pod.priorityClassName",
         "TraderBot.spec.redis.storage.storageClassName",
         "TraderBotBackup.spec.botName",
         "TraderBotRestore.spec.backupName",
