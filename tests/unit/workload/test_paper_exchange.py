@@ -188,9 +188,9 @@ async def test_a_limit_buy_rests_until_the_price_reaches_it_and_fills_at_that_pr
     assert paper.on_price("ETHUSDT", Decimal(1), at=LATER) == []
     (update,) = paper.on_price("BTCUSDT", Decimal(19400), at=LATER)
     assert update.order.status is OrderStatus.FILLED
-    # The market traded at 19400, through the limit: the buy gets 19400, not its 19500.
+    # The resting buy was the best bid: the market reached it on the way to 19400.
     assert [(f.price, f.fee, f.ts) for f in update.fills] == [
-        (Decimal(19400), Decimal("19.4"), LATER)
+        (Decimal(19500), Decimal("19.5"), LATER)
     ]
     assert paper.open_orders() == []
     assert (await paper.submit(order)).order.status is OrderStatus.FILLED
@@ -211,11 +211,11 @@ async def test_a_limit_sell_rests_until_the_price_rises_to_it() -> None:
     assert update.fills[0].price == Decimal(20500)
 
 
-async def test_a_resting_sell_the_price_gaps_through_fills_at_the_market_not_its_limit() -> None:
+async def test_a_resting_sell_the_price_gaps_through_fills_at_its_limit_as_a_maker() -> None:
     paper = exchange()
     await paper.submit(new_order("c-1", Side.SELL, "1", limit="20500"))
     (update,) = paper.on_price("BTCUSDT", Decimal(20700), at=LATER)
-    assert update.fills[0].price == Decimal(20700)
+    assert update.fills[0].price == Decimal(20500)
 
 
 async def test_a_marketable_limit_fills_at_once_never_worse_than_its_limit() -> None:
@@ -280,6 +280,18 @@ OPERATIONS = st.lists(
 )
 
 
+def _check_fill_price(order: Order, fill: Fill, *, market: Decimal, maker: bool) -> None:
+    """A resting order trades at its limit; a taker never worse than the market it met."""
+    limit_price = order.limit_price
+    if maker:
+        assert fill.price == limit_price  # the book's best price when the market reached it
+        return
+    at_most = market * (1 + order.side.sign * Decimal("0.0005"))  # with slippage
+    assert fill.price <= at_most if order.side is Side.BUY else fill.price >= at_most
+    if limit_price is not None:
+        assert fill.price <= limit_price if order.side is Side.BUY else fill.price >= limit_price
+
+
 @settings(max_examples=200)
 @given(
     operations=OPERATIONS,
@@ -294,8 +306,10 @@ async def test_any_sequence_fills_each_order_at_most_once_never_past_its_limit_n
         paper.on_price("BTCUSDT", Decimal(100), at=T0)
     market = Decimal(100) if priced_at_start else None
     first_requests: dict[str, Order] = {}
+    rested: set[str] = set()  # on the book after a price (not waiting for a first one)
     fills: dict[str, list[Fill]] = {}
     market_at_fill: dict[Fill, Decimal] = {}
+    makers: set[Fill] = set()  # fills of orders that rested on the book first
     cancelled: set[str] = set()
     for step, (action, number, side, quantity, limit) in enumerate(operations):
         client_order_id = f"c-{number}"
@@ -304,6 +318,9 @@ async def test_any_sequence_fills_each_order_at_most_once_never_past_its_limit_n
             for update in paper.on_price("BTCUSDT", market, at=LATER):
                 fills.setdefault(update.order.client_order_id, []).extend(update.fills)
                 market_at_fill.update(dict.fromkeys(update.fills, market))
+                if update.order.client_order_id in rested:
+                    makers.update(update.fills)
+            rested.update(open_order.client_order_id for open_order in paper.open_orders())
             continue
         order = first_requests.get(client_order_id) or new_order(
             client_order_id, side, str(quantity), limit=None if limit is None else str(limit)
@@ -315,6 +332,8 @@ async def test_any_sequence_fills_each_order_at_most_once_never_past_its_limit_n
             continue
         first_requests[client_order_id] = order
         result = await paper.submit(order)
+        if result.order.status is OrderStatus.OPEN:
+            rested.add(client_order_id)
         if not result.duplicate:
             fills.setdefault(client_order_id, []).extend(result.fills)
             assert market is not None or result.order.status in (
@@ -333,13 +352,4 @@ async def test_any_sequence_fills_each_order_at_most_once_never_past_its_limit_n
         if client_order_id in cancelled:
             assert (state.status, made) == (OrderStatus.CANCELLED, [])
         for fill in made:
-            # Never worse for the order than the market it met, with slippage.
-            at_most = market_at_fill[fill] * (1 + order.side.sign * Decimal("0.0005"))
-            assert fill.price <= at_most if order.side is Side.BUY else fill.price >= at_most
-            limit_price = order.limit_price
-            if limit_price is not None:
-                assert (
-                    fill.price <= limit_price
-                    if order.side is Side.BUY
-                    else fill.price >= (limit_price)
-                )
+            _check_fill_price(order, fill, market=market_at_fill[fill], maker=fill in makers)

@@ -70,7 +70,7 @@ def test_a_limit_the_price_does_not_reach_rests() -> None:
     ("side", "limit", "price"),
     [(Side.BUY, "3000", "2950"), (Side.BUY, "3000", "3000"), (Side.SELL, "3000", "3050")],
 )
-def test_a_resting_order_fills_at_the_price_that_reaches_it(
+def test_a_resting_order_fills_at_its_limit_when_the_price_reaches_it(
     side: Side, limit: str, price: str
 ) -> None:
-    assert maker_price(side, price=Decimal(price), limit=Decimal(limit)) == Decimal(price)
+    assert maker_price(side, price=Decimal(price), limit=Decimal(limit)) == Decimal(limit)

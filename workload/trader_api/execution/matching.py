@@ -10,9 +10,12 @@ offers better.
   fills at the price moved against it by the slippage (its own demand moves
   the market), capped at its limit.
 - A **maker** rested on the book against an earlier price it did not reach.
-  A later price at or through its limit fills it at that price: the market
-  traded there, and a limit is the worst price an order accepts, not the
-  price it asks for (backtesters fill a gap the same way).
+  A later price at or through its limit fills it at its limit, as on an
+  exchange: the resting order is the book's best price, so the first trade
+  that reaches it trades at that price; a later tick further through the
+  limit says the market went on past it. (Bar-based backtesters fill a gap
+  at the open instead: they treat the order as arriving at the open, a
+  taker.)
 
 NB: a limit order that arrives before any price is neither: it waits (see
 ``PaperExchange``). Resting it on no price made it a maker that the first
@@ -59,7 +62,6 @@ def taker_price(
 def maker_price(side: Side, *, price: Decimal, limit: Decimal) -> Decimal | None:
     """Return the price a resting limit order fills at when the market trades at ``price``.
 
-    ``price`` itself once it is at or through the limit (the better of the
-    two for the order); ``None`` while it is not.
+    Its limit once ``price`` is at or through it; ``None`` while it is not.
     """
-    return price if marketable(side, price=price, limit=limit) else None
+    return limit if marketable(side, price=price, limit=limit) else None
