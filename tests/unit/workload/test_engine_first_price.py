@@ -163,3 +163,72 @@ async def test_a_waiting_order_cancelled_before_the_first_tick_never_fills() -> 
         assert await store.list_fills(order_id=order.id) == []
     finally:
         await runtime.stop()
+
+
+class ScriptedLease:
+    """A leader lease the test hands out and takes back."""
+
+    def __init__(self) -> None:
+        self.leading = True
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leading
+
+    async def try_acquire(self) -> bool:
+        return self.leading
+
+    async def renew(self) -> bool:
+        return self.leading
+
+    async def release(self) -> None:
+        self.leading = False
+
+    async def holder(self) -> str | None:
+        return "again" if self.leading else None
+
+
+async def test_a_replica_that_leads_again_starts_from_the_store_not_its_last_term() -> None:
+    """Its exchange of the earlier term would match on a stale price (issue 14, class 15)."""
+    store, ticks, lease = MemoryStore(), asyncio.Queue[Tick | Kline](), ScriptedLease()
+    settings = Settings(
+        api_key=SecretStr(API_KEY),
+        pod_name="again",
+        symbols=("BTCUSDT",),
+        strategies=(),
+        leader_lease_seconds=1.5,
+    )
+
+    def market(
+        _: Settings,
+    ) -> tuple[Callable[[], MarketFeed[Tick | Kline]], Callable[[], KlineBuilder]]:
+        return (lambda: QueueFeed(ticks)), lambda: KlineAggregator([Interval.M1])
+
+    runtime = Runtime(
+        settings=settings,
+        store=store,
+        limiter=MemoryTokenBucketLimiter(),
+        lease=lease,
+        bus=MemoryEventBus(),
+        market=market,
+    )
+
+    async def price() -> Decimal | None:
+        return runtime.exchange.price("BTCUSDT")
+
+    async def leading() -> float | None:
+        return runtime.metrics.registry.get_sample_value("leader")
+
+    await runtime.start()
+    try:
+        await ticks.put(tick("3000"))
+        await eventually(price, until=lambda found: found == Decimal(3000))
+        lease.leading = False
+        await eventually(leading, until=lambda value: value == 0)
+        lease.leading = True
+        await eventually(leading, until=lambda value: value == 1)
+        assert runtime.exchange.price("BTCUSDT") is None  # none until this term's first tick
+        await ticks.put(tick("3100"))
+        await eventually(price, until=lambda found: found == Decimal(3100))
+    finally:
+        await runtime.stop()

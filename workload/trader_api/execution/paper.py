@@ -47,8 +47,8 @@ class PaperExchange:
     taker by ``slippage_bps`` (a buy pays more, a sell gets less). A limit
     order that is marketable when it arrives fills the same way, never worse
     than its limit; otherwise it rests and fills once ``on_price`` reports a
-    price at or through its limit, at that price (``matching``). Every fill
-    pays ``fee_bps`` of its notional, in quote currency.
+    price at or through its limit, at its limit, as a maker (``matching``).
+    Every fill pays ``fee_bps`` of its notional, in quote currency.
 
     An order for a symbol with no price yet waits: it comes back ``NEW``
     (accepted, not matched; ``waiting_orders()``), and the symbol's first
@@ -94,6 +94,22 @@ class PaperExchange:
         self._waiting: dict[str, list[str]] = {}
         self._remember = remember
         self._finished: deque[str] = deque()
+
+    def forget(self) -> None:
+        """Start over with no price and no order, as a new replica's exchange does.
+
+        NB: for a replica that leads again after another did: its prices and
+        book are of its earlier term, so it would match against a stale price
+        and could fill an order the other leader has cancelled since. The
+        engine restores what is still open from the store, and the store's
+        unique ``client_order_id`` and fill ids keep a resubmission from
+        filling twice.
+        """
+        self._prices.clear()
+        self._records.clear()
+        self._resting.clear()
+        self._waiting.clear()
+        self._finished.clear()
 
     def price(self, symbol: str) -> Decimal | None:
         """Return the latest price of ``symbol``, or ``None`` before the first one."""

@@ -566,6 +566,9 @@ class Runtime:
                 )
             if leader and self._engine_task is None:
                 logger.info("Leader lease acquired: starting the engine")
+                # A new term starts from the store, not from this replica's last
+                # term (another leader may have traded and cancelled since).
+                self.exchange.forget()
                 self.metrics.leader.set(1)
                 self._engine_task = asyncio.create_task(self.engine.run(), name="engine")
             elif not leader and self._engine_task is not None:
