@@ -102,6 +102,10 @@ class OperatorState:
     dirty: set[tuple[str, str]] = field(default_factory=set)
     debouncing: set[tuple[str, str]] = field(default_factory=set)
     phases: dict[tuple[str, str], str] = field(default_factory=dict)
+    # What the periodic passes visit, kept from watch events: (namespace, name).
+    bots: set[tuple[str, str]] = field(default_factory=set)
+    restores_in_progress: set[tuple[str, str]] = field(default_factory=set)
+    periodic: list[asyncio.Task[None]] = field(default_factory=list)
     closing: bool = False
 
 

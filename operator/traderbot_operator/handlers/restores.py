@@ -31,9 +31,12 @@ from traderbot_operator.handlers.converge import (
     run_serialized,
 )
 from traderbot_operator.handlers.traderbot import (
+    PERIODIC_PASSES,
+    every,
     namespaced,
     operator_state,
     pass_guard,
+    tracked,
 )
 from traderbot_operator.kube import ConflictError, KubeError
 from traderbot_operator.models import (
@@ -320,10 +323,6 @@ async def _guarded(memo: Any, *, namespace: str, name: str) -> None:
         await _serialized(state, namespace=namespace, name=name)
 
 
-def _in_progress(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") not in _TERMINAL
-
-
 @kopf.on.resume(GROUP, VERSION, RESTORE_PLURAL)
 @kopf.on.create(GROUP, VERSION, RESTORE_PLURAL)
 async def start_restore(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
@@ -331,10 +330,41 @@ async def start_restore(*, name: str, namespace: str | None, memo: Any, **_: Any
     await _guarded(memo, namespace=namespaced(namespace), name=name)
 
 
-@kopf.timer(GROUP, VERSION, RESTORE_PLURAL, interval=RESTORE_POLL_SECONDS, when=_in_progress)
-async def advance_restore(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    """Advance a restore in progress: API pods gone -> Job -> result -> release."""
-    await _guarded(memo, namespace=namespaced(namespace), name=name)
+@kopf.on.event(GROUP, VERSION, RESTORE_PLURAL)
+async def track_restore(
+    *, type: str | None, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    """Keep the set of restores in progress that ``advance_restores`` visits."""
+    if namespace is None or "state" not in memo:
+        return
+    phase = (body.get("status") or {}).get("phase")
+    gone = type == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
+    in_progress = not gone and phase not in _TERMINAL
+    state = operator_state(memo)
+    tracked(state.restores_in_progress, namespace=namespace, name=name, present=in_progress)
+
+
+async def advance_restores(memo: kopf.Memo) -> None:
+    """Advance every restore in progress: API pods gone -> Job -> result -> release.
+
+    NB: the operator's own loop, not a kopf timer (which would put a finalizer on
+    each restore, so deleting one hung with the operator gone).
+    """
+
+    async def one(namespace: str, name: str) -> None:
+        await _guarded(memo, namespace=namespace, name=name)
+
+    await every(
+        memo,
+        interval=RESTORE_POLL_SECONDS,
+        initial_delay=RESTORE_POLL_SECONDS,
+        keys=lambda state: state.restores_in_progress,
+        run=one,
+        what="restore",
+    )
+
+
+PERIODIC_PASSES.append(advance_restores)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={RESTORE_RUN_LABEL: kopf.PRESENT})

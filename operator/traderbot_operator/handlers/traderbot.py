@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from typing import Any
 
 import kopf
@@ -35,6 +35,7 @@ from traderbot_operator.kube import (
 from traderbot_operator.models import GROUP, KIND, PLURAL, VERSION
 
 DRIFT_INTERVAL_SECONDS = float(os.environ.get("TRADERBOT_DRIFT_INTERVAL_SECONDS", "60"))
+DRIFT_INITIAL_DELAY_SECONDS = 5.0
 CHILD_DEBOUNCE_SECONDS = float(os.environ.get("TRADERBOT_CHILD_DEBOUNCE_SECONDS", "1"))
 CONFLICT_RETRY_SECONDS = 2.0
 ERROR_RETRY_SECONDS = 15.0
@@ -111,6 +112,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     port = memo.get("metrics_port")
     address = memo.get("metrics_address") or "0.0.0.0"  # noqa: S104 - a pod's own IP
     memo.metrics_server = metrics.serve(port=port, address=address) if port else None
+    memo.state.periodic = [
+        asyncio.create_task(periodic(memo), name=periodic.__name__) for periodic in PERIODIC_PASSES
+    ]
 
 
 @kopf.on.cleanup()
@@ -119,6 +123,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     state = memo.get("state")
     if state is not None:
         state.closing = True
+        for task in state.periodic:
+            task.cancel()
+        await asyncio.gather(*state.periodic, return_exceptions=True)
         await state.kube.close()
     served = memo.get("metrics_server")
     if served is not None:
@@ -213,12 +220,85 @@ async def reconcile_traderbot(
         raise kopf.PermanentError(brief("; ".join(result.invalid_spec)))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=DRIFT_INTERVAL_SECONDS, initial_delay=5)
-async def check_drift(*, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    """Restore hand-made changes and refresh status, writing only what differs."""
-    await _reconcile(
-        memo, namespace=namespaced(namespace), name=name, trigger="timer", coalesce=True
+# NB: not kopf timers: kopf puts a finalizer on every object a timer runs for, so
+# with the operator gone (uninstalled first, scaled to 0) deleting a bot, a
+# restore or their namespace hung on it. Periodic passes run from the operator's
+# own loop over what the watch streams reported, and need no finalizer.
+Periodic = Callable[[kopf.Memo], Coroutine[Any, Any, None]]
+PERIODIC_PASSES: list[Periodic] = []
+PERIODIC_CONCURRENCY = 8
+
+
+async def every(
+    memo: kopf.Memo,
+    *,
+    interval: float,
+    initial_delay: float,
+    keys: Callable[[OperatorState], Iterable[tuple[str, str]]],
+    run: Callable[[str, str], Coroutine[Any, Any, object]],
+    what: str,
+) -> None:
+    """Run ``run(namespace, name)`` for each of ``keys`` every ``interval`` seconds.
+
+    A failing pass is logged (its object's status says why) and never stops the
+    others; at most PERIODIC_CONCURRENCY run at once.
+    """
+    await asyncio.sleep(initial_delay)
+    slots = asyncio.Semaphore(PERIODIC_CONCURRENCY)
+
+    async def one(namespace: str, name: str) -> None:
+        async with slots:
+            try:
+                await run(namespace, name)
+            except (kopf.TemporaryError, kopf.PermanentError) as error:
+                logger.warning("%s %s/%s: %s", what, namespace, name, error)
+            except Exception:
+                logger.exception("%s %s/%s failed", what, namespace, name)
+
+    while True:
+        state = operator_state(memo)
+        if state.closing:
+            return
+        await asyncio.gather(*(one(ns, name) for ns, name in sorted(keys(state))))
+        await asyncio.sleep(interval)
+
+
+def tracked(keys: set[tuple[str, str]], *, namespace: str, name: str, present: bool) -> None:
+    """Add or drop one object in a set the periodic passes visit."""
+    if present:
+        keys.add((namespace, name))
+    else:
+        keys.discard((namespace, name))
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def track_bot(
+    *, type: str | None, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    """Keep the set of bots the drift check visits (no list request, no finalizer)."""
+    if namespace is None or "state" not in memo:
+        return
+    gone = type == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
+    tracked(operator_state(memo).bots, namespace=namespace, name=name, present=not gone)
+
+
+async def check_drift(memo: kopf.Memo) -> None:
+    """Every DRIFT_INTERVAL_SECONDS, restore hand-made changes and refresh each bot's status."""
+
+    async def one(namespace: str, name: str) -> None:
+        await _reconcile(memo, namespace=namespace, name=name, trigger="timer", coalesce=True)
+
+    await every(
+        memo,
+        interval=DRIFT_INTERVAL_SECONDS,
+        initial_delay=DRIFT_INITIAL_DELAY_SECONDS,
+        keys=lambda state: state.bots,
+        run=one,
+        what="drift check of TraderBot",
     )
+
+
+PERIODIC_PASSES.append(check_drift)
 
 
 def _register_child_watch(group: str, version: str, plural: str) -> None:

@@ -9,12 +9,18 @@ import pytest
 from lightkube import ApiError, Client
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import CronJob, Job
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import Namespace, Pod
 from lightkube.types import PatchType
 
 from cluster.operator.runner import OperatorRunner
 from cluster.operator.test_backups import _create_backup, job_from_cronjob, run_phase, wait_event
-from cluster.operator.test_operator import _bot, _create_bot, _get, _wait_phase
+from cluster.operator.test_operator import (
+    _bot,
+    _create_bot,
+    _get,
+    _wait_phase,
+    _wait_timer_passes,
+)
 from support.kube import eventually
 from traderbot_operator.kube import (
     TraderBotBackupResource,
@@ -321,3 +327,37 @@ def test_records_naming_objects_outside_the_namespace_are_refused_by_the_api_ser
         kube.create(kinds[resource].from_dict(body), namespace=namespace)
     assert refused.value.status.code == 422
     assert f"{field}: Invalid value" in (refused.value.status.message or "")
+
+
+def test_with_the_operator_gone_deleting_bots_restores_and_their_namespace_completes(
+    kube: Client, namespace: str, operator: OperatorRunner
+) -> None:
+    """Issue 12, item 6: no finalizer of the operator's holds a deletion it cannot run."""
+    _ready_bot_with_a_backup(kube, namespace)
+    _create_restore(kube, namespace, "broken", labels={"traderbot.dev/kwok-fail": "true"})
+    _restore_phase(kube, namespace, "broken", "Failed")
+    _create_restore(kube, namespace, "refused")  # the bot is held by "broken": refused
+    _restore_phase(kube, namespace, "refused", "Failed")
+    _wait_timer_passes(operator, 2)
+    for resource, name in (
+        (TraderBotResource, "alpha"),
+        (TraderBotRestoreResource, "broken"),
+        (TraderBotRestoreResource, "refused"),
+        (TraderBotBackupResource, "nightly"),
+    ):
+        assert not _get(kube, resource, name, namespace)["metadata"].get("finalizers"), name
+    operator.stop()  # as `helm uninstall` of the operator would
+
+    kube.delete(TraderBotResource, "alpha", namespace=namespace)
+    eventually(
+        lambda: not list(kube.list(TraderBotResource, namespace=namespace)),
+        what="the bot gone without the operator",
+        timeout=60,
+    )
+    kube.delete(Namespace, namespace)
+
+    def namespace_gone() -> bool:
+        names = [n.metadata.name for n in kube.list(Namespace) if n.metadata is not None]
+        return namespace not in names
+
+    eventually(namespace_gone, what=f"namespace {namespace} gone without the operator", timeout=120)
