@@ -111,11 +111,22 @@ def _phase_is(kube: Client, namespace: str, name: str, phase: str) -> Callable[[
 def _wait_phase(
     kube: Client, namespace: str, name: str, phase: str, timeout: float = READY_TIMEOUT
 ) -> dict[str, Any]:
-    found: dict[str, Any] = eventually(
-        _phase_is(kube, namespace, name, phase),
-        what=f"TraderBot {namespace}/{name} phase {phase}",
-        timeout=timeout,
-    )
+    try:
+        found: dict[str, Any] = eventually(
+            _phase_is(kube, namespace, name, phase),
+            what=f"TraderBot {namespace}/{name} phase {phase}",
+            timeout=timeout,
+        )
+    except AssertionError as error:
+        # NB: says whether kopf ever handled the bot (its annotations) and what the
+        # status says, to tell a blind operator from a slow or failing pass.
+        body = _bot(kube, namespace, name)
+        meta = body.get("metadata") or {}
+        seen = {k: v[:300] for k, v in (meta.get("annotations") or {}).items()}
+        raise AssertionError(
+            f"{error}; status: {body.get('status')!r}; annotations: {seen!r}; "
+            f"finalizers: {meta.get('finalizers')!r}"
+        ) from error
     return found
 
 
