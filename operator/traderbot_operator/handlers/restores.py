@@ -337,11 +337,14 @@ async def track_restore(
     """Keep the set of restores in progress that ``advance_restores`` visits."""
     if namespace is None or "state" not in memo:
         return
-    phase = (body.get("status") or {}).get("phase")
-    gone = type == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
-    in_progress = not gone and phase not in _TERMINAL
-    state = operator_state(memo)
-    tracked(state.restores_in_progress, namespace=namespace, name=name, present=in_progress)
+    tracked(
+        operator_state(memo).restores_in_progress,
+        event=type,
+        body=body,
+        namespace=namespace,
+        name=name,
+        wanted=(body.get("status") or {}).get("phase") not in _TERMINAL,
+    )
 
 
 async def advance_restores(memo: kopf.Memo) -> None:

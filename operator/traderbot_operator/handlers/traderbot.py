@@ -253,6 +253,10 @@ async def every(
             except (kopf.TemporaryError, kopf.PermanentError) as error:
                 logger.warning("%s %s/%s: %s", what, namespace, name, error)
             except Exception:
+                # NB: the pass's own guard (pass_guard) already turns its failures into
+                # the kopf errors above and a status; what lands here failed outside
+                # it. Logged with its traceback, not raised: one object must not stop
+                # the loop for every other (the loop is the only periodic pass).
                 logger.exception("%s %s/%s failed", what, namespace, name)
 
     while True:
@@ -263,9 +267,21 @@ async def every(
         await asyncio.sleep(interval)
 
 
-def tracked(keys: set[tuple[str, str]], *, namespace: str, name: str, present: bool) -> None:
-    """Add or drop one object in a set the periodic passes visit."""
-    if present:
+def tracked(
+    keys: set[tuple[str, str]],
+    *,
+    event: str | None,
+    body: kopf.Body,
+    namespace: str,
+    name: str,
+    wanted: bool = True,
+) -> None:
+    """Add one watched object to a set the periodic passes visit, or drop it once gone.
+
+    ``wanted`` False drops an object that still exists (a restore that ended).
+    """
+    gone = event == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
+    if wanted and not gone:
         keys.add((namespace, name))
     else:
         keys.discard((namespace, name))
@@ -278,8 +294,7 @@ async def track_bot(
     """Keep the set of bots the drift check visits (no list request, no finalizer)."""
     if namespace is None or "state" not in memo:
         return
-    gone = type == "DELETED" or bool(body.get("metadata", {}).get("deletionTimestamp"))
-    tracked(operator_state(memo).bots, namespace=namespace, name=name, present=not gone)
+    tracked(operator_state(memo).bots, event=type, body=body, namespace=namespace, name=name)
 
 
 async def check_drift(memo: kopf.Memo) -> None:

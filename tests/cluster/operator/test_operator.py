@@ -130,6 +130,17 @@ def _wait_phase(
     return found
 
 
+def kubectl_get_tb(cluster: ClusterUnderTest, namespace: str, name: str) -> list[str]:
+    """The columns ``kubectl get tb NAME`` prints (the CRD's printer columns)."""
+    kubectl = Binaries.find().kubectl
+    assert kubectl is not None, "no kubectl: make k8s-binaries builds it with the control plane"
+    return subprocess.run(
+        [str(kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
+         "get", "tb", name, "--no-headers"],
+        check=True, capture_output=True, text=True, timeout=30,
+    ).stdout.split()  # fmt: skip
+
+
 def _children(kube: Client, namespace: str, name: str) -> dict[str, list[dict[str, Any]]]:
     return {
         kind.__name__: [
@@ -326,14 +337,7 @@ def test_a_traderbot_converges_to_ready_with_owned_children(
     # patched on the way to Ready.
     assert "Updated" not in reasons
 
-    kubectl = Binaries.find().kubectl
-    assert kubectl is not None, "no kubectl: make k8s-binaries builds it with the control plane"
-    table = subprocess.run(
-        [str(kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
-         "get", "tb", "alpha", "--no-headers"],
-        check=True, capture_output=True, text=True, timeout=30,
-    ).stdout.split()  # fmt: skip
-    assert table[:4] == ["alpha", "Ready", "1/1", "0.1.0"]
+    assert kubectl_get_tb(cluster, namespace, "alpha")[:4] == ["alpha", "Ready", "1/1", "0.1.0"]
 
 
 def test_the_full_example_is_accepted_as_written_and_converges(

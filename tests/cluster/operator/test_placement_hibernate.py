@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 import pytest
@@ -23,9 +22,9 @@ from cluster.operator.test_operator import (
     _patch_spec,
     _wait_phase,
     _wait_timer_passes,
+    kubectl_get_tb,
 )
 from support.kube import ClusterUnderTest, eventually
-from traderbot_operator.testing import Binaries
 
 PRIORITY_CLASS = "traderbot-test-placement"
 
@@ -203,14 +202,7 @@ def test_a_hibernating_bot_keeps_its_data_and_resumes(
     assert _uids(kube, PersistentVolumeClaim, namespace, list(claims)) == claims
     assert _uids(kube, Secret, namespace, list(secrets)) == secrets
 
-    kubectl = Binaries.find().kubectl
-    assert kubectl is not None, "no kubectl: make k8s-binaries builds it with the control plane"
-    table = subprocess.run(
-        [str(kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
-         "get", "tb", "bear", "--no-headers"],
-        check=True, capture_output=True, text=True, timeout=30,
-    ).stdout.split()  # fmt: skip
-    assert table[:3] == ["bear", "Hibernated", "0/0"]
+    assert kubectl_get_tb(cluster, namespace, "bear")[:3] == ["bear", "Hibernated", "0/0"]
 
     _patch_spec(kube, namespace, "bear", {"hibernate": False})
     awake = _wait_phase(kube, namespace, "bear", "Ready")

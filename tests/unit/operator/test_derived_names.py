@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from traderbot_operator.desired import build_children
 from traderbot_operator.desired.common import RUN_NAME_MAX_LENGTH, Names, fit_name
@@ -108,3 +110,23 @@ def test_long_names_that_share_a_prefix_stay_distinct() -> None:
     assert pre_upgrade_backup_name(
         bot(first).model_copy(update=generations)
     ) != pre_upgrade_backup_name(bot(second).model_copy(update=generations))
+
+
+def test_the_limits_here_are_the_crds() -> None:
+    """The 40 and 52 above are the CRDs' own CEL rules on metadata.name."""
+    root = Path(__file__).resolve().parents[3] / "crds"
+    rules = {
+        path.name: [
+            rule["rule"]
+            for rule in yaml.safe_load(path.read_text())["spec"]["versions"][0]["schema"][
+                "openAPIV3Schema"
+            ].get("x-kubernetes-validations", [])
+        ]
+        for path in root.glob("*.yaml")
+    }
+    assert (
+        f"self.metadata.name.size() <= {BOT_NAME_MAX_LENGTH}"
+        in rules["traderbot.dev_traderbots.yaml"]
+    )
+    for runs in ("traderbot.dev_traderbotbackups.yaml", "traderbot.dev_traderbotrestores.yaml"):
+        assert f"self.metadata.name.size() <= {RUN_NAME_MAX_LENGTH}" in rules[runs]

@@ -22,6 +22,7 @@ from trader_api.marketdata import KlineAggregator, MarketFeed
 from trader_api.services.engine import KlineBuilder
 from trader_api.services.runtime import LEASE_NAME, Runtime
 from trader_api.storage import (
+    LeaderLease,
     MemoryEventBus,
     MemoryLeaderLease,
     MemoryStore,
@@ -42,9 +43,19 @@ class QueueFeed:
             yield await self._queue.get()
 
 
-def leader(store: MemoryStore, ticks: asyncio.Queue[Tick | Kline]) -> Runtime:
+def leader(
+    store: MemoryStore,
+    ticks: asyncio.Queue[Tick | Kline],
+    *,
+    lease: LeaderLease | None = None,
+    lease_seconds: float = 10.0,
+) -> Runtime:
     settings = Settings(
-        api_key=SecretStr(API_KEY), pod_name="new-leader", symbols=("BTCUSDT",), strategies=()
+        api_key=SecretStr(API_KEY),
+        pod_name="new-leader",
+        symbols=("BTCUSDT",),
+        strategies=(),
+        leader_lease_seconds=lease_seconds,
     )
 
     def market(
@@ -56,7 +67,7 @@ def leader(store: MemoryStore, ticks: asyncio.Queue[Tick | Kline]) -> Runtime:
         settings=settings,
         store=store,
         limiter=MemoryTokenBucketLimiter(),
-        lease=MemoryLeaderLease(name=LEASE_NAME, identity="new-leader", ttl_s=15),
+        lease=lease or MemoryLeaderLease(name=LEASE_NAME, identity="new-leader", ttl_s=15),
         bus=MemoryEventBus(),
         market=market,
     )
@@ -191,27 +202,7 @@ class ScriptedLease:
 async def test_a_replica_that_leads_again_starts_from_the_store_not_its_last_term() -> None:
     """Its exchange of the earlier term would match on a stale price (issue 14, class 15)."""
     store, ticks, lease = MemoryStore(), asyncio.Queue[Tick | Kline](), ScriptedLease()
-    settings = Settings(
-        api_key=SecretStr(API_KEY),
-        pod_name="again",
-        symbols=("BTCUSDT",),
-        strategies=(),
-        leader_lease_seconds=1.5,
-    )
-
-    def market(
-        _: Settings,
-    ) -> tuple[Callable[[], MarketFeed[Tick | Kline]], Callable[[], KlineBuilder]]:
-        return (lambda: QueueFeed(ticks)), lambda: KlineAggregator([Interval.M1])
-
-    runtime = Runtime(
-        settings=settings,
-        store=store,
-        limiter=MemoryTokenBucketLimiter(),
-        lease=lease,
-        bus=MemoryEventBus(),
-        market=market,
-    )
+    runtime = leader(store, ticks, lease=lease, lease_seconds=1.5)
 
     async def price() -> Decimal | None:
         return runtime.exchange.price("BTCUSDT")
