@@ -58,7 +58,8 @@ def cluster(
         binaries = Binaries.find()
     except BinariesMissingError as error:
         pytest.fail(f"{error} (or run with --use-existing-cluster)")
-    with LocalCluster(binaries=binaries) as local:
+    # NB: a provisioner gives every claim its own volume (see cluster/volumes.py).
+    with LocalCluster(binaries=binaries, storage_provisioner=True) as local:
         yield ClusterUnderTest(kubeconfig=local.kubeconfig, local=local, workdir=workdir)
 
 

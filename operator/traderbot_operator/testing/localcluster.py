@@ -377,8 +377,8 @@ class LocalCluster:
     ``storage_provisioner`` turns on kube-controller-manager's host-path
     provisioner and a default StorageClass ``standard`` (binding Immediate,
     reclaim Delete), so PersistentVolumeClaims bind with no hand-made volume.
-    NB: off by default: tests that make their own PersistentVolumes need claims
-    without a class to stay unclassed. The volumes are folders under
+    NB: off by default, for clusters whose users make their own unclassed
+    PersistentVolumes (the cluster tests turn it on). The volumes are folders under
     ``/tmp/hostpath_pv`` (fixed by Kubernetes); ``stop`` removes this cluster's.
 
     ``real_node`` adds a real node (``realnode``: containerd, kubelet,

@@ -123,9 +123,15 @@ def _wait_phase(
         body = _bot(kube, namespace, name)
         meta = body.get("metadata") or {}
         seen = {k: v[:300] for k, v in (meta.get("annotations") or {}).items()}
+        # ... and whether the pods it waits for could run at all (a claim never bound).
+        claims = {
+            c.metadata.name: (c.status.phase if c.status else None, c.spec.volumeName)
+            for c in kube.list(PersistentVolumeClaim, namespace=namespace)
+            if c.metadata is not None and c.spec is not None
+        }
         raise AssertionError(
             f"{error}; status: {body.get('status')!r}; annotations: {seen!r}; "
-            f"finalizers: {meta.get('finalizers')!r}"
+            f"finalizers: {meta.get('finalizers')!r}; claims: {claims!r}"
         ) from error
     return found
 
