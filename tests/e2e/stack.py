@@ -296,8 +296,9 @@ class OperatorRelease:
         self.kubectl("delete", "namespace", self.namespace, "--wait=false", check=False)
 
     def logs(self) -> str:
+        """Return the logs of every operator replica (the leader's among them)."""
         return self.kubectl.in_namespace(self.namespace).out(
-            "logs", f"deploy/{self.deployment}", "--tail=-1"
+            "logs", "-l", "app.kubernetes.io/name=traderbot-operator", "--prefix", "--tail=-1"
         )
 
 

@@ -282,7 +282,9 @@ def helm_command(*, chart: Path, images: LocalImages) -> list[str]:
     """The ``helm`` arguments that install the operator with the image built here.
 
     NB: ``pullPolicy=Never``: the node can never pull, and a missing image then
-    says ErrImageNeverPull at once instead of backing off.
+    says ErrImageNeverPull at once instead of backing off. One replica: a standby
+    on the demo's single node would guard against nothing, and the printed
+    ``kubectl logs deploy/traderbot-operator`` then always reads the leader.
     """
     return [
         "upgrade", "--install", RELEASE, str(chart),
@@ -290,6 +292,7 @@ def helm_command(*, chart: Path, images: LocalImages) -> list[str]:
         "--set", f"image.repository={images.operator_repository}",
         "--set", f"image.tag={images.operator_tag}",
         "--set", "image.pullPolicy=Never",
+        "--set", "replicaCount=1",
         "--wait", "--timeout", HELM_WAIT,
     ]  # fmt: skip
 

@@ -227,6 +227,7 @@ def test_helm_installs_the_chart_with_the_local_operator_image() -> None:
     assert "image.repository=traderbot.local/traderbot-operator" in args
     assert "image.tag=0.1.0" in args
     assert "image.pullPolicy=Never" in args, "the node can never pull"
+    assert "replicaCount=1" in args, "one node: a standby would guard against nothing"
     assert args[args.index("--namespace") + 1] == "traderbot-system"
 
 
