@@ -178,6 +178,7 @@ def _wait(
     timeout: float,
     printer: Printer,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[dict[str, Any], bool]:
     """Poll a run until Completed or Failed; return it and whether it ended in time.
 
@@ -186,7 +187,7 @@ def _wait(
     """
     kind, name = created["kind"], created["metadata"]["name"]
     deadline = clock() + timeout
-    seen = None
+    seen: object = object()  # no phase printed yet (None is a phase: not picked up yet)
     run = created
     while True:
         current = client.get_run(kind, name)
@@ -203,7 +204,7 @@ def _wait(
             return run, True
         if clock() >= deadline:
             return run, False
-        time.sleep(POLL_SECONDS)
+        sleep(POLL_SECONDS)
 
 
 def _create_run(
