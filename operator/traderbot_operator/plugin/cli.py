@@ -26,6 +26,7 @@ from traderbot_operator.plugin import bundle, manifests, status
 from traderbot_operator.plugin.client import (
     CHILD_RESOURCES,
     LogUnavailableError,
+    NotServedError,
     PluginClient,
     PluginError,
 )
@@ -354,6 +355,8 @@ def _collect(client: PluginClient, args: argparse.Namespace) -> bundle.Collected
     for kind in CHILD_RESOURCES:
         try:
             found = client.list(kind, labels=labels)
+        except NotServedError:
+            continue  # ServiceMonitor without the Prometheus Operator: nothing to miss
         except PluginError as error:
             collected.problems.append(f"{kind}: {error}")
             continue
@@ -386,11 +389,13 @@ def _collect(client: PluginClient, args: argparse.Namespace) -> bundle.Collected
     collected.operator_logs = _read_logs(
         client, operator_pods, namespace=args.operator_namespace, tail=args.tail
     )
-    collected.problems += [
-        f"log of {log.namespace}/{log.pod} ({log.container}): {log.error}"
-        for log in [*collected.logs, *collected.operator_logs]
-        if log.error is not None
-    ]
+    logs = [*collected.logs, *collected.operator_logs]
+    missing = [log for log in logs if log.error is not None]
+    if missing:
+        collected.problems.append(
+            f"{len(missing)} of {len(logs)} container logs could not be read "
+            "(each one's reason: its *.unavailable.txt)"
+        )
     return collected
 
 

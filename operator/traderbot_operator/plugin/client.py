@@ -66,7 +66,18 @@ RUN_RESOURCES: Final = {
 
 
 class PluginError(Exception):
-    """A request failed; the message says which and why, for the person at the terminal."""
+    """A request failed; the message says which and why, for the person at the terminal.
+
+    ``status`` is the HTTP status the API server answered, if it answered.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotServedError(PluginError):
+    """The cluster does not serve a kind (its CRD is not installed: ServiceMonitor)."""
 
 
 class LogUnavailableError(PluginError):
@@ -75,16 +86,25 @@ class LogUnavailableError(PluginError):
 
 def _describe(error: ApiError) -> str:
     status = error.status
-    return f"HTTP {status.code} {status.reason}: {status.message}"
+    reason = f" {status.reason}" if status.reason else ""
+    return f"HTTP {status.code}{reason}: {status.message}"
 
 
 @contextmanager
 def _requesting(what: str) -> Iterator[None]:
-    """Turn the API's and the transport's errors into PluginError naming ``what``."""
+    """Turn the API's and the transport's errors into PluginError naming ``what``.
+
+    NB: an answer that is not a Kubernetes Status (a 404 for a kind nobody serves)
+    comes as httpx's HTTPStatusError, not ApiError: still an answer, not "unreachable".
+    """
     try:
         yield
     except ApiError as error:
-        raise PluginError(f"{what} failed: {_describe(error)}") from error
+        code = error.status.code
+        raise PluginError(f"{what} failed: {_describe(error)}", status=code) from error
+    except httpx2.HTTPStatusError as error:
+        code = error.response.status_code
+        raise PluginError(f"{what} failed: HTTP {code}", status=code) from error
     except httpx2.HTTPError as error:
         raise PluginError(f"{what} failed: cannot reach the API server: {error}") from error
 
@@ -153,7 +173,7 @@ class PluginClient:
                     resource, name, namespace=self.namespace
                 ).to_dict()
         except PluginError as error:
-            if isinstance(error.__cause__, ApiError) and error.__cause__.status.code == NOT_FOUND:
+            if error.status == NOT_FOUND:
                 return None
             raise
         return found
@@ -174,11 +194,18 @@ class PluginClient:
         else:
             api_version, resource = CHILD_RESOURCES[kind]
         where = namespace or self.namespace
-        with _requesting(f"list {kind} in {where}"):
-            items: list[dict[str, Any]] = [
-                item.to_dict()
-                for item in self._client.list(resource, namespace=where, labels=dict(labels or {}))
-            ]
+        try:
+            with _requesting(f"list {kind} in {where}"):
+                items: list[dict[str, Any]] = [
+                    item.to_dict()
+                    for item in self._client.list(
+                        resource, namespace=where, labels=dict(labels or {})
+                    )
+                ]
+        except PluginError as error:
+            if error.status == NOT_FOUND:  # a list in a namespace 404s only for a kind not served
+                raise NotServedError(f"{kind} is not served by this cluster") from error
+            raise
         return [{"apiVersion": api_version, "kind": kind, **item} for item in items]
 
     def log(
@@ -190,20 +217,24 @@ class PluginClient:
         tail: int | None = None,
         since_seconds: int | None = None,
     ) -> str:
-        """Return one container's log; LogUnavailableError (with the API's reason) if none."""
-        where = namespace or self.namespace
+        """Return one container's log; LogUnavailableError (the API's reason only) if none.
+
+        NB: the reason alone, as the caller names the pod and container already.
+        """
         try:
-            with _requesting(f"log of {where}/{pod} ({container})"):
+            with _requesting("read"):
                 lines = self._client.log(
                     pod,
-                    namespace=where,
+                    namespace=namespace or self.namespace,
                     container=container,
                     tail_lines=tail,
                     since=since_seconds,
                 )
                 return "".join(lines)
         except PluginError as error:
-            raise LogUnavailableError(str(error)) from error
+            raise LogUnavailableError(
+                str(error).removeprefix("read failed: "), status=error.status
+            ) from error
 
     # --- writes -----------------------------------------------------------------------
 

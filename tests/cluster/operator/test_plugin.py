@@ -255,6 +255,13 @@ def test_report_bundles_crs_children_events_and_logs_with_no_secret_value(
     summary = json.loads(ok(plugin(cluster, namespace, "report", "alpha", "--to", str(target),
                                    "--operator-namespace", namespace, "-o", "json")))  # fmt: skip
     assert summary["path"] == str(target)
+    # kwok serves no log; a cluster without the Prometheus Operator has no ServiceMonitor
+    # to miss, and the operator pod was found.
+    unavailable = [f for f in summary["files"] if f.endswith(".unavailable.txt")]
+    assert summary["problems"] == [
+        f"{len(unavailable)} of {len(unavailable)} container logs could not be read "
+        "(each one's reason: its *.unavailable.txt)"
+    ]
     with tarfile.open(target) as tar:
         files = {
             m.name.split("/", 1)[1]: tar.extractfile(m).read().decode()  # type: ignore[union-attr]
