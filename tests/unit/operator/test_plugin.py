@@ -10,6 +10,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -529,3 +531,41 @@ def test_the_krew_shim_runs_the_plugin(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: kubectl traderbot")
+
+
+# --- docs -------------------------------------------------------------------------------
+
+GUIDE = ROOT / "docs" / "operations-guide.md"
+PLUGIN_DOC = ROOT / "docs" / "plugin.md"
+
+
+def _one_liners() -> list[str]:
+    """Every `kubectl traderbot` command of the guide, and of plugin.md's code blocks."""
+    found = re.findall(r"kubectl traderbot [^`\n]+", GUIDE.read_text())
+    in_blocks = re.findall(r"```\n(.*?)```", PLUGIN_DOC.read_text(), flags=re.DOTALL)
+    for block in in_blocks:
+        found += [
+            line.removeprefix("$ ")
+            for line in block.splitlines()
+            if line.removeprefix("$ ").startswith("kubectl traderbot ")
+        ]
+    return [re.sub(r"\s+#\s.*$", "", command).strip() for command in found]
+
+
+def test_every_documented_one_liner_is_a_command_the_plugin_takes() -> None:
+    commands = _one_liners()
+    assert len(commands) > 10
+    assert "kubectl traderbot status alpha" in commands
+    for command in commands:
+        args = shlex.split(command)[2:]
+        if args in (["status"], ["--help"]):  # the guide's table names the command alone
+            continue
+        parsed = cli.build_parser().parse_args(args)
+        assert parsed.command in cli.COMMANDS, command
+
+
+def test_the_guide_runner_leaves_the_plugins_one_liners_to_the_cluster_tier() -> None:
+    from e2e.guide import guide_commands
+
+    assert not [c for c in guide_commands(GUIDE.read_text()) if c.startswith("kubectl traderbot")]
+    assert "kubectl get tb -A" in guide_commands(GUIDE.read_text())
