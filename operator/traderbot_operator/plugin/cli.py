@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final, TextIO, get_args
 
 import yaml
 from pydantic import ValidationError
 
 from traderbot_operator.kube import InvalidNameError
-from traderbot_operator.models import BACKUP_KIND, RESTORE_KIND
+from traderbot_operator.models import BACKUP_KIND, RESTORE_KIND, RestoreRunSpec
 from traderbot_operator.plugin import bundle, manifests, status
 from traderbot_operator.plugin.client import (
     CHILD_RESOURCES,
@@ -34,7 +34,7 @@ from traderbot_operator.plugin.client import (
 PROG: Final = "kubectl traderbot"
 OUTPUTS: Final = ("json", "yaml")
 DEFAULT_OPERATOR_NAMESPACE: Final = "traderbot-system"
-DEFAULT_WAIT_SECONDS: Final = 1800.0  # the guide's `kubectl wait ... --timeout=30m`
+DEFAULT_WAIT_SECONDS: Final = 1800  # the guide's `kubectl wait ... --timeout=30m`
 POLL_SECONDS: Final = 1.0
 REPORT_TAIL_LINES: Final = 5000
 EXIT_FAILED: Final = 1
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         sub.add_argument("--wait", action="store_true", help="wait until it ends; exit 1 if failed")
         sub.add_argument(
-            "--timeout", type=_duration, default=int(DEFAULT_WAIT_SECONDS),
+            "--timeout", type=_duration, default=DEFAULT_WAIT_SECONDS,
             help="with --wait, how long at most (e.g. 30m)",
         )  # fmt: skip
 
@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("restore", "restore the bot from one of its backups (a TraderBotRestore)")
     sub.add_argument("--backup", required=True, help="the Completed TraderBotBackup to restore")
-    sub.add_argument("--what", choices=("database", "redis", "both"), default="database")
+    what = RestoreRunSpec.model_fields["what"]
+    sub.add_argument("--what", choices=get_args(what.annotation), default=what.default)
     wait_flags(sub, "TraderBotRestore")
 
     command("hibernate", "stop every pod of the bot, keep its volumes (spec.hibernate: true)")

@@ -43,15 +43,27 @@ def generate_name(bot: str, *, what: str) -> str:
     return f"{base}-"
 
 
-def _metadata(
-    *, bot: str, namespace: str, name: str | None, what: str, labels: Mapping[str, str]
+def _run(
+    kind: str,
+    spec: BackupRunSpec | RestoreRunSpec,
+    *,
+    namespace: str,
+    name: str | None,
+    what: str,
+    labels: Mapping[str, str] | None,
 ) -> dict[str, Any]:
-    meta: dict[str, Any] = {"namespace": namespace, "labels": dict(labels)}
+    """Return a run resource: named ``name``, else generated as ``<bot>-<what>-<random>``."""
+    meta: dict[str, Any] = {"namespace": namespace, "labels": dict(labels or {})}
     if name:
         meta["name"] = name
     else:
-        meta["generateName"] = generate_name(bot, what=what)
-    return meta
+        meta["generateName"] = generate_name(spec.bot_name, what=what)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": meta,
+        "spec": spec.model_dump(by_alias=True, exclude_none=True),
+    }
 
 
 def build_backup(
@@ -65,14 +77,7 @@ def build_backup(
 ) -> dict[str, Any]:
     """Return a TraderBotBackup of ``bot``: named ``name``, else ``<bot>-manual-<random>``."""
     spec = BackupRunSpec(bot_name=bot, database=database, redis=redis)
-    return {
-        "apiVersion": API_VERSION,
-        "kind": BACKUP_KIND,
-        "metadata": _metadata(
-            bot=bot, namespace=namespace, name=name, what="manual", labels=labels or {}
-        ),
-        "spec": spec.model_dump(by_alias=True, exclude_none=True),
-    }
+    return _run(BACKUP_KIND, spec, namespace=namespace, name=name, what="manual", labels=labels)
 
 
 def build_restore(
@@ -84,16 +89,9 @@ def build_restore(
     name: str | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Return a TraderBotRestore of ``bot`` from TraderBotBackup ``backup``."""
+    """Return a TraderBotRestore of ``bot`` from ``backup``: named ``name``, else generated."""
     spec = RestoreRunSpec(bot_name=bot, backup_name=backup, what=what)
-    return {
-        "apiVersion": API_VERSION,
-        "kind": RESTORE_KIND,
-        "metadata": _metadata(
-            bot=bot, namespace=namespace, name=name, what="restore", labels=labels or {}
-        ),
-        "spec": spec.model_dump(by_alias=True),
-    }
+    return _run(RESTORE_KIND, spec, namespace=namespace, name=name, what="restore", labels=labels)
 
 
 def hibernate_patch(*, hibernate: bool) -> dict[str, Any]:
