@@ -107,6 +107,10 @@ chart-crds: $(STAMP) ## sync the charts with crds/ and the operator's RBAC rules
 	$(PY) tests/unit/delivery/bots_schema.py
 	$(PY) tests/unit/delivery/chart_rbac.py
 
+.PHONY: krew-archive
+krew-archive: $(STAMP) ## write dist/kubectl-traderbot-v<version>.tar.gz, the archive plugins/traderbot.yaml names
+	$(PY) -m traderbot_operator.plugin.krew dist
+
 .PHONY: lint-docker
 lint-docker: tools ## hadolint the Dockerfile (warnings fail)
 	"$$(bash hack/install-tools.sh --print-dir)/hadolint" --config .hadolint.yaml Dockerfile

@@ -560,3 +560,6 @@ def test_the_guide_parses_into_commands() -> None:
         c.startswith("kubectl create -f - <<EOF\n") and c.endswith("\nEOF") for c in commands
     )
     assert not any(c.endswith("\\") for c in commands)
+    # The plugin's one-liners are the cluster tier's (tests/cluster/operator/test_plugin.py).
+    assert "kubectl traderbot status alpha" in GUIDE.read_text()
+    assert not any(c.startswith("kubectl traderbot") for c in commands)

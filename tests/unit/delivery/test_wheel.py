@@ -119,7 +119,10 @@ def test_the_wheel_copy_is_what_the_scripts_import(installed: Path) -> None:
 
 @pytest.mark.parametrize(
     "script",
-    [pytest.param(s, marks=script_marks(s)) for s in ("traderbot-operator", "trader-backup")],
+    [
+        pytest.param(s, marks=script_marks(s))
+        for s in ("traderbot-operator", "trader-backup", "kubectl-traderbot")
+    ],
 )
 def test_command_line_script_from_the_wheel_prints_its_usage(installed: Path, script: str) -> None:
     executable = installed / "bin" / script
