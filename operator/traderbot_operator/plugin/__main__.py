@@ -4,4 +4,6 @@ import sys
 
 from traderbot_operator.plugin.cli import main
 
-sys.exit(main())
+# NB: guarded, so importing every module (the image's smoke test does) runs nothing.
+if __name__ == "__main__":
+    sys.exit(main())
