@@ -41,9 +41,9 @@ from lightkube.types import CascadeType
 from cluster.local_cli import process_alive, run_cli
 from cluster.volumes import has_default_storage_class
 from support.kube import ClusterUnderTest, client_for, eventually
-from traderbot_operator.testing import Binaries, ClusterStartError, LocalCluster
-from traderbot_operator.testing.binaries import KUBERNETES_VERSION, VERSION_TAG
-from traderbot_operator.testing.localcluster import HOSTPATH_ROOT, STATE_FILE
+from traderbot_devtools import Binaries, ClusterStartError, LocalCluster
+from traderbot_devtools.binaries import KUBERNETES_VERSION, VERSION_TAG
+from traderbot_devtools.localcluster import HOSTPATH_ROOT, STATE_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 FAIL_LABEL = "traderbot.dev/kwok-fail"
@@ -598,7 +598,7 @@ def test_a_killed_test_process_leaves_no_orphans(cluster: ClusterUnderTest, tmp_
     script = textwrap.dedent(
         """
         import json, sys, threading
-        from traderbot_operator.testing import LocalCluster
+        from traderbot_devtools import LocalCluster
         cluster = LocalCluster()
         cluster.start()
         print(json.dumps(list(cluster.pids().values())), flush=True)

@@ -25,8 +25,8 @@ import httpx
 
 from support.helm import HelmCli
 from support.kube import eventually
-from traderbot_operator.testing import Binaries, BinariesMissingError, LocalCluster
-from traderbot_operator.testing.images import split_reference
+from traderbot_devtools import Binaries, BinariesMissingError, LocalCluster
+from traderbot_devtools.images import split_reference
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "traderbot-operator"

@@ -28,12 +28,12 @@ from lightkube.types import PatchType
 
 from cluster.operator.runner import OperatorRunner
 from support.kube import ClusterUnderTest, eventually
+from traderbot_devtools import Binaries
 from traderbot_operator.desired import build_children
 from traderbot_operator.desired.common import instance_labels
 from traderbot_operator.kube import LISTABLE_KINDS, Kube, TraderBotResource
 from traderbot_operator.models import TraderBot
 from traderbot_operator.reconcile import differences, key_of
-from traderbot_operator.testing import Binaries
 
 READY_TIMEOUT = 120.0
 FULL_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "traderbot-full.yaml"

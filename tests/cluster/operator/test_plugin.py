@@ -26,9 +26,9 @@ from cluster.operator.runner import OperatorRunner
 from cluster.operator.test_backups import KWOK_FAIL_LABEL
 from cluster.operator.test_operator import INSTANCE, _bot, _create_bot, _get, _wait_phase
 from support.kube import ClusterUnderTest
+from traderbot_devtools import Binaries
 from traderbot_operator.kube import TraderBotBackupResource, TraderBotRestoreResource
 from traderbot_operator.plugin.bundle import REDACTED
-from traderbot_operator.testing import Binaries
 
 SCRIPT = Path(sys.executable).parent / "kubectl-traderbot"
 

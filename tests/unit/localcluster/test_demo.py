@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from traderbot_operator.testing import cli, demo_pods
-from traderbot_operator.testing.demo import NODE_AUTO, NODE_KWOK, NODE_REAL, DemoError
-from traderbot_operator.testing.demo_pods import HostFacts, LocalImages
-from traderbot_operator.testing.images import split_reference
+from traderbot_devtools import cli, demo_pods
+from traderbot_devtools.demo import NODE_AUTO, NODE_KWOK, NODE_REAL, DemoError
+from traderbot_devtools.demo_pods import HostFacts, LocalImages
+from traderbot_devtools.images import split_reference
 
 REPO = Path(__file__).resolve().parents[3]
 ABLE = HostFacts(root=True, missing_tools=(), missing_binaries=(), bridge_in_use=False)

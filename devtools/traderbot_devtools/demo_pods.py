@@ -40,10 +40,9 @@ import yaml
 from lightkube import ApiError, Client
 from lightkube.resources.core_v1 import Pod
 
-from traderbot_operator.desired.common import Names
-from traderbot_operator.testing import nodeconfig, realnode
-from traderbot_operator.testing.binaries import Binaries, BinariesMissingError, helm_env
-from traderbot_operator.testing.demo import (
+from traderbot_devtools import nodeconfig, realnode
+from traderbot_devtools.binaries import Binaries, BinariesMissingError, helm_env
+from traderbot_devtools.demo import (
     DEFAULT_EXAMPLES,
     OPERATOR_NAMESPACE,
     PART_OF,
@@ -60,8 +59,9 @@ from traderbot_operator.testing.demo import (
     wait_established,
     wait_ready,
 )
-from traderbot_operator.testing.images import image_list, images_sh_list, split_reference
-from traderbot_operator.testing.localcluster import ClusterAccess
+from traderbot_devtools.images import image_list, images_sh_list, split_reference
+from traderbot_devtools.localcluster import ClusterAccess
+from traderbot_operator.desired.common import Names
 
 RELEASE = "traderbot-operator"
 # Real pods need an initdb, the engine's migrations and probe periods: minutes, not seconds.

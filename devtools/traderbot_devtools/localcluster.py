@@ -44,9 +44,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from traderbot_operator.testing import nodeconfig, realnode
-from traderbot_operator.testing.binaries import Binaries
-from traderbot_operator.testing.pki import CertificateAuthority, KeyPair, service_account_keys
+from traderbot_devtools import nodeconfig, realnode
+from traderbot_devtools.binaries import Binaries
+from traderbot_devtools.pki import CertificateAuthority, KeyPair, service_account_keys
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/24"
@@ -631,7 +631,7 @@ class LocalCluster:
             self.node.issue_credentials(ca=ca, write_kubeconfig=write_kubeconfig)
             self.node.write_files()
 
-        stages = resources.files("traderbot_operator.testing").joinpath("kwok/stages.yaml")
+        stages = resources.files("traderbot_devtools").joinpath("kwok/stages.yaml")
         (self.workdir / "kwok-stages.yaml").write_text(stages.read_text())
 
     def _etcd_args(self) -> list[str]:
