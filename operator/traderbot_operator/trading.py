@@ -150,6 +150,11 @@ class TradingReads:
         previous, entry.last = entry.last, read
         return previous
 
+    def where(self, key: BotKey) -> ReadTarget | None:
+        """Return where ``key`` is read, None while it is not."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.target
+
     def last(self, key: BotKey) -> TradingRead | None:
         entry = self._entries.get(key)
         return None if entry is None else entry.last

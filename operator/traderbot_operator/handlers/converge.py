@@ -511,7 +511,7 @@ async def _report_paused(
     return Result(phase=status["phase"], writes=writes)
 
 
-def _forget(state: OperatorState, *, namespace: str, name: str) -> None:
+def forget_bot(state: OperatorState, *, namespace: str, name: str) -> None:
     """Drop what the operator keeps about a bot that is gone: phase, reads, its series."""
     state.phases.pop((namespace, name), None)
     metrics.set_phases(state.phases)
@@ -528,7 +528,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     kube = state.kube
     body = await kube.get_bot(namespace=namespace, name=name)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        _forget(state, namespace=namespace, name=name)
+        forget_bot(state, namespace=namespace, name=name)
         return Result(phase=None)
     try:
         bot = TraderBot.from_body(body)

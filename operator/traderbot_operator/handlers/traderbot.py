@@ -25,6 +25,7 @@ from traderbot_operator.handlers.converge import (
     TRADING_READ_TIMEOUT_SECONDS,
     OperatorState,
     Result,
+    forget_bot,
     owner_of,
     report_operator_error,
     run_serialized,
@@ -299,10 +300,17 @@ def tracked(
 async def track_bot(
     *, type: str | None, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
-    """Keep the set of bots the drift check visits (no list request, no finalizer)."""
+    """Keep the set of bots the drift check visits (no list request, no finalizer).
+
+    NB: a deleted bot gets no pass of its own (nothing visits it any more), so what the
+    operator keeps about it (its risk reads, its series) is dropped here.
+    """
     if namespace is None or "state" not in memo:
         return
-    tracked(operator_state(memo).bots, event=type, body=body, namespace=namespace, name=name)
+    state = operator_state(memo)
+    tracked(state.bots, event=type, body=body, namespace=namespace, name=name)
+    if type == "DELETED":
+        forget_bot(state, namespace=namespace, name=name)
 
 
 async def check_drift(memo: kopf.Memo) -> None:
