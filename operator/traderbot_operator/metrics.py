@@ -53,6 +53,50 @@ BACKUP_HEALTHY: Final = Gauge(
     ["namespace", "bot"],
     registry=REGISTRY,
 )
+TRADING: Final = {
+    "halted": Gauge(
+        "traderbot_operator_trading_halted",
+        "1 when the bot's kill switch is engaged (by a person or the daily loss limit).",
+        ["namespace", "bot"],
+        registry=REGISTRY,
+    ),
+    "kill_switch": Gauge(
+        "traderbot_operator_trading_kill_switch",
+        "1 when a person engaged the bot's kill switch.",
+        ["namespace", "bot"],
+        registry=REGISTRY,
+    ),
+    "daily_loss_halt": Gauge(
+        "traderbot_operator_trading_daily_loss_halt",
+        "1 when the daily loss limit halted the bot's trading.",
+        ["namespace", "bot"],
+        registry=REGISTRY,
+    ),
+    "realized_pnl_today": Gauge(
+        "traderbot_operator_trading_realized_pnl_today",
+        "The bot's realized profit and loss of the UTC day, as last read.",
+        ["namespace", "bot"],
+        registry=REGISTRY,
+    ),
+    "open_orders": Gauge(
+        "traderbot_operator_trading_open_orders",
+        "The bot's open orders, as last read.",
+        ["namespace", "bot"],
+        registry=REGISTRY,
+    ),
+}
+TRADING_READ_OK: Final = Gauge(
+    "traderbot_operator_trading_read_ok",
+    "1 when the last read of the bot's GET /api/v1/risk succeeded, 0 when it failed.",
+    ["namespace", "bot"],
+    registry=REGISTRY,
+)
+TRADING_READS: Final = Counter(
+    "traderbot_operator_trading_reads_total",
+    "Reads of the bots' GET /api/v1/risk, by result (ok, failed).",
+    ["result"],
+    registry=REGISTRY,
+)
 WRITES: Final = Counter(
     "traderbot_operator_child_writes_total",
     "Child objects created, patched or deleted.",
@@ -92,6 +136,29 @@ def set_backup_health(*, namespace: str, bot: str, healthy: bool | None) -> None
             BACKUP_HEALTHY.remove(namespace, bot)
         return
     BACKUP_HEALTHY.labels(namespace=namespace, bot=bot).set(1 if healthy else 0)
+
+
+def set_trading(*, namespace: str, bot: str, values: Mapping[str, float] | None) -> None:
+    """Set a bot's trading gauges from one read; ``None`` (a failed read) drops the values.
+
+    NB: after a failed read the last numbers would be stale: only ``read_ok`` 0 stays,
+    for an alert to fire on.
+    """
+    TRADING_READS.labels(result="failed" if values is None else "ok").inc()
+    TRADING_READ_OK.labels(namespace=namespace, bot=bot).set(0 if values is None else 1)
+    for name, gauge in TRADING.items():
+        if values is None:
+            with contextlib.suppress(KeyError):
+                gauge.remove(namespace, bot)
+        else:
+            gauge.labels(namespace=namespace, bot=bot).set(values[name])
+
+
+def drop_trading(*, namespace: str, bot: str) -> None:
+    """Remove every trading series of a bot that is gone (or no longer read)."""
+    for gauge in (*TRADING.values(), TRADING_READ_OK):
+        with contextlib.suppress(KeyError):  # never set, or already dropped
+            gauge.remove(namespace, bot)
 
 
 def serve(*, port: int, address: str = "0.0.0.0") -> tuple[WSGIServer, threading.Thread]:  # noqa: S104 - a pod serves on its own IP

@@ -172,6 +172,7 @@ OWNED_ENV_NAMES: Final = (
     "TRADING_MODE",
     "EXCHANGE",
     "API_KEY",
+    "READ_API_KEY",
     "STRATEGIES",
     "POD_NAME",
 )
@@ -474,6 +475,26 @@ class MaintenanceStatus(_Model):
     backup_name: str | None = None
 
 
+class TradingStatus(_Model):
+    """The bot's risk state, as the operator last read it from GET /api/v1/risk.
+
+    NB: copied from the operator's cache of its reads, never read during a pass;
+    ``observed_at`` is when the values shown were read, ``error`` why the last
+    read failed (the values are then the last good ones).
+    """
+
+    kill_switch: bool | None = None
+    daily_loss_halt: bool | None = None
+    halt_reason: str | None = None
+    halted_since: str | None = None
+    realized_pnl_today: str | None = None
+    open_orders: int | None = None
+    leader: str | None = None
+    pod: str | None = None
+    observed_at: str | None = None
+    error: str | None = None
+
+
 UpgradePhase = Literal["BackingUp", "BackupFailed", "RollingOut", "RolledBack"]
 VersionOutcome = Literal["Installed", "Upgraded", "RolledBack", "Cancelled"]
 
@@ -510,6 +531,7 @@ class TraderBotStatus(_Model):
     endpoints: Endpoints | None = None
     last_backup: LastBackup | None = None
     maintenance: MaintenanceStatus | None = None
+    trading: TradingStatus | None = None
     upgrade: UpgradeStatus | None = None
     version_history: tuple[VersionRecord, ...] = ()
     conditions: tuple[Condition, ...] = ()

@@ -29,6 +29,7 @@ from traderbot_operator.desired.common import (
     instance_labels,
     selector_labels,
 )
+from traderbot_operator.desired.credentials import read_key_of
 from traderbot_operator.models import (
     KIND,
     Phase,
@@ -36,6 +37,21 @@ from traderbot_operator.models import (
     TraderBot,
 )
 from traderbot_operator.schedule import OVERDUE_PERIODS, backup_overdue
+from traderbot_operator.trading import (
+    CONDITION as TRADING_CONDITION,
+)
+from traderbot_operator.trading import (
+    DEFAULT_TRADING_POLICY,
+    ReadTarget,
+    TradingPolicy,
+    TradingRead,
+    Verdict,
+    halted,
+    status_field,
+    trading_condition,
+    trading_status,
+    trading_verdict,
+)
 
 ObjectKey = tuple[str, str, str]
 """(apiVersion, kind, name) of a child in the bot's namespace."""
@@ -766,7 +782,7 @@ def label_selector(bot: TraderBot) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(bot, COMPONENT_API).items()))
 
 
-def _phase(  # noqa: PLR0911 - one return per phase reads as the decision table it is
+def _phase(  # noqa: PLR0911, PLR0912 - one return per phase reads as the decision table it is
     bot: TraderBot,
     *,
     api: ComponentState,
@@ -775,11 +791,14 @@ def _phase(  # noqa: PLR0911 - one return per phase reads as the decision table 
     outcome: Outcome,
     any_child: bool,
     pods_left: int = 0,
+    trading_halted: Verdict | None = None,
 ) -> tuple[Phase, ComponentState]:
     """Return the phase and the Ready condition's reason and message.
 
     ``pods_left`` counts the pods the API Deployment and the two StatefulSets still
-    have (for hibernation: Hibernated only once none is left).
+    have (for hibernation: Hibernated only once none is left). ``trading_halted`` is
+    the TradingHalted verdict when it is True: every component is up, yet nothing
+    trades, so the bot is Degraded like one scaled to zero (docs/operator.md).
     NB: Degraded is kept for a bot that *was* up and lost a component; a bot still
     coming up, or rolling out, is Progressing, so creation does not flash Degraded.
     """
@@ -818,6 +837,8 @@ def _phase(  # noqa: PLR0911 - one return per phase reads as the decision table 
     ]
     if stuck:
         return "Degraded", ComponentState(False, "ProgressDeadlineExceeded", "; ".join(stuck))
+    if not failing and not rolling and trading_halted is not None:
+        return "Degraded", ComponentState(False, "TradingHalted", trading_halted.message)
     if not failing and not rolling:
         return "Ready", ComponentState(
             True, "AllComponentsReady", "API, database and cache are ready"
@@ -852,9 +873,14 @@ def compute_status(
     outcome: Outcome,
     now: datetime,
     statefulset_deadline: timedelta = STATEFULSET_PROGRESS_DEADLINE,
+    trading: TradingRead | None = None,
+    trading_policy: TradingPolicy = DEFAULT_TRADING_POLICY,
 ) -> dict[str, Any]:
     """Return the TraderBot status (camelCase, as written to the API) from its children.
 
+    ``trading`` is the operator's last read of the bot's risk state (made outside
+    the pass, by the poller): it is only copied into ``status.trading`` and the
+    TradingHalted condition here.
     NB: a condition's lastTransitionTime moves only when its status flips, so an
     unchanged world yields an identical status and the caller writes nothing.
     """
@@ -893,6 +919,10 @@ def compute_status(
             ("apps/v1", "StatefulSet", names.redis),
         )
     )
+    previous_trading = next((c for c in bot.status.conditions if c.type == TRADING_CONDITION), None)
+    trading_found = trading_verdict(
+        trading, previous=previous_trading, now=now, stale_after=trading_policy.stale_after
+    )
     phase, summary = _phase(
         bot,
         api=api,
@@ -901,6 +931,7 @@ def compute_status(
         outcome=outcome,
         any_child=any_child,
         pods_left=pods_left,
+        trading_halted=trading_found if halted(trading_found) else None,
     )
     reconciled = _reconciled(bot, outcome)
 
@@ -936,6 +967,11 @@ def compute_status(
             )
         )
     conditions.append(
+        trading_condition(
+            trading_found, previous=previous_trading, generation=bot.generation, now=now
+        )
+    )
+    conditions.append(
         condition(
             "Reconciled",
             ready=reconciled.ready,
@@ -968,7 +1004,32 @@ def compute_status(
         last_success = bot.status.last_backup.time
     if last_success is not None:
         status["lastBackup"] = {"time": last_success}
+    shown = status_field(
+        trading_status(
+            trading, previous=bot.status.trading, now=now, refresh=trading_policy.refresh
+        )
+    )
+    if shown is not None:
+        status["trading"] = shown
     return status
+
+
+def trading_target(
+    bot: TraderBot, *, observed: Mapping[ObjectKey, Manifest | None]
+) -> ReadTarget | None:
+    """Return where the poller reads the bot's risk state, or None while nothing can answer.
+
+    NB: only while the API Deployment has a ready pod (a stopped, hibernated or
+    starting API has nothing to read), and only with the read-only key: the
+    operator never reads with a key that can trade.
+    """
+    names = Names(bot.name)
+    deployment = observed.get(("apps/v1", "Deployment", names.api))
+    ready = int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+    key = read_key_of(observed.get(("v1", "Secret", names.api_read_key_secret)))
+    if ready == 0 or key is None:
+        return None
+    return ReadTarget(url=api_url(bot), key=key)
 
 
 def rejected_status(

@@ -45,7 +45,7 @@ DEFAULT_STRATEGIES: tuple[StrategyConfig, ...] = (
 )
 
 
-SECRET_VARIABLES: Final = ("API_KEY", "DATABASE_PASSWORD", "REDIS_PASSWORD")
+SECRET_VARIABLES: Final = ("API_KEY", "READ_API_KEY", "DATABASE_PASSWORD", "REDIS_PASSWORD")
 URL_VARIABLES: Final = ("DATABASE_URL", "REDIS_URL")
 """Variables whose values never appear in a log line (URLs: their password)."""
 
@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     exchange: Literal["paper"] = "paper"
 
     api_key: SecretStr | None = None
+    # NB: accepted on reads only, never on a mutation: what a monitor (the operator
+    # reading GET /api/v1/risk) holds cannot place an order or release the kill switch.
+    read_api_key: SecretStr | None = None
     reads_require_api_key: bool = False
 
     database_url: SecretStr | None = None
@@ -213,8 +216,8 @@ class Settings(BaseSettings):
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Return every configured secret: the API key, and database and Redis passwords."""
-        values = (self.api_key, self.database_password, self.redis_password)
+        """Return every configured secret: both API keys, and database and Redis passwords."""
+        values = (self.api_key, self.read_api_key, self.database_password, self.redis_password)
         urls = (self.database_url, self.redis_url)
         return _secrets(
             (value.get_secret_value() if value else None for value in values),

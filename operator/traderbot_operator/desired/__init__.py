@@ -25,6 +25,7 @@ from traderbot_operator.desired.credentials import (
     TokenFactory,
     build_api_key_secret,
     build_database_secret,
+    build_read_key_secret,
     build_redis_secret,
     secret_digest,
 )
@@ -73,6 +74,7 @@ def build_children(
     api_key = build_api_key_secret(bot, token=token)
     if api_key is not None:
         children.append(api_key)
+    children.append(build_read_key_secret(bot, token=token))
     digests = None
     if live_secrets is not None:
         built = {secret["metadata"]["name"]: secret for secret in children}

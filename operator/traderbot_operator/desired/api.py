@@ -24,6 +24,7 @@ from traderbot_operator.desired.common import (
     selector_labels,
 )
 from traderbot_operator.desired.credentials import (
+    READ_API_KEY_KEY,
     api_key_ref,
     connection_env,
 )
@@ -72,6 +73,9 @@ def api_env(bot: TraderBot) -> list[dict[str, Any]]:
         {"name": "TRADING_MODE", "value": spec.mode},
         {"name": "EXCHANGE", "value": spec.engine.exchange.name},
         secret_env("API_KEY", secret=key_secret, key=key_key),
+        secret_env(
+            "READ_API_KEY", secret=Names(bot.name).api_read_key_secret, key=READ_API_KEY_KEY
+        ),
         *connection_env(bot),
     ]
     if spec.engine.strategies is not None:

@@ -112,6 +112,11 @@ class Names:
     def api_key_secret(self) -> str:
         return f"{self.bot}-api-key"
 
+    @property
+    def api_read_key_secret(self) -> str:
+        """The read-only API key: generated for every bot, the operator's own to read with."""
+        return f"{self.bot}-api-read-key"
+
 
 def selector_labels(bot: TraderBot, component: str) -> dict[str, str]:
     """Return the labels that select one component's pods.

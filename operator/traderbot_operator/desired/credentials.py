@@ -1,4 +1,5 @@
-"""Generated credentials: database, Redis and (unless the spec names one) the API key.
+"""Generated credentials: database, Redis, the read-only API key and (unless the spec names one)
+the API key.
 
 NB: the values are generated once, when the Secret does not exist; reconcile never
 patches a Secret's data afterwards (the database keeps the password it was
@@ -35,6 +36,7 @@ DATABASE_USER_KEY = "username"
 DATABASE_PASSWORD_KEY = "password"  # noqa: S105 - the key's name, not a password
 REDIS_PASSWORD_KEY = "password"  # noqa: S105 - the key's name, not a password
 API_KEY_KEY = "api-key"
+READ_API_KEY_KEY = "read-api-key"
 
 
 def _secret(
@@ -89,6 +91,39 @@ def build_api_key_secret(
         component=COMPONENT_API,
         data={API_KEY_KEY: token(PASSWORD_BYTES)},
     )
+
+
+def build_read_key_secret(
+    bot: TraderBot, *, token: TokenFactory = secrets.token_urlsafe
+) -> Manifest:
+    """Build the read-only API key Secret (trader-api's READ_API_KEY).
+
+    NB: generated even when the spec names its own API key: the operator reads the
+    bot's risk state with this key, which opens reads only, so the operator never
+    holds a key that can trade, and needs no access to the user's Secret's content.
+    """
+    return _secret(
+        bot,
+        name=Names(bot.name).api_read_key_secret,
+        component=COMPONENT_API,
+        data={READ_API_KEY_KEY: token(PASSWORD_BYTES)},
+    )
+
+
+def read_key_of(secret: Mapping[str, Any] | None) -> str | None:
+    """Return the read-only key held by a live (or just built) read-key Secret, if any."""
+    if secret is None:
+        return None
+    plain = (secret.get("stringData") or {}).get(READ_API_KEY_KEY)
+    if plain is not None:
+        return str(plain)
+    encoded = (secret.get("data") or {}).get(READ_API_KEY_KEY)
+    if not encoded:
+        return None
+    try:
+        return base64.b64decode(encoded, validate=True).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
 
 
 def api_key_ref(bot: TraderBot) -> tuple[str, str]:

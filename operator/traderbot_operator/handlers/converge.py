@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+import httpx
 from pydantic import ValidationError
 
 from traderbot_operator import metrics, verification
@@ -49,6 +50,7 @@ from traderbot_operator.reconcile import (
     rejected_status,
     spec_problems,
     status_changed,
+    trading_target,
 )
 from traderbot_operator.runs import (
     HOLD_ANNOTATION,
@@ -57,6 +59,7 @@ from traderbot_operator.runs import (
     redis_held,
     rejected_run_status,
 )
+from traderbot_operator.trading import TradingPolicy, TradingReads
 from traderbot_operator.upgrade import (
     UpgradeDecision,
     build_pre_upgrade_backup,
@@ -76,6 +79,19 @@ STATEFULSET_DEADLINE = timedelta(
             STATEFULSET_PROGRESS_DEADLINE.total_seconds(),
         )
     )
+)
+
+# How often each bot's risk state is read (at most), how long one read may take, and
+# how often changed numbers alone may rewrite the status (docs/operator.md, "Trading state").
+TRADING_READ_SECONDS = float(os.environ.get("TRADERBOT_TRADING_READ_SECONDS", "30"))
+TRADING_READ_TIMEOUT_SECONDS = float(os.environ.get("TRADERBOT_TRADING_READ_TIMEOUT_SECONDS", "2"))
+TRADING_POLICY = TradingPolicy(
+    # NB: a read is stale after three missed ones (the poller reads only bots with a
+    # ready API pod), plus the drift interval that may pass before a pass shows it.
+    stale_after=timedelta(seconds=3 * TRADING_READ_SECONDS + 60),
+    refresh=timedelta(
+        seconds=float(os.environ.get("TRADERBOT_TRADING_STATUS_REFRESH_SECONDS", "300"))
+    ),
 )
 
 _PAST_TENSE = {"create": "Created", "patch": "Updated", "delete": "Deleted"}
@@ -107,6 +123,12 @@ class OperatorState:
     restores_in_progress: set[tuple[str, str]] = field(default_factory=set)
     periodic: list[asyncio.Task[None]] = field(default_factory=list)
     closing: bool = False
+    # Each bot's last risk read and where to read it: filled by the poller, copied by passes.
+    trading: TradingReads = field(
+        default_factory=lambda: TradingReads(interval=TRADING_READ_SECONDS)
+    )
+    # The client the poller reads the bots' APIs with (made at startup, closed at cleanup).
+    bot_http: httpx.AsyncClient | None = None
 
 
 @dataclass(frozen=True)
@@ -469,18 +491,33 @@ async def _report_paused(
             ("apps/v1", "StatefulSet", names.database),
             ("apps/v1", "StatefulSet", names.redis),
             ("batch/v1", "CronJob", names.backup_cronjob),
+            # NB: a paused bot's pods still trade; its risk state is still read.
+            ("v1", "Secret", names.api_read_key_secret),
         ],
         labels=instance_labels(bot),
     )
+    key = (bot.namespace, bot.name)
+    state.trading.target(key, trading_target(bot, observed=observed))
     status = compute_status(
         bot,
         observed=observed,
         outcome=Outcome(),
         now=datetime.now(UTC),
         statefulset_deadline=STATEFULSET_DEADLINE,
+        trading=state.trading.last(key),
+        trading_policy=TRADING_POLICY,
     )
     writes = await _report(state, body=body, bot=bot, status=status)
     return Result(phase=status["phase"], writes=writes)
+
+
+def forget_bot(state: OperatorState, *, namespace: str, name: str) -> None:
+    """Drop what the operator keeps about a bot that is gone: phase, reads, its series."""
+    state.phases.pop((namespace, name), None)
+    metrics.set_phases(state.phases)
+    metrics.set_backup_health(namespace=namespace, bot=name, healthy=None)
+    state.trading.forget((namespace, name))
+    metrics.drop_trading(namespace=namespace, bot=name)
 
 
 async def converge(state: OperatorState, *, namespace: str, name: str) -> Result:
@@ -491,9 +528,7 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
     kube = state.kube
     body = await kube.get_bot(namespace=namespace, name=name)
     if body is None or body["metadata"].get("deletionTimestamp"):
-        state.phases.pop((namespace, name), None)
-        metrics.set_phases(state.phases)
-        metrics.set_backup_health(namespace=namespace, bot=name, healthy=None)
+        forget_bot(state, namespace=namespace, name=name)
         return Result(phase=None)
     try:
         bot = TraderBot.from_body(body)
@@ -576,6 +611,9 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
         errors=() if failure is None else (str(failure),),
         held_by=None if held_by is None else (held_by.name, held_by.phase),
     )
+    # NB: the poller reads the bot's risk state on its own schedule; the pass only says
+    # where to read and copies the last read: no request to the bot's API in here.
+    state.trading.target((namespace, name), trading_target(bot, observed=observed))
     status, verified_writes = await _with_verification(
         state,
         body=body,
@@ -587,6 +625,8 @@ async def converge(state: OperatorState, *, namespace: str, name: str) -> Result
                 outcome=outcome,
                 now=now,
                 statefulset_deadline=STATEFULSET_DEADLINE,
+                trading=state.trading.last((namespace, name)),
+                trading_policy=TRADING_POLICY,
             ),
             bot=bot,
             upgrade=upgrade,

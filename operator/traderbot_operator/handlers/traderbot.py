@@ -11,16 +11,21 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from traderbot_operator import metrics
+from traderbot_operator import bot_api, metrics, trading
 from traderbot_operator.desired.common import MANAGED_BY
 from traderbot_operator.handlers.converge import (
+    TRADING_POLICY,
+    TRADING_READ_TIMEOUT_SECONDS,
     OperatorState,
     Result,
+    forget_bot,
     owner_of,
     report_operator_error,
     run_serialized,
@@ -107,7 +112,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     settings.watching.server_timeout = 300
     settings.queueing.error_delays = (1, 2, 5, 10, 30, 60)
-    memo.state = OperatorState(kube=Kube.connect(kubeconfig=memo.get("kubeconfig")))
+    memo.state = OperatorState(
+        kube=Kube.connect(kubeconfig=memo.get("kubeconfig")), bot_http=bot_api.client()
+    )
     port = memo.get("metrics_port")
     address = memo.get("metrics_address") or "0.0.0.0"  # noqa: S104 - a pod's own IP
     memo.metrics_server = metrics.serve(port=port, address=address) if port else None
@@ -126,6 +133,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
             task.cancel()
         await asyncio.gather(*state.periodic, return_exceptions=True)
         await state.kube.close()
+        if state.bot_http is not None:
+            await state.bot_http.aclose()
     served = memo.get("metrics_server")
     if served is not None:
         server, thread = served
@@ -290,10 +299,17 @@ def tracked(
 async def track_bot(
     *, type: str | None, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
-    """Keep the set of bots the drift check visits (no list request, no finalizer)."""
+    """Keep the set of bots the drift check visits (no list request, no finalizer).
+
+    NB: a deleted bot gets no pass of its own (nothing visits it any more), so what the
+    operator keeps about it (its risk reads, its series) is dropped here.
+    """
     if namespace is None or "state" not in memo:
         return
-    tracked(operator_state(memo).bots, event=type, body=body, namespace=namespace, name=name)
+    state = operator_state(memo)
+    tracked(state.bots, event=type, body=body, namespace=namespace, name=name)
+    if type == "DELETED":
+        forget_bot(state, namespace=namespace, name=name)
 
 
 async def check_drift(memo: kopf.Memo) -> None:
@@ -313,6 +329,69 @@ async def check_drift(memo: kopf.Memo) -> None:
 
 
 PERIODIC_PASSES.append(check_drift)
+
+
+TRADING_TICK_SECONDS = 1.0
+
+
+async def read_trading(memo: kopf.Memo) -> None:
+    """Read each bot's risk state when it is due; re-run its pass when the verdict moved.
+
+    NB: the reads run here, never inside a pass: a slow or unreachable API costs
+    this loop a timeout (at most PERIODIC_CONCURRENCY reads at once, each bot at
+    most once per TRADERBOT_TRADING_READ_SECONDS) and no reconcile waits for it.
+    A pass is asked for only when TradingHalted would change (a halt, a release, a
+    read failing or recovering), so a halted bot shows it within a read interval
+    instead of a drift interval; the numbers wait for the drift pass.
+    """
+    state = operator_state(memo)
+    slots = asyncio.Semaphore(PERIODIC_CONCURRENCY)
+    reading: set[asyncio.Task[None]] = set()
+
+    async def one(key: tuple[str, str], target: trading.ReadTarget) -> None:
+        namespace, name = key
+        if state.bot_http is None:
+            return
+        async with slots:
+            try:
+                read = await bot_api.read_risk(
+                    state.bot_http, target=target, within=TRADING_READ_TIMEOUT_SECONDS
+                )
+            except Exception as error:
+                # NB: an operator bug, not the bot's: logged with its traceback, and
+                # recorded as a failed read, so the bot stays due for the next one.
+                logger.exception("reading the risk state of %s/%s failed", namespace, name)
+                read = trading.TradingRead(at=datetime.now(UTC), error=f"operator error: {error}")
+        previous = state.trading.record(key, read)
+        if state.trading.last(key) is not read:
+            return  # the bot went away meanwhile
+        metrics.set_trading(namespace=namespace, bot=name, values=trading.metric_values(read))
+        now = read.at
+        before = trading.verdict(previous, now=now, stale_after=TRADING_POLICY.stale_after)
+        after = trading.verdict(read, now=now, stale_after=TRADING_POLICY.stale_after)
+        if after is None or (before is not None and before.reason == after.reason):
+            return
+        try:
+            await _reconcile(memo, namespace=namespace, name=name, trigger="trading", coalesce=True)
+        except (kopf.TemporaryError, kopf.PermanentError) as error:
+            logger.warning("trading state of %s/%s: %s", namespace, name, error)
+        except Exception:  # outside the pass guard: logged, the loop goes on (see every())
+            logger.exception("the pass after a trading read of %s/%s failed", namespace, name)
+
+    try:
+        while not state.closing:
+            for key, target in state.trading.due(time.monotonic()):
+                task = asyncio.create_task(one(key, target), name=f"read-trading-{key[1]}")
+                reading.add(task)
+                task.add_done_callback(reading.discard)
+            await asyncio.sleep(TRADING_TICK_SECONDS)
+    finally:
+        for task in reading:
+            task.cancel()
+        await asyncio.gather(*reading, return_exceptions=True)
+
+
+PERIODIC_PASSES.append(read_trading)
 
 
 def _register_child_watch(group: str, version: str, plural: str) -> None:

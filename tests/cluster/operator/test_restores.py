@@ -288,9 +288,12 @@ def test_a_restore_waits_for_a_running_backup_job_and_suspends_the_schedule(
     def waiting() -> dict[str, Any] | None:
         body = _get(kube, TraderBotRestoreResource, "undo", namespace)
         message = (body.get("status") or {}).get("message") or ""
-        return body if f"backup Job(s) {RUNNING} to end" in message else None
+        # NB: "waiting for 1 API pod(s) and backup Job(s) ... to end" comes first while
+        # the API pods stop; only the Job left is the state this test checks.
+        alone = f"waiting for backup Job(s) {RUNNING} to end"
+        return body if alone in message else None
 
-    eventually(waiting, what="the restore waiting for the running backup")
+    eventually(waiting, what="the restore waiting for the running backup alone")
     assert _api_pods(kube, namespace) == 0
     assert _get(kube, CronJob, "alpha-backup", namespace)["spec"]["suspend"] is True
     assert not list(kube.list(Job, namespace=namespace, labels={"traderbot.dev/restore": "undo"}))

@@ -251,10 +251,14 @@ UPDATABLE_ON_UPGRADE = frozenset({"CronJob", "NetworkPolicy"})
 # bot's API pods once"), by the previous chart version upgraded from:
 # (kind, name suffix) -> the paths that may change. Nothing else may.
 DECLARED_UPGRADE_CHANGES: dict[str, dict[tuple[str, str], frozenset[str]]] = {
-    # 0.2.0: the API config hash covers the content of the Secrets the pods read.
+    # 0.2.0: the API config hash covers the content of the Secrets the pods read; the
+    # API pods get READ_API_KEY (the container's env: lists are compared whole).
     "0.1.0": {
         ("Deployment", "-api"): frozenset(
-            {"spec.template.metadata.annotations.traderbot.dev/config-hash"}
+            {
+                "spec.template.metadata.annotations.traderbot.dev/config-hash",
+                "spec.template.spec.containers",
+            }
         ),
     },
 }

@@ -419,7 +419,7 @@ def test_servicemonitor_without_its_service_fails_with_a_reason(helm: Helm) -> N
     assert "needs metrics.service.enabled" in result.stderr
 
 
-def test_network_policy_opens_only_metrics_in_and_dns_and_api_server_out(helm: Helm) -> None:
+def test_network_policy_opens_only_metrics_in_and_dns_bots_and_api_server_out(helm: Helm) -> None:
     manifests = helm.template(
         set_values={
             "networkPolicy.enabled": "true",
@@ -430,8 +430,22 @@ def test_network_policy_opens_only_metrics_in_and_dns_and_api_server_out(helm: H
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     (ingress,) = policy["spec"]["ingress"]
     assert ingress["ports"] == [{"port": "metrics", "protocol": "TCP"}]
-    dns, api_server = policy["spec"]["egress"]
+    dns, bots, api_server = policy["spec"]["egress"]
     assert {port["port"] for port in dns["ports"]} == {53}
+    # The bots' API pods, whatever their namespace and port: the operator reads their risk.
+    assert bots == {
+        "to": [
+            {
+                "namespaceSelector": {},
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": "trader-api",
+                        "app.kubernetes.io/component": "api",
+                    }
+                },
+            }
+        ]
+    }
     assert api_server["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
     assert {port["port"] for port in api_server["ports"]} == {443, 6443}
     assert not by_kind(helm.template(), "NetworkPolicy")

@@ -14,21 +14,21 @@ import pytest
 from traderbot_operator.desired import build_children
 from traderbot_operator.desired.api import build_api_deployment, config_hash
 from traderbot_operator.desired.backup import build_backup_pvc
-from traderbot_operator.desired.credentials import build_database_secret
+from traderbot_operator.desired.credentials import build_database_secret, read_key_of
 from traderbot_operator.desired.redis import build_redis_statefulset
 from traderbot_operator.models import TraderBot
 from unit.operator.bots import UID, bot, example
 
 KUBERNETES_VERSION = "1.34.0"
 CONTRACT_ENV = {
-    "PORT", "LOG_LEVEL", "TRADING_MODE", "EXCHANGE", "API_KEY",
+    "PORT", "LOG_LEVEL", "TRADING_MODE", "EXCHANGE", "API_KEY", "READ_API_KEY",
     "DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER", "DATABASE_PASSWORD",
     "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "STRATEGIES",
     "RISK_MAX_ORDER_NOTIONAL", "RISK_MAX_POSITION_NOTIONAL", "RISK_MAX_OPEN_ORDERS",
     "RISK_DAILY_LOSS_LIMIT", "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST",
     "KLINES_RETENTION_DAYS", "KLINES_COMPRESS_AFTER_DAYS", "POD_NAME",
 }  # fmt: skip
-SECRET_ENV = {"API_KEY", "DATABASE_USER", "DATABASE_PASSWORD", "REDIS_PASSWORD"}
+SECRET_ENV = {"API_KEY", "READ_API_KEY", "DATABASE_USER", "DATABASE_PASSWORD", "REDIS_PASSWORD"}
 
 BOTS = {
     "minimal": example("traderbot-minimal.yaml"),
@@ -168,6 +168,28 @@ def test_api_key_comes_from_the_named_secret_when_given() -> None:
         "key": "api-key",
     }
     assert "bravo-api-key" not in [c["metadata"]["name"] for c in _children(model)]
+
+
+@pytest.mark.parametrize("name", ["minimal", "full"])
+def test_every_bot_gets_its_own_generated_read_only_key(name: str) -> None:
+    """The operator reads with it, whether or not the spec names the full key's Secret."""
+    model = BOTS[name]
+    secrets = {c["metadata"]["name"]: c for c in _children(model) if c["kind"] == "Secret"}
+    read_key = secrets[f"{model.name}-api-read-key"]
+    value = read_key["stringData"]["read-api-key"]
+    assert value.startswith("generated-")
+    assert read_key_of(read_key) == value
+    assert read_key_of({"data": {"read-api-key": base64.b64encode(value.encode()).decode()}}) == (
+        value
+    )
+    assert read_key_of({"data": {"read-api-key": "not base64!"}}) is None
+    assert read_key_of(None) is None
+    [container] = build_api_deployment(model)["spec"]["template"]["spec"]["containers"]
+    [env] = [e for e in container["env"] if e["name"] == "READ_API_KEY"]
+    assert env["valueFrom"]["secretKeyRef"] == {
+        "name": f"{model.name}-api-read-key",
+        "key": "read-api-key",
+    }
 
 
 def test_deployment_rolls_safely() -> None:

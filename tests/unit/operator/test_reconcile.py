@@ -275,9 +275,13 @@ def test_status_is_ready_when_api_database_and_cache_are_ready() -> None:
         "CacheReady": "True",
         "BackupScheduled": "True",
         "BackupHealthy": "True",
+        # Nothing read yet (tests/unit/operator/test_trading.py has the reads).
+        "TradingHalted": "Unknown",
         "Reconciled": "True",
     }
     assert conditions["BackupHealthy"]["reason"] == "NoRunYet"
+    assert conditions["TradingHalted"]["reason"] == "NotReadYet"
+    assert "trading" not in status
 
 
 def test_a_component_lost_after_ready_is_degraded_and_named() -> None:

@@ -154,6 +154,49 @@ async def test_reads_can_require_the_key(client: httpx.AsyncClient) -> None:
     assert (await client.get("/health/ready")).status_code == 200
 
 
+READ_ONLY = {"X-API-Key": "read-" + API_KEY[::-1]}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [embedded_settings(read_api_key=SecretStr(READ_ONLY["X-API-Key"]), reads_require_api_key=True)],
+)
+async def test_the_read_only_key_opens_reads_and_no_mutation(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/v1/risk", headers=READ_ONLY)).status_code == 200
+    assert (await client.get("/api/v1/positions", headers=READ_ONLY)).status_code == 200
+    for path, body in (
+        ("/api/v1/orders", market_order("ro")),
+        ("/api/v1/risk/kill-switch", {"engaged": False, "reason": "not with this key"}),
+    ):
+        refused = await client.post(path, json=body, headers=READ_ONLY)
+        assert refused.status_code == 403, path
+        assert "read-only key" in refused.json()["detail"]
+    assert (await client.get("/api/v1/orders", headers=READ_ONLY)).json() == []
+    # The full key still opens both.
+    assert (await client.get("/api/v1/risk", headers=KEY)).status_code == 200
+    placed = await client.post("/api/v1/orders", json=market_order("full"), headers=KEY)
+    assert placed.status_code == 201
+    wrong = await client.get("/api/v1/risk", headers={"X-API-Key": "neither"})
+    assert (wrong.status_code, wrong.json()["detail"]) == (403, "invalid API key")
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        embedded_settings(
+            api_key=None, read_api_key=SecretStr(READ_ONLY["X-API-Key"]), reads_require_api_key=True
+        )
+    ],
+)
+async def test_a_read_only_key_alone_opens_reads_and_leaves_mutations_closed(
+    client: httpx.AsyncClient,
+) -> None:
+    assert (await client.get("/api/v1/risk", headers=READ_ONLY)).status_code == 200
+    refused = await client.post("/api/v1/orders", json=market_order(), headers=READ_ONLY)
+    assert refused.status_code == 401
+    assert "no API key is configured" in refused.json()["detail"]
+
+
 # -- orders --------------------------------------------------------------------
 
 
@@ -297,6 +340,32 @@ async def test_risk_reports_the_configured_limits(client: httpx.AsyncClient) -> 
         "daily_loss_limit": "5000",
     }
     assert body["marks"] == {"BTCUSDT": "50000", "ETHUSDT": "3000"}
+
+
+async def test_risk_says_which_pod_answered_which_leads_and_why_trading_halted(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    body = (await client.get("/api/v1/risk")).json()
+    # The embedded replica is the only one: it answers and leads.
+    assert (body["pod"], body["leader"]) == ("unit-test", "unit-test")
+    assert (body["kill_switch"]["engaged"], body["daily_loss_halt"]) == (False, False)
+    assert (body["open_orders"], body["realized_pnl_today"]) == (0, "0")
+
+    await client.post(
+        "/api/v1/risk/kill-switch", json={"engaged": True, "reason": "drill"}, headers=KEY
+    )
+    manual = (await client.get("/api/v1/risk")).json()
+    assert (manual["kill_switch"]["engaged"], manual["daily_loss_halt"]) == (True, False)
+    await client.post(
+        "/api/v1/risk/kill-switch", json={"engaged": False, "reason": "done"}, headers=KEY
+    )
+    # NB: what the risk manager does when the realized loss reaches the limit
+    # (tests/unit/workload/test_risk.py drives it through a losing portfolio).
+    runtime = app.state.runtime
+    runtime.risk.halt("realized loss today 5000 reached the daily loss limit 5000", automatic=True)
+    halted = (await client.get("/api/v1/risk")).json()
+    assert (halted["kill_switch"]["engaged"], halted["daily_loss_halt"]) == (True, True)
+    assert halted["kill_switch"]["automatic"] is True
 
 
 async def test_strategies_can_be_disabled_and_enabled(client: httpx.AsyncClient) -> None:

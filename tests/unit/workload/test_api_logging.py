@@ -19,6 +19,7 @@ from unit.workload.api_support import API_KEY
 # Generated per run; the database one has characters a URL and JSON must escape.
 DB_PASSWORD = token.token_urlsafe(12) + '"/@:%'
 REDIS_PASSWORD = token.token_urlsafe(12)
+READ_KEY = token.token_urlsafe(24)
 
 
 @pytest.fixture
@@ -96,18 +97,19 @@ def test_reconfiguring_drops_earlier_per_logger_levels() -> None:
 def test_no_configured_secret_appears_in_any_line_at_any_level() -> None:
     settings = Settings(
         api_key=SecretStr(API_KEY),
+        read_api_key=SecretStr(READ_KEY),
         database_url=SecretStr(f"postgresql://trader:{quote(DB_PASSWORD, safe='')}@db:5432/t"),
         redis_password=SecretStr(REDIS_PASSWORD),
         pod_name="log-test",
     )
     out = io.StringIO()
     configure_logging("trace", stream=out, secrets=settings.secrets)
-    secrets = (API_KEY, DB_PASSWORD, REDIS_PASSWORD)
+    secrets = (API_KEY, READ_KEY, DB_PASSWORD, REDIS_PASSWORD)
     for level in (TRACE, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
         for name in ("uvicorn.error", "trader_api.api", "asyncpg"):
             log = logging.getLogger(name)
             log.log(level, '%s - "WebSocket %s" 403', ("10.0.0.1", 5), f"/ws?x-api-key={API_KEY}")
-            log.log(level, "connecting to %s", settings.database_dsn)
+            log.log(level, "connecting to %s with %s", settings.database_dsn, READ_KEY)
             log.log(level, "auth %s", REDIS_PASSWORD, extra={"header": f"X-API-Key: {API_KEY}"})
             log.log(level, "failed", exc_info=RuntimeError(f"bad password {DB_PASSWORD!r}"))
     lines = out.getvalue().splitlines()

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import Depends, Header, Request
 
-from trader_api.api.auth import API_KEY_HEADER, check_api_key
+from trader_api.api.auth import API_KEY_HEADER, check_api_key, check_read_key
 from trader_api.api.lifecycle import Lifecycle
 from trader_api.config import Settings
 from trader_api.services.runtime import Runtime
@@ -32,14 +32,16 @@ LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
 
 
 def check_write_access(settings: Settings, presented: str | None) -> None:
-    """Let a mutation through only with the configured API key."""
-    check_api_key(configured=settings.api_key, presented=presented)
+    """Let a mutation through only with the configured API key (never the read-only one)."""
+    check_api_key(configured=settings.api_key, presented=presented, read_only=settings.read_api_key)
 
 
 def check_read_access(settings: Settings, presented: str | None) -> None:
-    """Let a read through; with ``READS_REQUIRE_API_KEY`` only with the key."""
+    """Let a read through; with ``READS_REQUIRE_API_KEY`` only with either key."""
     if settings.reads_require_api_key:
-        check_api_key(configured=settings.api_key, presented=presented)
+        check_read_key(
+            configured=settings.api_key, read_only=settings.read_api_key, presented=presented
+        )
 
 
 async def require_write_access(

@@ -213,11 +213,20 @@ class KillSwitchOut(BaseModel):
 
 
 class RiskOut(BaseModel):
+    """The risk state; what the operator copies into the TraderBot's ``status.trading``."""
+
     limits: RiskLimitsOut
     kill_switch: KillSwitchOut
+    daily_loss_halt: bool = Field(
+        description="the kill switch was engaged by the daily loss limit (not by a person)"
+    )
     open_orders: int
     realized_pnl_today: PlainDecimal
     marks: dict[str, PlainDecimal]
+    leader: str | None = Field(
+        description="the pod holding the leader lease (running the engine); null if unknown"
+    )
+    pod: str = Field(description="the pod that answered")
 
 
 class KillSwitchRequest(BaseModel):

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from trader_api.api.auth import API_KEY_HEADER, check_api_key
+from trader_api.api.auth import API_KEY_HEADER, check_read_key
 from trader_api.api.lifecycle import GOING_AWAY, Lifecycle
 from trader_api.services.events import PUBLIC_TYPES
 from trader_api.services.hub import OVERFLOW, Listener
@@ -83,8 +83,9 @@ def _refusal(
         return GOING_AWAY, "server shutting down"
     if runtime.settings.reads_require_api_key:
         try:
-            check_api_key(
+            check_read_key(
                 configured=runtime.settings.api_key,
+                read_only=runtime.settings.read_api_key,
                 presented=websocket.headers.get(API_KEY_HEADER),
             )
         except HTTPException as exc:

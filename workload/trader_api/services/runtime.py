@@ -448,6 +448,9 @@ class Runtime:
             "type": "risk",
             "halted": state is not None,
             "reason": state.reason if state is not None else None,
+            # NB: carried so every replica tells a daily-loss halt from a person's kill
+            # switch (GET /api/v1/risk may be answered by any of them).
+            "automatic": state is not None and state.automatic,
         }
         task = asyncio.get_running_loop().create_task(self._broadcast_halt(state, event))
         self._publishing.add(task)
@@ -471,6 +474,17 @@ class Runtime:
         if self._publishing:
             await asyncio.gather(*self._publishing, return_exceptions=True)
         return self.risk.halt_state
+
+    async def leader(self) -> str | None:
+        """Return the pod that holds the leader lease (runs the engine), None if unknown.
+
+        NB: None also when Redis cannot be asked: a status read must not fail
+        because one of its fields is unavailable.
+        """
+        try:
+            return await self.lease.holder()
+        except StorageUnavailableError:
+            return None
 
     async def set_strategy_enabled(self, name: str, *, enabled: bool) -> StrategyConfig:
         """Enable or disable a strategy on every replica; raise ``UnknownStrategyError``."""
@@ -516,7 +530,10 @@ class Runtime:
             self._applying_remote = True
             try:
                 if event.get("halted") and not self.risk.halted:
-                    self.risk.halt(str(event.get("reason") or "halted on another replica"))
+                    self.risk.halt(
+                        str(event.get("reason") or "halted on another replica"),
+                        automatic=event.get("automatic") is True,
+                    )
                 elif not event.get("halted") and self.risk.halted:
                     self.risk.resume()
             finally:

@@ -13,13 +13,18 @@ router = APIRouter(prefix="/api/v1", tags=["risk"], route_class=EdgeRoute)
 
 @router.get("/risk", dependencies=[ReadAccess])
 async def risk_state(runtime: RuntimeDep) -> RiskOut:
+    """Return limits, kill switch, daily-loss halt, open orders, PnL today and the leader."""
     portfolio = await runtime.orders.portfolio()
+    halt = runtime.risk.halt_state
     return RiskOut(
         limits=RiskLimitsOut.of(runtime.risk.limits),
-        kill_switch=KillSwitchOut.of(runtime.risk.halt_state),
+        kill_switch=KillSwitchOut.of(halt),
+        daily_loss_halt=halt is not None and halt.automatic,
         open_orders=portfolio.open_orders,
         realized_pnl_today=portfolio.realized_pnl_today,
         marks=dict(portfolio.marks),
+        leader=await runtime.leader(),
+        pod=runtime.settings.pod_name,
     )
 
 
