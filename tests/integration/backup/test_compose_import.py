@@ -17,7 +17,7 @@ import gzip
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -286,117 +286,73 @@ async def test_an_import_restores_over_a_bot_that_already_has_data(
     assert after["klines"] == 350 != expected["klines"]
 
 
-def _assert_refused(result: Any, backup_dir: Path, server: PostgresServer, why: str) -> None:
+def _pg_dump_died(data: bytes) -> bytes:
+    """``pg_dump | gzip`` gives a whole gzip stream even when pg_dump dies half-way."""
+    lines = gzip.decompress(data).splitlines(keepends=True)
+    return gzip.compress(b"".join(lines[: len(lines) * 2 // 3]))
+
+
+def _does_not_load(data: bytes) -> bytes:
+    text = gzip.decompress(data)
+    return gzip.compress(text.replace(b"CREATE TABLE public.fills", b"CREATE TABLE a.b.c", 1))
+
+
+def _flip_a_byte(data: bytes) -> bytes:
+    return data[:200] + bytes([data[200] ^ 0xFF]) + data[201:]
+
+
+@pytest.mark.parametrize(
+    ("damaged", "damage", "why"),
+    [
+        ("sql", lambda data: data[: len(data) // 2], "truncated: the gzip stream ends early"),
+        ("sql", _pg_dump_died, "incomplete pg_dump"),
+        ("sql", lambda _: gzip.compress(b"CREATE TABLE t (id int);\n"), "not a pg_dump plain"),
+        ("sql", lambda _: b"-- PostgreSQL database dump\n", "not a gzip file"),
+        ("sql", _does_not_load, "loading the SQL dump failed"),
+        ("rdb", lambda data: data[: len(data) - 100], "truncated or corrupt"),
+        ("rdb", _flip_a_byte, "is corrupt: CRC-64"),
+        ("rdb", lambda data: b"RADIS" + data[5:], "not a Redis RDB file"),
+        ("rdb", lambda data: data[:9], "truncated"),
+    ],
+    ids=[
+        "sql-cut",
+        "sql-pg-dump-died",
+        "sql-hand-written",
+        "sql-not-gzip",
+        "sql-does-not-load",
+        "rdb-cut",
+        "rdb-flipped-byte",
+        "rdb-bad-magic",
+        "rdb-header-only",
+    ],
+)
+def test_a_damaged_file_is_refused_and_nothing_is_left(
+    *,
+    cli: Cli,
+    bot_database: str,
+    seed_files: tuple[Path, Path],
+    backup_dir: Path,
+    postgres_server: PostgresServer,
+    tmp_path: Path,
+    damaged: str,
+    damage: Callable[[bytes], bytes],
+    why: str,
+) -> None:
+    """One damaged file (the other one intact): one line saying why, no folder, no scratch db."""
+    sql_gz, rdb = seed_files
+    original = sql_gz if damaged == "sql" else rdb
+    broken = tmp_path / f"damaged-{original.name}"
+    broken.write_bytes(damage(original.read_bytes()))
+    if damaged == "sql":
+        sql_gz = broken
+    else:
+        rdb = broken
+
+    result = _import(cli, bot_database, "--sql-gz", str(sql_gz), "--redis-rdb", str(rdb))
+
     assert result.code == 1, result.result
     assert result.result["ok"] is False
     assert why in result.result["error"]
     assert "\n" not in result.result["error"]
-    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
-    assert _scratch_databases(server) == []
-
-
-def test_a_truncated_sql_gz_is_refused(
-    *,
-    cli: Cli,
-    bot_database: str,
-    seed_files: tuple[Path, Path],
-    backup_dir: Path,
-    postgres_server: PostgresServer,
-    tmp_path: Path,
-) -> None:
-    sql_gz, _ = seed_files
-    cut = tmp_path / "db_cut.sql.gz"
-    data = sql_gz.read_bytes()
-    cut.write_bytes(data[: len(data) // 2])
-
-    result = _import(cli, bot_database, "--sql-gz", str(cut))
-
-    _assert_refused(result, backup_dir, postgres_server, "truncated")
-
-
-def test_a_dump_pg_dump_did_not_finish_is_refused(
-    *,
-    cli: Cli,
-    bot_database: str,
-    seed_files: tuple[Path, Path],
-    backup_dir: Path,
-    postgres_server: PostgresServer,
-    tmp_path: Path,
-) -> None:
-    """``pg_dump | gzip`` gives a whole gzip stream even when pg_dump dies half-way."""
-    sql_gz, _ = seed_files
-    lines = gzip.decompress(sql_gz.read_bytes()).splitlines(keepends=True)
-    died = tmp_path / "db_died.sql.gz"
-    died.write_bytes(gzip.compress(b"".join(lines[: len(lines) * 2 // 3])))
-
-    result = _import(cli, bot_database, "--sql-gz", str(died))
-
-    _assert_refused(result, backup_dir, postgres_server, "incomplete pg_dump")
-
-
-def test_a_file_that_is_not_a_pg_dump_is_refused(
-    cli: Cli, bot_database: str, backup_dir: Path, postgres_server: PostgresServer, tmp_path: Path
-) -> None:
-    not_a_dump = tmp_path / "db_hand_written.sql.gz"
-    not_a_dump.write_bytes(gzip.compress(b"CREATE TABLE orders (id int);\n"))
-    plain = tmp_path / "db_plain.sql.gz"
-    plain.write_bytes(b"-- PostgreSQL database dump\n")  # not gzip at all
-
-    first = _import(cli, bot_database, "--sql-gz", str(not_a_dump))
-    second = _import(cli, bot_database, "--sql-gz", str(plain))
-
-    _assert_refused(first, backup_dir, postgres_server, "not a pg_dump plain-format dump")
-    _assert_refused(second, backup_dir, postgres_server, "not a gzip file")
-
-
-def test_a_dump_that_fails_to_load_leaves_nothing_behind(
-    *,
-    cli: Cli,
-    bot_database: str,
-    seed_files: tuple[Path, Path],
-    backup_dir: Path,
-    postgres_server: PostgresServer,
-    tmp_path: Path,
-) -> None:
-    sql_gz, _ = seed_files
-    text = gzip.decompress(sql_gz.read_bytes())
-    broken = tmp_path / "db_broken.sql.gz"
-    broken.write_bytes(
-        gzip.compress(text.replace(b"CREATE TABLE public.fills", b"CREATE TABLE public.nope.x", 1))
-    )
-
-    result = _import(cli, bot_database, "--sql-gz", str(broken))
-
-    _assert_refused(result, backup_dir, postgres_server, "loading the SQL dump failed")
-
-
-@pytest.mark.parametrize(
-    ("damage", "why"),
-    [
-        (lambda data: data[: len(data) - 100], "truncated or corrupt"),
-        (lambda data: data[:200] + bytes([data[200] ^ 0xFF]) + data[201:], "is corrupt: CRC-64"),
-        (lambda data: b"RADIS" + data[5:], "not a Redis RDB file"),
-        (lambda data: data[:9], "truncated"),
-    ],
-    ids=["cut", "flipped-byte", "bad-magic", "header-only"],
-)
-def test_a_corrupt_rdb_is_refused(
-    *,
-    cli: Cli,
-    bot_database: str,
-    seed_files: tuple[Path, Path],
-    backup_dir: Path,
-    postgres_server: PostgresServer,
-    tmp_path: Path,
-    damage: Any,
-    why: str,
-) -> None:
-    sql_gz, rdb = seed_files
-    data = rdb.read_bytes()
-    assert len(data) > 300
-    corrupt = tmp_path / "redis_corrupt.rdb"
-    corrupt.write_bytes(damage(data))
-
-    result = _import(cli, bot_database, "--sql-gz", str(sql_gz), "--redis-rdb", str(corrupt))
-
-    _assert_refused(result, backup_dir, postgres_server, why)
+    assert not backup_dir.exists() or _names(backup_dir) == []
+    assert _scratch_databases(postgres_server) == []

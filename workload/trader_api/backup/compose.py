@@ -43,15 +43,8 @@ import asyncpg
 import crcmod
 
 from trader_api.backup.errors import BackupError
-from trader_api.backup.files import (
-    copy_file_durably,
-    publish_folder,
-    remove_tree,
-    sha256_of,
-    write_file_atomically,
-)
+from trader_api.backup.files import copy_file_durably, sha256_of
 from trader_api.backup.manifest import (
-    MANIFEST_NAME,
     DatabasePart,
     ImportedFile,
     ImportOrigin,
@@ -59,10 +52,9 @@ from trader_api.backup.manifest import (
     RedisPart,
 )
 from trader_api.backup.postgres import PgTarget, dump_database, tool
-from trader_api.backup.retention import STAGING_PREFIX, backup_name
+from trader_api.backup.retention import backup_name
+from trader_api.backup.runs import DATABASE_FILE, REDIS_FILE, backup_result, publish_backup
 
-DATABASE_FILE: Final = "database.dump"
-REDIS_FILE: Final = "redis.rdb"
 _CHUNK: Final = 1 << 20
 _STDERR_TAIL: Final = 2000
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
@@ -423,10 +415,18 @@ def run_import(
         raise BackupError(f"backup {final} already exists; choose another --name")
     dump = None if sql_gz is None else check_sql_gz(sql_gz)
     rdb = None if redis_rdb is None else check_rdb(redis_rdb)
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = dest / f"{STAGING_PREFIX}{name}"
-    staging.mkdir()
-    try:
+    origin = ImportOrigin(
+        sql_gz=None if sql_gz is None else _imported(sql_gz),
+        redis_rdb=None if redis_rdb is None else _imported(redis_rdb),
+        pg_dump_version=None if dump is None else dump.pg_dump_version,
+        server_version=None if dump is None else dump.server_version,
+        timescaledb=None if dump is None else dump.timescaledb,
+        rdb_version=None if rdb is None else rdb.version,
+        rdb_checksum=None if rdb is None else rdb.checksum,
+        redis_version=None if rdb is None else rdb.redis_version,
+    )
+
+    def write(staging: Path) -> Manifest:
         database = None
         if sql_gz is not None and dump is not None and database_url is not None:
             database = convert_sql_gz(
@@ -438,8 +438,8 @@ def run_import(
             )
         redis_part = None
         if redis_rdb is not None and rdb is not None:
-            copy_file_durably(redis_rdb, staging / REDIS_FILE)
             copied = staging / REDIS_FILE
+            copy_file_durably(redis_rdb, copied)
             redis_part = RedisPart(
                 file=REDIS_FILE,
                 size=copied.stat().st_size,
@@ -447,17 +447,7 @@ def run_import(
                 lastsave=rdb.ctime if rdb.ctime is not None else int(redis_rdb.stat().st_mtime),
                 source="imported",
             )
-        origin = ImportOrigin(
-            sql_gz=None if sql_gz is None else _imported(sql_gz),
-            redis_rdb=None if redis_rdb is None else _imported(redis_rdb),
-            pg_dump_version=None if dump is None else dump.pg_dump_version,
-            server_version=None if dump is None else dump.server_version,
-            timescaledb=None if dump is None else dump.timescaledb,
-            rdb_version=None if rdb is None else rdb.version,
-            rdb_checksum=None if rdb is None else rdb.checksum,
-            redis_version=None if rdb is None else rdb.redis_version,
-        )
-        manifest = Manifest(
+        return Manifest(
             bot=bot,
             name=name,
             created_at=started,
@@ -466,28 +456,9 @@ def run_import(
             redis=redis_part,
             origin=origin,
         )
-        write_file_atomically(
-            staging / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode() + b"\n"
-        )
-        publish_folder(staging, final)
-    except OSError as exc:
-        remove_tree(staging)
-        raise BackupError(f"writing the imported backup to {dest} failed: {exc}") from exc
-    except BaseException:
-        remove_tree(staging)
-        raise
+
+    final, manifest = publish_backup(dest=dest, name=name, write=write)
     return {
-        "ok": True,
-        "action": "import",
-        "bot": bot,
-        "name": name,
-        "location": str(final),
-        "size": manifest.size,
-        "checksum": "sha256:" + sha256_of(final / MANIFEST_NAME),
-        "tables": None if database is None else database.tables,
-        "scope": None if database is None else database.scope,
-        "redis": redis_part is not None,
-        "started_at": started.isoformat().replace("+00:00", "Z"),
-        "finished_at": manifest.completed_at.isoformat().replace("+00:00", "Z"),
+        **backup_result(action="import", manifest=manifest, final=final),
         "imported": origin.model_dump(mode="json", exclude_none=True),
     }
