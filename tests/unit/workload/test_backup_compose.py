@@ -154,3 +154,17 @@ def test_a_backup_name_stays_one_folder(name: str) -> None:
 def test_a_backup_name_may_be_the_default_or_a_plain_word() -> None:
     check_name("demo-20261203T172902059115Z")
     check_name("compose-seed_2025.01.28")
+
+
+@pytest.mark.parametrize("command", [b"\\! touch /tmp/owned\n", b"\\connect postgres\n"])
+def test_a_psql_command_pg_dump_does_not_write_is_refused(command: bytes) -> None:
+    with pytest.raises(BackupError, match="is not something pg_dump writes"):
+        check_sql_lines(iter([*HEADER, command, *BODY, *TRAILER]), name="db.sql")
+
+
+def test_table_data_that_looks_like_a_psql_command_is_only_data() -> None:
+    data = [b"COPY public.orders (id) FROM stdin;\n", b"\\! not a command\n", b"\\.\n"]
+
+    dump = check_sql_lines(iter([*HEADER, *data, *TRAILER]), name="db.sql")
+
+    assert dump.pg_dump_version == "16.10"

@@ -70,6 +70,7 @@ _COPY_START: Final = re.compile(rb"^COPY \S+ .*FROM stdin;$")
 _COPY_END: Final = b"\\."
 # pg_dump 17.6/16.10/15.14 and later end the dump with psql's \unrestrict KEY.
 _UNRESTRICT: Final = b"\\unrestrict "
+_META_ALLOWED: Final = (b"\\restrict ", _UNRESTRICT)
 # Statements pg_restore leaves out with --no-owner --no-privileges; pg_dump writes
 # each on one line. NB: COMMENT ON EXTENSION needs the extension's owner.
 _SKIPPED: Final = re.compile(
@@ -105,15 +106,34 @@ def _gunzip_lines(path: Path) -> Iterator[bytes]:
         raise BackupError(f"{path.name} is corrupt: {exc}") from exc
 
 
+def _classified(lines: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Yield each line with whether it is table data (inside ``COPY ... FROM stdin``).
+
+    NB: inside a COPY block every line up to ``\\.`` is data, whatever it looks like.
+    """
+    in_copy = False
+    for line in lines:
+        stripped = line.rstrip(b"\r\n")
+        if in_copy:
+            in_copy = stripped != _COPY_END
+            yield line, True
+        else:
+            in_copy = _COPY_START.match(stripped) is not None
+            yield line, False
+
+
 def check_sql_lines(lines: Iterator[bytes], *, name: str) -> SqlDump:
     """Check that ``lines`` are one complete ``pg_dump`` plain-format dump; say what it is.
 
     NB: the trailer is the only proof that ``pg_dump`` finished: it is written last.
+    NB: psql runs backslash commands (``\\!`` runs a shell, ``\\connect`` leaves the
+    scratch database); pg_dump writes none but ``\\restrict``/``\\unrestrict``, so any
+    other outside table data is refused before anything runs.
     """
     server_version = pg_dump_version = None
     timescaledb = False
     last = b""
-    for number, line in enumerate(lines):
+    for number, (line, data) in enumerate(_classified(lines)):
         stripped = line.rstrip(b"\r\n")
         if number < _HEADER_LINES:
             if (match := _DUMPED_FROM.match(stripped)) is not None:
@@ -122,6 +142,14 @@ def check_sql_lines(lines: Iterator[bytes], *, name: str) -> SqlDump:
                 pg_dump_version = match[1].decode()
             if number == _HEADER_LINES - 1 and pg_dump_version is None:
                 break
+        if data:
+            continue
+        if stripped.startswith(b"\\") and not stripped.startswith(_META_ALLOWED):
+            command = stripped.split(b" ", 1)[0].decode(errors="replace")
+            raise BackupError(
+                f"{name} line {number + 1}: psql command {command} is not something pg_dump "
+                "writes; refusing to run it"
+            )
         if _TIMESCALEDB.match(stripped):
             timescaledb = True
         if stripped and stripped != b"--" and not stripped.startswith(_UNRESTRICT):
@@ -147,20 +175,9 @@ def check_sql_gz(path: Path) -> SqlDump:
 
 
 def loadable_lines(lines: Iterator[bytes]) -> Iterator[bytes]:
-    """Yield the dump without ownership and privilege statements; table data passes as is.
-
-    NB: inside a ``COPY ... FROM stdin`` block every line is data, whatever it looks like.
-    """
-    in_copy = False
-    for line in lines:
-        if in_copy:
-            if line.rstrip(b"\r\n") == _COPY_END:
-                in_copy = False
-            yield line
-        elif _SKIPPED.match(line):
-            continue
-        else:
-            in_copy = _COPY_START.match(line.rstrip(b"\r\n")) is not None
+    """Yield the dump without ownership and privilege statements; table data passes as is."""
+    for line, data in _classified(lines):
+        if data or not _SKIPPED.match(line):
             yield line
 
 
