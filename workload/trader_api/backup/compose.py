@@ -190,8 +190,14 @@ def _feed(stdin: IO[bytes], lines: Iterator[bytes]) -> None:
             stdin.close()
 
 
-def _psql(target: PgTarget, *, sql: str | None, lines: Iterator[bytes] | None = None) -> None:
-    """Run ``psql`` on ``target`` (a command, or ``lines`` on stdin in one transaction)."""
+def _psql(
+    target: PgTarget, *, what: str, sql: str | None, lines: Iterator[bytes] | None = None
+) -> None:
+    """Run ``psql`` on ``target`` (a command, or ``lines`` on stdin in one transaction).
+
+    NB: if producing ``lines`` fails half-way, psql is killed rather than left to
+    read EOF as the end of its script and commit what it got.
+    """
     argv = [tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={target.database}"]
     argv += ["-c", sql] if sql is not None else ["--single-transaction", "-f", "-"]
     with tempfile.TemporaryFile() as errors:
@@ -203,19 +209,23 @@ def _psql(target: PgTarget, *, sql: str | None, lines: Iterator[bytes] | None = 
             stderr=errors,
         )
         if lines is not None and proc.stdin is not None:
-            _feed(proc.stdin, lines)
+            try:
+                _feed(proc.stdin, lines)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
         code = proc.wait()
         if code != 0:
             errors.seek(0)
             said = errors.read().decode(errors="replace").strip().splitlines() or [""]
             # NB: one line for the result: psql's ERROR line, not its LINE/caret context.
             first = next((line for line in said if "ERROR:" in line), said[-1])
-            raise BackupError(
-                f"loading the SQL dump failed (psql exit {code}): {first[:_STDERR_TAIL]}"
-            )
+            raise BackupError(f"{what} failed (psql exit {code}): {first[:_STDERR_TAIL]}")
 
 
-async def _create_database(target: PgTarget, name: str, *, drop: bool) -> None:
+async def _scratch_database(target: PgTarget, name: str, *, drop: bool) -> None:
+    """Create (or, with ``drop``, drop) the scratch database the dump is loaded into."""
     conn = await target.connect()
     try:
         quoted = '"' + name.replace('"', '""') + '"'
@@ -230,6 +240,9 @@ async def _create_database(target: PgTarget, name: str, *, drop: bool) -> None:
         await conn.close()
 
 
+_TS_SETUP: Final = "a TimescaleDB restore step (extension, pre- or post-restore)"
+
+
 def convert_sql_gz(
     target: PgTarget, *, sql_gz: Path, dump: SqlDump, out: Path, source_database: str
 ) -> DatabasePart:
@@ -240,19 +253,20 @@ def convert_sql_gz(
     dropped whatever happens.
     """
     scratch = f"{target.database[:40]}_import_{secrets.token_hex(4)}"
-    asyncio.run(_create_database(target, scratch, drop=False))
+    asyncio.run(_scratch_database(target, scratch, drop=False))
     scratch_target = target.with_database(scratch)
     try:
         if dump.timescaledb:
             # NB: TimescaleDB's documented way to load a dump: extension, pre, load, post.
-            _psql(scratch_target, sql="CREATE EXTENSION IF NOT EXISTS timescaledb")
-            _psql(scratch_target, sql="SELECT timescaledb_pre_restore()")
-        _psql(scratch_target, sql=None, lines=loadable_lines(_gunzip_lines(sql_gz)))
+            _psql(scratch_target, what=_TS_SETUP, sql="CREATE EXTENSION IF NOT EXISTS timescaledb")
+            _psql(scratch_target, what=_TS_SETUP, sql="SELECT timescaledb_pre_restore()")
+        lines = loadable_lines(_gunzip_lines(sql_gz))
+        _psql(scratch_target, what="loading the SQL dump", sql=None, lines=lines)
         if dump.timescaledb:
-            _psql(scratch_target, sql="SELECT timescaledb_post_restore()")
+            _psql(scratch_target, what=_TS_SETUP, sql="SELECT timescaledb_post_restore()")
         part = asyncio.run(dump_database(scratch_target, out=out))
     finally:
-        asyncio.run(_create_database(target, scratch, drop=True))
+        asyncio.run(_scratch_database(target, scratch, drop=True))
     return part.model_copy(update={"database": source_database})
 
 
