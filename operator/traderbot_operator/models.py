@@ -571,6 +571,21 @@ BACKUP_PLURAL = "traderbotbackups"
 BackupPhase = Literal["Pending", "Running", "Completed", "Failed"]
 
 
+# A file on the backup volume, relative to its root: segments of safe characters, none
+# empty, hidden or "..", so the path cannot leave the volume (the CRD has the same pattern).
+BACKUP_VOLUME_PATH_PATTERN: Final = r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$"
+BackupVolumePath = Annotated[
+    str, StringConstraints(min_length=1, max_length=255, pattern=BACKUP_VOLUME_PATH_PATTERN)
+]
+
+
+class BackupImport(_Model):
+    """docker-compose era backup files on the bot's backup volume, imported instead of dumped."""
+
+    sql_gz: BackupVolumePath | None = None
+    redis_rdb: BackupVolumePath | None = None
+
+
 class BackupRunSpec(_Model):
     """What one TraderBotBackup backs up (mirrors crds/traderbot.dev_traderbotbackups.yaml)."""
 
@@ -578,6 +593,36 @@ class BackupRunSpec(_Model):
     database: bool = True
     redis: bool = True
     tables: tuple[str, ...] | None = None
+    import_from: BackupImport | None = None
+
+    @model_validator(mode="after")
+    def _import_matches(self) -> Self:
+        """Keep ``database``/``redis`` true to what an import holds (restores check them)."""
+        source = self.import_from
+        if source is None:
+            return self
+        problems = [
+            message
+            for broken, message in (
+                (
+                    source.sql_gz is None and source.redis_rdb is None,
+                    "importFrom needs sqlGz, redisRdb or both",
+                ),
+                (self.tables is not None, "importFrom imports whole files; drop spec.tables"),
+                (
+                    self.database != (source.sql_gz is not None),
+                    "spec.database must be true exactly when importFrom.sqlGz is set",
+                ),
+                (
+                    self.redis != (source.redis_rdb is not None),
+                    "spec.redis must be true exactly when importFrom.redisRdb is set",
+                ),
+            )
+            if broken
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class BackupRunStatus(_Model):

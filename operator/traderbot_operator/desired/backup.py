@@ -245,8 +245,26 @@ def build_backup_job(bot: TraderBot, *, run: BackupRun) -> Manifest:
         extra_env.append({"name": "BACKUP_TABLES", "value": ",".join(run.spec.tables)})
     overridden = {entry["name"] for entry in extra_env}
     env = [entry for entry in backup_env(bot) if entry["name"] not in overridden] + extra_env
-    spec = _backup_job_spec(bot, env=env, pod_labels=pod_labels)
+    spec = _backup_job_spec(bot, env=env, pod_labels=pod_labels, args=import_args(run))
     return _job_of_run(run, kind=BACKUP_KIND, job_labels=job_labels, spec=spec)
+
+
+def import_args(run: BackupRun) -> list[str] | None:
+    """Return ``trader-backup import``'s arguments for a run with ``spec.importFrom``.
+
+    NB: the paths are relative to the backup volume and the model's pattern keeps
+    them inside it (no absolute path, no ``..``); the import writes a backup folder
+    there like any run, and its result line is what the record's status shows.
+    """
+    source = run.spec.import_from
+    if source is None:
+        return None
+    args = ["import"]
+    if source.sql_gz is not None:
+        args += ["--sql-gz", f"{BACKUP_MOUNT}/{source.sql_gz}"]
+    if source.redis_rdb is not None:
+        args += ["--redis-rdb", f"{BACKUP_MOUNT}/{source.redis_rdb}"]
+    return args
 
 
 def build_backup_record(bot: TraderBot, *, name: str, label: str) -> Manifest:

@@ -4,6 +4,7 @@
     trader-backup restore [BACKUP] [--what database|redis|both] [--force]
     trader-backup verify  [BACKUP]
     trader-backup prune
+    trader-backup import  --sql-gz FILE [--redis-rdb FILE] [--name NAME]
 
 With no command it backs up (what the CronJob runs). ``BACKUP`` is a folder
 name in ``--dest`` (or a path); the newest successful backup when omitted.
@@ -22,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from trader_api.backup.compose import run_import
 from trader_api.backup.errors import BackupError
 from trader_api.backup.runs import (
     Sources,
@@ -34,7 +36,7 @@ from trader_api.backup.runs import (
 
 logger = logging.getLogger("trader_api.backup")
 
-COMMANDS = frozenset({"backup", "restore", "verify", "prune"})
+COMMANDS = frozenset({"backup", "restore", "verify", "prune", "import"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps
@@ -126,6 +128,25 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--retention-days", type=int, default=int(_env("BACKUP_RETENTION_DAYS", "30") or 30)
     )
+
+    imports = commands.add_parser(
+        "import",
+        help="turn docker-compose era backups (pg_dump | gzip, dump.rdb) into a backup",
+    )
+    imports.add_argument(
+        "--sql-gz", type=Path, default=None, help="a `pg_dump | gzip` file (db_DATE.sql.gz)"
+    )
+    imports.add_argument(
+        "--redis-rdb", type=Path, default=None, help="a copy of Redis's dump.rdb (redis_DATE.rdb)"
+    )
+    imports.add_argument(
+        "--name", default=None, help="the backup folder's name (default: <bot>-<UTC time>)"
+    )
+    imports.add_argument(
+        "--source-database",
+        default="trader",
+        help="the compose database's name, recorded in the manifest (default: trader)",
+    )
     return parser
 
 
@@ -153,6 +174,16 @@ def _dispatch(args: argparse.Namespace) -> dict[str, Any]:
     if args.command == "prune":
         return run_prune(dest=args.dest, bot=args.bot, retention_days=args.retention_days)
     sources = _sources(args)
+    if args.command == "import":
+        return run_import(
+            dest=args.dest,
+            bot=args.bot,
+            database_url=sources.database_url,
+            sql_gz=args.sql_gz,
+            redis_rdb=args.redis_rdb,
+            name=args.name,
+            source_database=args.source_database,
+        )
     if args.command == "backup":
         tables = None if args.tables is None else [t for t in args.tables.split(",") if t]
         return run_backup(

@@ -49,7 +49,8 @@ class DatabasePart(FileEntry):
     tables: dict[str, int]  # table -> row count in the dump's snapshot
 
 
-RedisSource = Literal["data_dir", "replication"]
+# Copied from the data folder, via redis-cli --rdb, or a compose-era file imported.
+RedisSource = Literal["data_dir", "replication", "imported"]
 
 
 class RedisPart(FileEntry):
@@ -58,6 +59,35 @@ class RedisPart(FileEntry):
     format: Literal["rdb"] = "rdb"
     lastsave: int  # Redis LASTSAVE (unix seconds) after the BGSAVE
     source: RedisSource = "data_dir"  # copied from the data folder, or via redis-cli --rdb
+
+
+class ImportedFile(BaseModel):
+    """A file ``trader-backup import`` read, as it was: for tracing the backup to its source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str  # the imported file's name (not a file of the backup folder)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ImportOrigin(BaseModel):
+    """Where an imported backup came from: the docker-compose era's backup files.
+
+    NB: informational; restore checks the backup's own files, which the import wrote.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["compose"] = "compose"
+    sql_gz: ImportedFile | None = None
+    redis_rdb: ImportedFile | None = None
+    pg_dump_version: str | None = None
+    server_version: str | None = None  # the compose database's PostgreSQL version
+    timescaledb: bool | None = None  # the dump created the timescaledb extension
+    rdb_version: int | None = None
+    rdb_checksum: bool | None = None  # False: saved with rdbchecksum no (nothing to check)
+    redis_version: str | None = None  # the snapshot's redis-ver
 
 
 class Manifest(BaseModel):
@@ -70,6 +100,7 @@ class Manifest(BaseModel):
     completed_at: datetime
     database: DatabasePart | None = None
     redis: RedisPart | None = None
+    origin: ImportOrigin | None = None  # set by ``trader-backup import`` only
 
     @property
     def size(self) -> int:

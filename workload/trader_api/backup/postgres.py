@@ -128,7 +128,8 @@ def _quote(table: str) -> str:
     return '"' + table.replace('"', '""') + '"'
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
+    """Return the path of a PostgreSQL client program, or say how to install it."""
     path = shutil.which(name)
     if path is None:
         raise BackupError(f"{name} not found on PATH (install the PostgreSQL client)")
@@ -186,7 +187,7 @@ async def dump_database(
             scope = list(tables) if tables is not None else existing
             counts = await count_rows(conn, scope)
             argv = [
-                _tool("pg_dump"),
+                tool("pg_dump"),
                 "--format=custom",
                 f"--compress={compress}",
                 f"--snapshot={snapshot}",
@@ -250,7 +251,7 @@ async def _pg_restore(
     ``clean`` drops the objects first (a restore over the live database); a scratch
     database is empty and needs none.
     """
-    argv = [_tool("pg_restore")]
+    argv = [tool("pg_restore")]
     if clean:
         argv += ["--clean", "--if-exists"]
     argv += [

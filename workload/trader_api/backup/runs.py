@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,10 +62,8 @@ def run_backup(
         raise BackupError("nothing to back up: no database URL and no Redis URL")
     started = datetime.now(UTC)
     name = backup_name(bot, started)
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = dest / f"{STAGING_PREFIX}{name}"
-    staging.mkdir()
-    try:
+
+    def write(staging: Path) -> Manifest:
         database = None
         if sources.database_url is not None:
             database = asyncio.run(
@@ -79,7 +78,7 @@ def run_backup(
             redis_part = backup_redis(
                 url=sources.redis_url, data_dir=sources.redis_data_dir, out=staging / REDIS_FILE
             )
-        manifest = Manifest(
+        return Manifest(
             bot=bot,
             name=name,
             created_at=started,
@@ -87,6 +86,35 @@ def run_backup(
             database=database,
             redis=redis_part,
         )
+
+    final, manifest = publish_backup(dest=dest, name=name, write=write)
+    maintenance = (
+        None if sources.database_url is None else _maintenance(sources.database_url, sources)
+    )
+    pruned: list[Path] = []
+    if retention_days is not None:
+        pruned = prune(dest, bot=bot, retention_days=retention_days)
+    return {
+        **backup_result(action="backup", manifest=manifest, final=final),
+        "pruned": [p.name for p in pruned],
+        "maintenance": maintenance,
+    }
+
+
+def publish_backup(
+    *, dest: Path, name: str, write: Callable[[Path], Manifest]
+) -> tuple[Path, Manifest]:
+    """Let ``write`` fill a staging folder and return its manifest; publish it as ``name``.
+
+    NB: the manifest is written last and the folder renamed into place only then,
+    so ``dest`` holds a complete backup or nothing: any failure removes the
+    staging folder (a full disk leaves nothing behind).
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / f"{STAGING_PREFIX}{name}"
+    staging.mkdir()
+    try:
+        manifest = write(staging)
         write_file_atomically(
             staging / MANIFEST_NAME, manifest.model_dump_json(indent=2).encode() + b"\n"
         )
@@ -98,27 +126,25 @@ def run_backup(
     except BaseException:
         remove_tree(staging)
         raise
-    maintenance = (
-        None if sources.database_url is None else _maintenance(sources.database_url, sources)
-    )
-    pruned: list[Path] = []
-    if retention_days is not None:
-        pruned = prune(dest, bot=bot, retention_days=retention_days)
+    return final, manifest
+
+
+def backup_result(*, action: str, manifest: Manifest, final: Path) -> dict[str, Any]:
+    """Return the result line's fields of a published backup (made or imported)."""
+    database = manifest.database
     return {
         "ok": True,
-        "action": "backup",
-        "bot": bot,
-        "name": name,
+        "action": action,
+        "bot": manifest.bot,
+        "name": manifest.name,
         "location": str(final),
         "size": manifest.size,
         "checksum": "sha256:" + sha256_of(final / MANIFEST_NAME),
         "tables": None if database is None else database.tables,
         "scope": None if database is None else database.scope,
-        "redis": redis_part is not None,
-        "started_at": _iso(started),
+        "redis": manifest.redis is not None,
+        "started_at": _iso(manifest.created_at),
         "finished_at": _iso(manifest.completed_at),
-        "pruned": [p.name for p in pruned],
-        "maintenance": maintenance,
     }
 
 
