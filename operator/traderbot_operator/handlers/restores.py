@@ -87,8 +87,8 @@ async def _set_hold(
 
     NB: a claim is atomic: it lands only on the bot as read (``resource_version``),
     and never over another restore's hold. Of several restores sent at once, one
-    claims; the others get a conflict, are retried, and their next pass sees the
-    holder and refuses them before touching anything.
+    claims; the others get a conflict, read the bot again at once, see the holder and
+    are refused before touching anything (``_claim_lost_to``).
     """
     current = annotations.get(HOLD_ANNOTATION)
     if hold and current not in {None, restore}:
@@ -215,22 +215,74 @@ async def converge_restore(state: OperatorState, *, namespace: str, name: str) -
     return await _step(state, body=body, restore=restore)
 
 
+async def _claim(
+    state: OperatorState,
+    *,
+    restore: RestoreRun,
+    bot: TraderBot,
+    annotations: dict[str, str],
+    resource_version: str | None,
+) -> str | None:
+    """Hold the bot for ``restore``; return the refusal when another restore won it."""
+    try:
+        await _set_hold(
+            state,
+            bot=bot,
+            annotations=annotations,
+            restore=restore.name,
+            hold=True,
+            resource_version=resource_version,
+        )
+    except ConflictError:
+        refusal = await _claim_lost_to(state, restore=restore, bot=bot)
+        if refusal is None:
+            raise  # another write, not another restore's claim: try again
+        return refusal
+    return None
+
+
+async def _claim_lost_to(
+    state: OperatorState, *, restore: RestoreRun, bot: TraderBot
+) -> str | None:
+    """Return the refusal of a restore whose claim another restore won; None if none did.
+
+    NB: read again at once, not at the retry: by then the winner may have ended and
+    released the bot, and this restore, sent with it, would run after it and
+    overwrite what it restored.
+    """
+    fresh = await state.kube.get_bot(namespace=restore.namespace, name=bot.name)
+    holding = None if fresh is None else await restore_holding(state, body=fresh)
+    if holding is None or holding.name == restore.name:
+        return None
+    return restore_refusal(
+        restore, bot=bot, backup=None, holder=holding.name, now=datetime.now(UTC)
+    )
+
+
+async def _read_bot(
+    state: OperatorState, *, restore: RestoreRun
+) -> tuple[dict[str, Any] | None, TraderBot | None, str | None]:
+    """Return the restore's bot as read, as a model, and why the operator rejects it."""
+    bot_body = await state.kube.get_bot(namespace=restore.namespace, name=restore.spec.bot_name)
+    if bot_body is None:
+        return None, None, None
+    try:
+        return bot_body, TraderBot.from_body(bot_body), None
+    except ValidationError as error:
+        return (
+            bot_body,
+            None,
+            f"TraderBot {restore.spec.bot_name}'s spec is rejected by the operator "
+            f"({error.error_count()} problem(s), see kubectl describe tb), so its API "
+            "cannot be stopped for the restore; fix the spec first",
+        )
+
+
 async def _step(state: OperatorState, *, body: dict[str, Any], restore: RestoreRun) -> str:
     """Take the next step of a restore whose spec the models accept."""
     kube = state.kube
     namespace, name = restore.namespace, restore.name
-    bot_body = await kube.get_bot(namespace=namespace, name=restore.spec.bot_name)
-    bot: TraderBot | None = None
-    rejected: str | None = None
-    if bot_body is not None:
-        try:
-            bot = TraderBot.from_body(bot_body)
-        except ValidationError as error:
-            rejected = (
-                f"TraderBot {restore.spec.bot_name}'s spec is rejected by the operator "
-                f"({error.error_count()} problem(s), see kubectl describe tb), so its API "
-                "cannot be stopped for the restore; fix the spec first"
-            )
+    bot_body, bot, rejected = await _read_bot(state, restore=restore)
     annotations: dict[str, str] = ((bot_body or {}).get("metadata") or {}).get("annotations") or {}
     if restore.status.phase in _TERMINAL:
         if bot is not None and restore.status.phase == "Completed":
@@ -255,16 +307,16 @@ async def _step(state: OperatorState, *, body: dict[str, Any], restore: RestoreR
     finished = job_finished(job)
     pods = _NOTHING_RUNS
     if bot is not None and refusal is None:
-        await _set_hold(
+        refusal = await _claim(
             state,
+            restore=restore,
             bot=bot,
             annotations=annotations,
-            restore=name,
-            hold=True,
             resource_version=(bot_body or {}).get("metadata", {}).get("resourceVersion"),
         )
-        annotations = {**annotations, HOLD_ANNOTATION: name}
-        pods = await _pods(state, bot=bot, restore=restore, job=job, finished=finished)
+        if refusal is None:
+            annotations = {**annotations, HOLD_ANNOTATION: name}
+            pods = await _pods(state, bot=bot, restore=restore, job=job, finished=finished)
     message = await kube.termination_message(namespace=namespace, job=name) if finished else None
     decision = restore_decision(
         restore,

@@ -409,6 +409,15 @@ async def test_a_bot_is_read_with_one_list_per_kind_and_unlabelled_children_stil
 ) -> None:
     _create_bot(kube, namespace, "seen")
     _wait_phase(kube, namespace, "seen", "Ready")
+    # NB: the backup claim binds on its own time (no pod waits for it); its binding is
+    # a write of the volume controller's that would change a version between reads.
+    eventually(
+        lambda: all(
+            claim.status is not None and claim.status.phase == "Bound"
+            for claim in kube.list(PersistentVolumeClaim, namespace=namespace)
+        ),
+        what="every claim Bound",
+    )
     _patch_spec(kube, namespace, "seen", {"paused": True})  # nothing repairs what we edit
     model = TraderBot.from_body(_wait_phase(kube, namespace, "seen", "Paused"))
     keys = [key_of(child) for child in build_children(model)]
