@@ -442,12 +442,16 @@ class Runtime:
     # -- kill switch and strategy switches, replicated over the bus ---------
 
     def _on_local_halt(self, state: HaltState | None) -> None:
+        # NB: before the early return: a halt applied from another replica is a halt here too.
+        self.metrics.kill_switch_engaged.set(0 if state is None else 1)
+        self.metrics.daily_loss_limit_halted.set(1 if state is not None and state.automatic else 0)
         if self._applying_remote:
             return
         event: Event = {
             "type": "risk",
             "halted": state is not None,
             "reason": state.reason if state is not None else None,
+            "automatic": state is not None and state.automatic,
         }
         task = asyncio.get_running_loop().create_task(self._broadcast_halt(state, event))
         self._publishing.add(task)
@@ -516,7 +520,10 @@ class Runtime:
             self._applying_remote = True
             try:
                 if event.get("halted") and not self.risk.halted:
-                    self.risk.halt(str(event.get("reason") or "halted on another replica"))
+                    self.risk.halt(
+                        str(event.get("reason") or "halted on another replica"),
+                        automatic=event.get("automatic") is True,
+                    )
                 elif not event.get("halted") and self.risk.halted:
                     self.risk.resume()
             finally:
