@@ -77,7 +77,7 @@ k8s-binaries: ## build (once, ~30 min cold) or reuse etcd, kube-*, kwok, kubectl
 	@bash hack/k8s-binaries.sh >&2
 
 .PHONY: promtool
-promtool: ## build (once, ~7 min cold) or reuse the pinned promtool that tests the chart's alert rules
+promtool: ## build (once, 5-8 min cold) or reuse the pinned promtool that tests the chart's alert rules
 	@bash hack/promtool.sh >&2
 
 .PHONY: cluster-up

@@ -66,7 +66,7 @@ def find_helm() -> Path:
 def find_promtool() -> Path:
     """Return the pinned promtool of hack/promtool.sh, or fail saying how to build it.
 
-    NB: never built from a test (about 7 minutes cold): `make test` and `make
+    NB: never built from a test (5-8 minutes cold): `make test` and `make
     promtool` build it first, as they build helm.
     """
     binary = Path(_script_output("bash", "hack/promtool.sh", "--print-path"))
