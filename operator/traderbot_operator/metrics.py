@@ -106,38 +106,35 @@ def set_phases(phases: Mapping[tuple[str, str], str]) -> None:
             BOT_PHASE.remove(namespace, name, phase)
 
 
-def set_backup_health(*, namespace: str, bot: str, healthy: bool | None) -> None:
-    """Set a bot's backup-health gauge, or drop its series when there is none to report.
+def _set_or_drop(gauge: Gauge, *, namespace: str, bot: str, value: float | None) -> None:
+    """Set a bot's series of ``gauge``, or remove it when there is nothing to report.
 
-    NB: a bot deleted, or with backups turned off, must not leave a 0 series behind:
-    the BackupFailing alert would fire until the operator restarts.
+    NB: a bot deleted, or with the feature turned off, must not leave a 0 series
+    behind: an alert on it would fire until the operator restarts.
     """
-    if healthy is None:
+    if value is None:
         with contextlib.suppress(KeyError):  # never set, or already dropped
-            BACKUP_HEALTHY.remove(namespace, bot)
+            gauge.remove(namespace, bot)
         return
-    BACKUP_HEALTHY.labels(namespace=namespace, bot=bot).set(1 if healthy else 0)
+    gauge.labels(namespace=namespace, bot=bot).set(value)
+
+
+def set_backup_health(*, namespace: str, bot: str, healthy: bool | None) -> None:
+    """Set a bot's backup-health gauge; None (backups off) drops its series."""
+    value = None if healthy is None else float(healthy)
+    _set_or_drop(BACKUP_HEALTHY, namespace=namespace, bot=bot, value=value)
 
 
 def set_backup_verified(*, namespace: str, bot: str, verified: bool | None) -> None:
-    """Set a bot's verification gauge, or drop its series when verification is off.
-
-    NB: as for backup health, a bot without verification must leave no 0 behind.
-    """
-    if verified is None:
-        with contextlib.suppress(KeyError):
-            BACKUP_VERIFIED.remove(namespace, bot)
-        return
-    BACKUP_VERIFIED.labels(namespace=namespace, bot=bot).set(1 if verified else 0)
+    """Set a bot's verification gauge; None (verification off) drops its series."""
+    value = None if verified is None else float(verified)
+    _set_or_drop(BACKUP_VERIFIED, namespace=namespace, bot=bot, value=value)
 
 
 def set_last_backup(*, namespace: str, bot: str, time: datetime | None) -> None:
-    """Set the time of a bot's last successful backup, or drop the series when it has none."""
-    if time is None:
-        with contextlib.suppress(KeyError):
-            BACKUP_LAST_SUCCESS.remove(namespace, bot)
-        return
-    BACKUP_LAST_SUCCESS.labels(namespace=namespace, bot=bot).set(time.timestamp())
+    """Set the time of a bot's last successful backup; None (none, or backups off) drops it."""
+    value = None if time is None else time.timestamp()
+    _set_or_drop(BACKUP_LAST_SUCCESS, namespace=namespace, bot=bot, value=value)
 
 
 def forget_bot(*, namespace: str, bot: str) -> None:
