@@ -212,6 +212,13 @@ def test_the_dashboard_configmap_carries_the_sidecars_label_and_the_json(
     assert configmap["metadata"]["annotations"] == {"grafana_folder": "Trading"}
 
 
+def test_values_of_a_release_older_than_monitoring_still_render(helm: Helm) -> None:
+    """`helm upgrade --reuse-values` from a release without `monitoring` passes no default."""
+    manifests = helm.template(set_values={"monitoring": "null"})
+    assert one(manifests, "Deployment")
+    assert not by_kind(manifests, "PrometheusRule")
+
+
 def test_nothing_of_monitoring_is_rendered_by_default(helm: Helm) -> None:
     manifests = helm.template()
     assert not by_kind(manifests, "PrometheusRule")
