@@ -7,17 +7,17 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml devtools/pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## list targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml devtools/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e ./devtools
 	@rm -f $(VENV)/.installed-* && touch $@
 
 .PHONY: setup
@@ -110,6 +110,10 @@ chart-crds: $(STAMP) ## sync the charts with crds/ and the operator's RBAC rules
 	cp crds/*.yaml charts/traderbot-operator/crds/
 	$(PY) tests/unit/delivery/bots_schema.py
 	$(PY) tests/unit/delivery/chart_rbac.py
+
+.PHONY: krew-archive
+krew-archive: $(STAMP) ## write dist/kubectl-traderbot-v<version>.tar.gz, the archive plugins/traderbot.yaml names
+	$(PY) -m traderbot_operator.plugin.krew dist
 
 .PHONY: lint-docker
 lint-docker: tools ## hadolint the Dockerfile (warnings fail)

@@ -21,7 +21,7 @@ from lightkube.models.core_v1 import Container, PodSpec, PodTemplateSpec
 from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 
-from traderbot_operator.testing import Binaries, LocalCluster, default_bin_dir
+from traderbot_devtools import Binaries, LocalCluster, default_bin_dir
 
 START_TARGET_S = 15.0
 RSS_TARGET_BYTES = 1.5e9

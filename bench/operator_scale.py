@@ -36,9 +36,9 @@ from lightkube import ApiError, Client, KubeConfig
 from lightkube.codecs import from_dict
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
+from traderbot_devtools import LocalCluster, localcluster
+from traderbot_devtools.localcluster import free_loopback_ports
 from traderbot_operator.kube import TraderBotResource
-from traderbot_operator.testing import LocalCluster, localcluster
-from traderbot_operator.testing.localcluster import free_loopback_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "traderbot.dev_traderbots.yaml"

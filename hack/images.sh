@@ -493,13 +493,14 @@ smoke_operator() {
   # Every module of the operator (its handlers register with kopf on import),
   # under the image's Python and user.
   out="$(docker_cli run --rm --network none --read-only --entrypoint python "${ref}" -c '
-import importlib, os, pkgutil, sys
+import importlib, importlib.util, os, pkgutil, sys
 import traderbot_operator
 for module in pkgutil.walk_packages(traderbot_operator.__path__, "traderbot_operator."):
-    if ".testing" not in module.name:
-        importlib.import_module(module.name)
-print(sys.version_info[:2] >= (3, 11), os.getuid())')"
-  expect "operator modules import under Python 3.11+ as 10001 (got ${out})" test "${out}" = "True 10001"
+    importlib.import_module(module.name)
+print(sys.version_info[:2] >= (3, 11), os.getuid(), importlib.util.find_spec("traderbot_devtools") is None)')"
+  # ... and the development tooling (local control plane, demo) is not in the image.
+  expect "operator modules import under Python 3.11+ as 10001, no devtools (got ${out})" \
+    test "${out}" = "True 10001 True"
 }
 
 smoke_workload() {

@@ -61,7 +61,7 @@ kube_minor="$(echo "${KUBERNETES_VERSION}" | cut -d. -f2)"
 
 # The cache folder is named after every binary's build inputs (build_id below).
 # NB: keep in step with VERSION_TAG in
-# operator/traderbot_operator/testing/binaries.py (a test compares them).
+# devtools/traderbot_devtools/binaries.py (a test compares them).
 VERSION_TAG="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}-kube${kube_major}.${kube_minor}_coredns-${COREDNS_VERSION}"
 
 # kubelet, kube-proxy and coredns run a real node (traderbot-cluster up --real-node), beside kwok.

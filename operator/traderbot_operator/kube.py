@@ -31,6 +31,7 @@ from lightkube.resources.core_v1 import Event, Pod, Secret
 from lightkube.types import PatchType
 
 from traderbot_operator import metrics
+from traderbot_operator.leader import LEASE_API_VERSION, LEASE_KIND
 from traderbot_operator.models import (
     API_VERSION,
     BACKUP_KIND,
@@ -134,6 +135,18 @@ def load_credentials(*, kubeconfig: str | None = None) -> Credentials:
         token=token,
         namespace=config.namespace,
     )
+
+
+HTTP_CLIENT_LOGGERS: Final = ("httpx", "httpx2", "httpcore")
+
+
+def quiet_http_logs() -> None:
+    """Log the HTTP clients' warnings only: a line per request would drown the operator's log.
+
+    NB: a standby reads its Lease every retry period, kopf's watches reconnect.
+    """
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class ConflictError(Exception):
@@ -595,6 +608,49 @@ class Kube:
                 _describe(error, verb="list", what=f"pods of Job {namespace}/{job}")
             ) from error
         return None if newest is None else newest[1]
+
+    async def get_lease(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        """Return a coordination.k8s.io Lease as a dict, or None when there is none."""
+        return await self.get(namespace=namespace, key=(LEASE_API_VERSION, LEASE_KIND, name))
+
+    async def write_lease(
+        self, *, namespace: str, name: str, spec: Mapping[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        """Create the Lease (``resource_version`` None) or update the one read at that version.
+
+        Raises ConflictError when another replica wrote it first (409): the
+        resourceVersion in a merge patch is a precondition the API server checks.
+        """
+        resource = _resource(LEASE_API_VERSION, LEASE_KIND)
+        what = f"{LEASE_KIND} {namespace}/{name}"
+        try:
+            if resource_version is None:
+                self._count("create", LEASE_KIND)
+                body = {
+                    "apiVersion": LEASE_API_VERSION,
+                    "kind": LEASE_KIND,
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": dict(spec),
+                }
+                created = await self._client.create(
+                    resource.from_dict(body), namespace=namespace, field_manager=self._field_manager
+                )
+            else:
+                self._count("patch", LEASE_KIND)
+                created = await self._client.patch(
+                    resource,
+                    name,
+                    {"metadata": {"resourceVersion": resource_version}, "spec": dict(spec)},
+                    namespace=namespace,
+                    patch_type=PatchType.MERGE,
+                    field_manager=self._field_manager,
+                )
+        except ApiError as error:
+            # NB: both races answer 409: AlreadyExists (a create) and Conflict (an update).
+            verb = "create" if resource_version is None else "update"
+            raise _failure(error, verb=verb, what=what) from error
+        result: dict[str, Any] = created.to_dict()
+        return result
 
     async def event(
         self,

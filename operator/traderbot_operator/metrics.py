@@ -80,6 +80,17 @@ WRITES: Final = Counter(
     registry=REGISTRY,
 )
 
+LEADER: Final = Gauge(
+    "traderbot_operator_leader",
+    "1 on the replica that holds the leader Lease and reconciles, 0 on a standby.",
+    registry=REGISTRY,
+)
+LEADERSHIP_CHANGES: Final = Counter(
+    "traderbot_operator_leadership_acquired_total",
+    "Times this replica took the leader Lease.",
+    registry=REGISTRY,
+)
+
 
 def set_phases(phases: Mapping[tuple[str, str], str]) -> None:
     """Set the bots-by-phase gauges from a map of (namespace, name) -> phase.

@@ -64,6 +64,13 @@ RULES: Final[tuple[dict[str, Any], ...]] = (
     },
 )
 
+# NB: granted only in the operator's own namespace (a Role), and only when it runs
+# with leader election: the replicas' Lease. ``create`` cannot be limited to a name.
+LEADER_ELECTION_RULES: Final[tuple[dict[str, Any], ...]] = (
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", *APPLY]},
+)
+LEADER_ELECTION_ROLE: Final = "traderbot-operator-leader-election"
+
 
 def cluster_role(name: str = "traderbot-operator") -> dict[str, Any]:
     """Return the ClusterRole for a cluster-wide operator (a Role per namespace otherwise).
@@ -91,6 +98,29 @@ def cluster_role_binding(
         "kind": "ClusterRoleBinding",
         "metadata": {"name": service_account},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+    }
+
+
+def leader_election_role(*, namespace: str, name: str = LEADER_ELECTION_ROLE) -> dict[str, Any]:
+    """Return the Role for the replicas' Lease in the operator's own namespace."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": namespace},
+        "rules": [dict(rule) for rule in LEADER_ELECTION_RULES],
+    }
+
+
+def leader_election_role_binding(
+    *, service_account: str, namespace: str, role: str = LEADER_ELECTION_ROLE
+) -> dict[str, Any]:
+    """Return the RoleBinding giving the operator's ServiceAccount its Lease role."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": role, "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
         "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
     }
 

@@ -1,6 +1,6 @@
 """Fixtures of the cluster tier: a real API server, a namespace per test, a client.
 
-By default the session starts a local control plane (traderbot_operator.testing)
+By default the session starts a local control plane (traderbot_devtools)
 from the binaries hack/k8s-binaries.sh builds (or ``KUBEBUILDER_ASSETS``). To
 run the same tests against kind or a real cluster, opt in explicitly:
 
@@ -27,7 +27,7 @@ from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
 from support.cluster_options import add_cluster_options
 from support.kube import ClusterUnderTest, client_for, delete_if_present, eventually
-from traderbot_operator.testing import Binaries, BinariesMissingError, LocalCluster
+from traderbot_devtools import Binaries, BinariesMissingError, LocalCluster
 
 NAMESPACE_LABEL = "traderbot.dev/test-namespace"
 
@@ -58,7 +58,8 @@ def cluster(
         binaries = Binaries.find()
     except BinariesMissingError as error:
         pytest.fail(f"{error} (or run with --use-existing-cluster)")
-    with LocalCluster(binaries=binaries) as local:
+    # NB: a provisioner gives every claim its own volume (see cluster/volumes.py).
+    with LocalCluster(binaries=binaries, storage_provisioner=True) as local:
         yield ClusterUnderTest(kubeconfig=local.kubeconfig, local=local, workdir=workdir)
 
 

@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from traderbot_operator.testing import hostnet, realnode
+from traderbot_devtools import hostnet, realnode
 
 # sysctls that move by themselves (counters, random values).
 VOLATILE_SYSCTLS = re.compile(

@@ -16,7 +16,7 @@ def run_cli(
     ``env`` replaces the environment (e.g. a PATH that lacks a tool).
     """
     return subprocess.run(
-        [sys.executable, "-m", "traderbot_operator.testing.cli", *args],
+        [sys.executable, "-m", "traderbot_devtools.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from traderbot_operator.testing import images, nodeconfig, realnode
+from traderbot_devtools import images, nodeconfig, realnode
 
 BUSYBOX_REF = "traderbot.local/busybox:test"
 # A pause stand-in for tests: the sandbox only has to hold the pod's namespaces

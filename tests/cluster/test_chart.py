@@ -32,7 +32,13 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.batch_v1 import CronJob
-from lightkube.resources.core_v1 import Namespace, Pod, Secret, Service
+from lightkube.resources.core_v1 import (
+    Namespace,
+    PersistentVolumeClaim,
+    Pod,
+    Secret,
+    Service,
+)
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
@@ -100,7 +106,7 @@ def make_namespace(kube: Client) -> Iterator[Callable[[str], str]]:
 
 @pytest.fixture
 def volumes(kube: Client) -> Iterator[list[str]]:
-    """PersistentVolumes for one bot's claims (the local cluster has no provisioner)."""
+    """Make sure one bot's claims can bind (see cluster/volumes.py)."""
     names = [f"pv-chart-{secrets.token_hex(4)}" for _ in range(PVS_PER_BOT)]
     with host_path_volumes(kube, names) as made:
         yield made
@@ -301,8 +307,9 @@ def test_helm_install_brings_up_the_operator_deployment(
 ) -> None:
     release.install(CHART_DIR)
     deployment = kube.get(Deployment, release.fullname, namespace=release.namespace).to_dict()
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    assert deployment["status"].get("readyReplicas") == 1  # helm --wait saw it ready
+    # Two replicas by default (one leads, through a Lease the chart's Role grants).
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["status"].get("readyReplicas") == 2  # helm --wait saw them ready
     statuses = json.loads(helm("list", "--namespace", release.namespace, "-o", "json"))
     (status,) = [item for item in statuses if item["name"] == release.name]
     assert status["status"] == "deployed"
@@ -341,6 +348,45 @@ def test_operator_with_the_charts_credentials_reconciles_but_cannot_read_foreign
             Secret(metadata=ObjectMeta(name="planted"), stringData={"k": "v"}), namespace=foreign
         )
     )
+
+
+def test_helm_uninstall_keeps_every_bot_and_its_data_and_their_namespace_still_deletes(
+    cluster: ClusterUnderTest, kube: Client, release: Release
+) -> None:
+    """Issue 12.6: what `helm uninstall` leaves is what the chart's README says."""
+    release.install(CHART_DIR)
+    runner = OperatorRunner(
+        kubeconfig=operator_credentials(cluster, kube, release), namespace=release.watch
+    ).start()
+    try:
+        bot = create_example_bot(kube, release.watch)
+        wait_ready(kube, release.watch, bot)
+    finally:
+        runner.stop()
+    before = snapshot(kube, release.watch, bot)
+    release.uninstall()
+
+    # The operator is gone; the CRDs (Helm never deletes crds/), the bot, its children,
+    # its Secrets and its volumes stay exactly as they were.
+    assert not list(kube.list(Deployment, namespace=release.namespace))
+    for crd in ("traderbots", "traderbotbackups", "traderbotrestores"):
+        assert kube.get(CustomResourceDefinition, f"{crd}.traderbot.dev")
+    assert snapshot(kube, release.watch, bot) == before
+    claims = list(kube.list(PersistentVolumeClaim, namespace=release.watch))
+    assert len(claims) == 3, [c.metadata.name for c in claims if c.metadata]  # db, Redis, backups
+
+    # With no operator anywhere, deleting the bots' namespace completes: nothing
+    # waits on a finalizer only the operator would remove.
+    kube.delete(Namespace, release.watch)
+
+    def gone() -> bool:
+        try:
+            kube.get(Namespace, release.watch)
+        except ApiError as error:
+            return error.status.code == 404
+        return False
+
+    eventually(gone, what=f"namespace {release.watch} deleted", timeout=180)
 
 
 def test_helm_upgrade_from_the_previous_release_leaves_running_bots_untouched(

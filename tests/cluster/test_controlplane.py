@@ -39,10 +39,11 @@ from lightkube.resources.storage_v1 import StorageClass
 from lightkube.types import CascadeType
 
 from cluster.local_cli import process_alive, run_cli
+from cluster.volumes import has_default_storage_class
 from support.kube import ClusterUnderTest, client_for, eventually
-from traderbot_operator.testing import Binaries, ClusterStartError, LocalCluster
-from traderbot_operator.testing.binaries import KUBERNETES_VERSION, VERSION_TAG
-from traderbot_operator.testing.localcluster import HOSTPATH_ROOT, STATE_FILE
+from traderbot_devtools import Binaries, ClusterStartError, LocalCluster
+from traderbot_devtools.binaries import KUBERNETES_VERSION, VERSION_TAG
+from traderbot_devtools.localcluster import HOSTPATH_ROOT, STATE_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 FAIL_LABEL = "traderbot.dev/kwok-fail"
@@ -480,17 +481,18 @@ def _host_folder(volume: PersistentVolume) -> Path:
     return Path(volume.spec.hostPath.path)
 
 
-def test_the_test_cluster_has_no_default_storage_class(
+def test_the_test_cluster_gives_claims_without_a_class_the_provisioners_default(
     kube: Client, cluster: ClusterUnderTest
 ) -> None:
-    """Claims without a class stay unclassed, so tests' own PersistentVolumes bind them."""
+    """Each claim gets a volume made for it alone (cluster/volumes.py says why)."""
     _local(cluster)
     defaults = [
         sc.metadata.name
         for sc in kube.list(StorageClass)
         if sc.metadata and (sc.metadata.annotations or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
     ]
-    assert defaults == []
+    assert defaults == ["standard"]
+    assert has_default_storage_class(kube)
 
 
 def test_the_storage_provisioner_binds_claims_and_removes_their_folders(
@@ -596,7 +598,7 @@ def test_a_killed_test_process_leaves_no_orphans(cluster: ClusterUnderTest, tmp_
     script = textwrap.dedent(
         """
         import json, sys, threading
-        from traderbot_operator.testing import LocalCluster
+        from traderbot_devtools import LocalCluster
         cluster = LocalCluster()
         cluster.start()
         print(json.dumps(list(cluster.pids().values())), flush=True)

@@ -30,7 +30,7 @@ from lightkube.resources.core_v1 import PersistentVolume, PersistentVolumeClaim
 
 from cluster.local_cli import process_alive, run_cli
 from support.kube import client_for, eventually
-from traderbot_operator.testing.localcluster import HOSTPATH_ROOT, STATE_FILE
+from traderbot_devtools.localcluster import HOSTPATH_ROOT, STATE_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "trading"

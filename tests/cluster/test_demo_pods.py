@@ -30,8 +30,8 @@ import yaml
 
 from cluster.hoststate import HostState
 from cluster.local_cli import run_cli
+from traderbot_devtools import demo_pods, nodeconfig
 from traderbot_operator.desired.common import COMPONENT_API, COMPONENT_CACHE, COMPONENT_DATABASE
-from traderbot_operator.testing import demo_pods, nodeconfig
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "trading"

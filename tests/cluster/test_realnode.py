@@ -32,7 +32,7 @@ from cluster.realnode_support import (
     write_test_images,
 )
 from support.kube import eventually
-from traderbot_operator.testing import (
+from traderbot_devtools import (
     Binaries,
     BinariesMissingError,
     LocalCluster,

@@ -24,7 +24,7 @@ from cluster.realnode_support import (
     requires_real_node,
     write_test_images,
 )
-from traderbot_operator.testing import (
+from traderbot_devtools import (
     Binaries,
     BinariesMissingError,
     LocalCluster,

@@ -3,7 +3,7 @@
 By default the session builds every image here (hack/images.sh: the
 Dockerfile's two targets on a Debian base made with debootstrap, the local
 database and Redis images, the pause image), starts the local control plane
-with a real node (kubelet + containerd, traderbot_operator.testing), loads the
+with a real node (kubelet + containerd, traderbot_devtools), loads the
 images into it and `helm install`s the operator chart. The operator then runs
 in its pod, under the chart's ServiceAccount and RBAC.
 
@@ -42,8 +42,8 @@ from e2e.stack import (
 from support.cluster_options import add_cluster_options
 from support.helm import HelmCli
 from support.kube import client_for
-from traderbot_operator.testing import Binaries, BinariesMissingError, LocalCluster
-from traderbot_operator.testing.images import image_list, split_reference
+from traderbot_devtools import Binaries, BinariesMissingError, LocalCluster
+from traderbot_devtools.images import image_list, split_reference
 from unit.delivery.delivery_tools import find_helm
 
 # The names of hack/images.sh's list (`name=NAME ref=REF id=ID archive=PATH` lines).

@@ -27,6 +27,10 @@ from e2e.stack import REPO_ROOT, CommandFailedError
 GUIDE = REPO_ROOT / "docs" / "operations-guide.md"
 COMMAND_START = re.compile(r"^(kubectl|helm|curl|job=)\b")
 INLINE_COMMAND = re.compile(r"`((?:kubectl|helm) [^`]+)`")
+# The guide's `kubectl traderbot` one-liners: the plugin's, run on the local control
+# plane by tests/cluster/operator/test_plugin.py (and their flags checked against the
+# plugin's parser by tests/unit/operator/test_plugin.py), not by this runner.
+PLUGIN_COMMAND = re.compile(r"^kubectl traderbot\b")
 
 
 def strip_comment(line: str) -> str:
@@ -41,6 +45,7 @@ def guide_commands(text: str) -> list[str]:
     helm, curl or ``job=``; other lines are example output); a trailing ``\\``
     joins the next line, a ``<<EOF`` heredoc takes its lines up to ``EOF``.
     Prose and tables give the backticked ``kubectl ...``/``helm ...`` spans.
+    The plugin's one-liners (``kubectl traderbot ...``) are left out (PLUGIN_COMMAND).
     """
     commands: list[str] = []
     lines = text.splitlines()
@@ -70,7 +75,7 @@ def guide_commands(text: str) -> list[str]:
             index += 1
             command = "\n".join([command, *body, "EOF"])
         commands.append(command)
-    return commands
+    return [command for command in commands if not PLUGIN_COMMAND.match(command)]
 
 
 @dataclass

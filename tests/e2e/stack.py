@@ -25,8 +25,8 @@ import httpx
 
 from support.helm import HelmCli
 from support.kube import eventually
-from traderbot_operator.testing import Binaries, BinariesMissingError, LocalCluster
-from traderbot_operator.testing.images import split_reference
+from traderbot_devtools import Binaries, BinariesMissingError, LocalCluster
+from traderbot_devtools.images import split_reference
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "traderbot-operator"
@@ -296,8 +296,9 @@ class OperatorRelease:
         self.kubectl("delete", "namespace", self.namespace, "--wait=false", check=False)
 
     def logs(self) -> str:
+        """Return the logs of every operator replica (the leader's among them)."""
         return self.kubectl.in_namespace(self.namespace).out(
-            "logs", f"deploy/{self.deployment}", "--tail=-1"
+            "logs", "-l", "app.kubernetes.io/name=traderbot-operator", "--prefix", "--tail=-1"
         )
 
 

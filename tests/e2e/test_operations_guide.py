@@ -338,7 +338,14 @@ def test_3_logs(guide: GuideRunner, bot: Bot, operator_release: OperatorRelease)
     saved = list(guide.workdir.glob(f"{bot.name}-api_*.log"))
     assert saved, list(guide.workdir.iterdir())
     assert saved[0].stat().st_size > 0
-    assert guide.run("kubectl -n traderbot-system logs deploy/traderbot-operator").stdout.strip()
+    operators = guide.run(
+        "kubectl -n traderbot-system logs -l app.kubernetes.io/name=traderbot-operator"
+        " --prefix --tail=-1"
+    ).stdout
+    assert bot.name in operators, operators[-2000:]  # the leader's log, among the replicas'
+    lease = guide.run("kubectl -n traderbot-system get lease traderbot-operator").stdout
+    holder = lease.splitlines()[1].split()[1]
+    assert holder.startswith(f"{operator_release.deployment}-"), lease
 
     before = api_pod(bot)
     guide.run('kubectl patch tb alpha --type merge -p \'{"spec":{"api":{"logLevel":"debug"}}}\'')
@@ -553,3 +560,6 @@ def test_the_guide_parses_into_commands() -> None:
         c.startswith("kubectl create -f - <<EOF\n") and c.endswith("\nEOF") for c in commands
     )
     assert not any(c.endswith("\\") for c in commands)
+    # The plugin's one-liners are the cluster tier's (tests/cluster/operator/test_plugin.py).
+    assert "kubectl traderbot status alpha" in GUIDE.read_text()
+    assert not any(c.startswith("kubectl traderbot") for c in commands)

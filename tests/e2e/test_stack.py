@@ -28,9 +28,11 @@ def test_the_operator_runs_in_its_pod_under_the_charts_service_account(
 ) -> None:
     ops = kubectl.in_namespace(operator_release.namespace)
     pods = ops.json("get", "pods", "-l", "app.kubernetes.io/name=traderbot-operator")["items"]
-    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
-    pod = pods[0]
-    assert pod_ready(pod), pod["status"]
+    # The chart's default: two replicas, both Ready (a standby answers its probes too).
+    assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+    assert all(pod_ready(pod) for pod in pods), [p["status"] for p in pods]
+    holder = ops.json("get", "lease", operator_release.deployment)["spec"]["holderIdentity"]
+    (pod,) = [p for p in pods if holder.startswith(p["metadata"]["name"] + "_")]
     assert pod["spec"]["serviceAccountName"] == operator_release.deployment
     status = pod["status"]["containerStatuses"][0]
     assert status["imageID"], status  # a real runtime ran it

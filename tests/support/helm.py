@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from traderbot_operator.testing.binaries import helm_env
+from traderbot_devtools.binaries import helm_env
 
 
 class HelmCli:

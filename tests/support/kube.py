@@ -20,7 +20,7 @@ from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccount
 
-from traderbot_operator.testing import LocalCluster
+from traderbot_devtools import LocalCluster
 
 T = TypeVar("T")
 

@@ -278,6 +278,13 @@ async def _step(state: OperatorState, *, body: dict[str, Any], restore: RestoreR
         result=parse_backup_result(message),
         now=datetime.now(UTC),
     )
+    # NB: a restore that ends releases the bot before its record says so: whoever sees
+    # Completed or Failed (an SRE, a script, the next restore) finds the bot free.
+    released = bot is not None and not decision.hold_api and decision.status["phase"] in _TERMINAL
+    if released and bot is not None:
+        await _follow_up(
+            state, bot=bot, annotations=annotations, restore=restore, decision=decision
+        )
     # NB: the status (with apiStoppedAt) is written before the Job is created, so a
     # lost status write can never leave a Job without the record of why it started.
     if differences(decision.status, body.get("status") or {}):
@@ -301,7 +308,7 @@ async def _step(state: OperatorState, *, body: dict[str, Any], restore: RestoreR
     if decision.event is not None:
         type_, reason, message = decision.event
         await state.kube.event(bot=body, type_=type_, reason=reason, message=message)
-    if bot is not None:
+    if bot is not None and not released:
         await _follow_up(
             state, bot=bot, annotations=annotations, restore=restore, decision=decision
         )

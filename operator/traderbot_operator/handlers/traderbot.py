@@ -31,6 +31,7 @@ from traderbot_operator.kube import (
     Kube,
     KubeError,
     load_credentials,
+    quiet_http_logs,
 )
 from traderbot_operator.models import GROUP, KIND, PLURAL, VERSION
 
@@ -92,9 +93,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     schema stays exactly ours.
     """
     settings.posting.enabled = False
-    # One line per HTTP request would drown the operator's own log.
-    for noisy in ("httpx", "httpx2", "httpcore"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_http_logs()
     # The namespaces are exact names and the kinds are known: no cluster scanning
     # (which would need list/watch on namespaces and CRDs cluster-wide).
     settings.scanning.disabled = True

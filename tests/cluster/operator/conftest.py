@@ -83,10 +83,7 @@ def operator_kubeconfig(kube: Client, cluster: ClusterUnderTest, crd: dict[str, 
 
 @pytest.fixture
 def volumes(kube: Client, namespace: str) -> Iterator[list[str]]:
-    """Create PersistentVolumes the bot's claims can bind to (the cluster has no provisioner).
-
-    NB: kwok never mounts anything, so the hostPath is never touched.
-    """
+    """Make sure the bot's claims can bind (see cluster/volumes.py)."""
     names = [f"pv-{namespace}-{i}-{secrets.token_hex(2)}"[:63] for i in range(PVS_PER_TEST)]
     with host_path_volumes(kube, names, labels={"traderbot.dev/test-namespace": namespace}) as made:
         yield made

@@ -18,7 +18,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.kube import eventually
-from traderbot_operator.testing.localcluster import LOOPBACK, free_loopback_ports
+from traderbot_devtools.localcluster import LOOPBACK, free_loopback_ports
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0

@@ -28,12 +28,12 @@ from lightkube.types import PatchType
 
 from cluster.operator.runner import OperatorRunner
 from support.kube import ClusterUnderTest, eventually
+from traderbot_devtools import Binaries
 from traderbot_operator.desired import build_children
 from traderbot_operator.desired.common import instance_labels
 from traderbot_operator.kube import LISTABLE_KINDS, Kube, TraderBotResource
 from traderbot_operator.models import TraderBot
 from traderbot_operator.reconcile import differences, key_of
-from traderbot_operator.testing import Binaries
 
 READY_TIMEOUT = 120.0
 FULL_EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "traderbot-full.yaml"
@@ -123,9 +123,15 @@ def _wait_phase(
         body = _bot(kube, namespace, name)
         meta = body.get("metadata") or {}
         seen = {k: v[:300] for k, v in (meta.get("annotations") or {}).items()}
+        # ... and whether the pods it waits for could run at all (a claim never bound).
+        claims = {
+            c.metadata.name: (c.status.phase if c.status else None, c.spec.volumeName)
+            for c in kube.list(PersistentVolumeClaim, namespace=namespace)
+            if c.metadata is not None and c.spec is not None
+        }
         raise AssertionError(
             f"{error}; status: {body.get('status')!r}; annotations: {seen!r}; "
-            f"finalizers: {meta.get('finalizers')!r}"
+            f"finalizers: {meta.get('finalizers')!r}; claims: {claims!r}"
         ) from error
     return found
 

@@ -112,7 +112,7 @@ def test_a_cluster_wide_operator_process_reconciles_bots_in_two_namespaces(
     try:
         assert "--all-namespaces" in process.command()
         _create_bot(kube, namespace, "east")
-        # NB: the test provides 4 volumes: 3 for "east", 1 for this bot's database.
+        # NB: one claim only (the database), so a pool of 4 volumes serves both bots.
         _create_bot(
             kube,
             second_namespace,

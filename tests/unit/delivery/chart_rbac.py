@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from traderbot_operator.rbac import RULES
+from traderbot_operator.rbac import LEADER_ELECTION_RULES, RULES
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 RULES_PATH = REPO_ROOT / "charts" / "traderbot-operator" / "files" / "operator-rules.yaml"
@@ -23,7 +23,8 @@ HEADER = """\
 # GENERATED from traderbot_operator.rbac.RULES by tests/unit/delivery/chart_rbac.py
 # (make chart-crds). Do not edit: change the operator's RULES and regenerate.
 # namespaced: granted in every managed namespace (ClusterRole, or a Role each);
-# cluster: cluster-scoped objects, always in the ClusterRole.
+# cluster: cluster-scoped objects, always in the ClusterRole;
+# election: the replicas' Lease, in a Role of the operator's own namespace.
 """
 
 
@@ -36,6 +37,7 @@ def split_rules() -> dict[str, list[dict[str, Any]]]:
             {key: list(rule[key]) for key in ("apiGroups", "resources", "resourceNames", "verbs")
              if key in rule}
         )  # fmt: skip
+    split["election"] = [dict(rule) for rule in LEADER_ELECTION_RULES]
     return split
 
 

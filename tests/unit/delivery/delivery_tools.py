@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from traderbot_operator.testing.binaries import helm_env
+from traderbot_devtools.binaries import helm_env
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "charts" / "traderbot-operator"

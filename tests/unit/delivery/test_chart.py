@@ -14,10 +14,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from traderbot_operator.__main__ import parse_args
+from traderbot_operator.__main__ import election_timings, parse_args
 from traderbot_operator.handlers.traderbot import CHILD_KINDS
+from traderbot_operator.leader import Timings
 from traderbot_operator.models import GROUP, PLURAL
-from traderbot_operator.rbac import RULES
+from traderbot_operator.rbac import LEADER_ELECTION_RULES, RULES
 from unit.delivery import chart_rbac
 from unit.delivery.delivery_tools import (
     CHART_DIR,
@@ -128,7 +129,7 @@ def test_kubernetes_validation_does_reject_a_misspelt_field() -> None:
     ("setting", "message"),
     [
         ("imagee.tag=1.0.0", "imagee"),
-        ("replicaCount=2", "replicaCount"),
+        ("replicaCount=9", "replicaCount"),
         ("logFormat=xml", "logFormat"),
         ("verbose=yes", "verbose"),
         ("driftIntervalSeconds=1", "driftIntervalSeconds"),
@@ -205,6 +206,15 @@ def granted(role: Manifest) -> dict[Rule, set[str]]:
     return flatten(rules_of(role))
 
 
+def is_election(role: Manifest) -> bool:
+    return bool(role["metadata"]["name"].endswith("-leader-election"))
+
+
+def watch_roles(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    """Return the Roles (or RoleBindings) of managed namespaces, not the Lease's."""
+    return [role for role in by_kind(manifests, kind) if not is_election(role)]
+
+
 def test_chart_rules_file_is_generated_from_the_current_operator_rules() -> None:
     committed = chart_rbac.RULES_PATH.read_text()
     assert committed == chart_rbac.render(), "stale: run `make chart-crds`"
@@ -222,7 +232,7 @@ def test_default_install_grants_exactly_the_operators_rules_everywhere(
     helm: Helm,
 ) -> None:
     manifests = helm.template()
-    assert not by_kind(manifests, "Role")
+    assert not watch_roles(manifests, "Role")
     cluster_role = operator_cluster_role(manifests)
     assert granted(cluster_role) == operator_rules()
     binding = one(manifests, "ClusterRoleBinding")
@@ -236,9 +246,9 @@ def test_default_install_grants_exactly_the_operators_rules_everywhere(
 def test_watch_namespaces_confines_write_access_to_those_namespaces(helm: Helm) -> None:
     namespaces = ["trading-paper", "trading-live"]
     manifests = helm.template(set_values={"watchNamespaces": "{" + ",".join(namespaces) + "}"})
-    roles = by_kind(manifests, "Role")
+    roles = watch_roles(manifests, "Role")
     assert sorted(role["metadata"]["namespace"] for role in roles) == sorted(namespaces)
-    bindings = by_kind(manifests, "RoleBinding")
+    bindings = watch_roles(manifests, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(namespaces)
     for role in roles:
         assert granted(role) == needed_namespaced_rules()
@@ -284,8 +294,6 @@ def test_namespace_editors_can_scale_bots_through_the_aggregated_roles(helm: Hel
 
 def test_operator_pod_meets_the_restricted_pod_security_standard(helm: Helm) -> None:
     deployment = one(helm.template(), "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001
@@ -343,6 +351,60 @@ def test_metrics_service_and_servicemonitor_select_the_operator_pod(helm: Helm) 
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_two_replicas_elect_a_leader_through_a_lease_only_they_may_write(helm: Helm) -> None:
+    manifests = helm.template()
+    deployment = one(manifests, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    env = {
+        item["name"]: item.get("value")
+        for item in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["TRADERBOT_LEADER_ELECTION"] == "true"
+    assert env["TRADERBOT_LEADER_ELECTION_NAME"] == deployment["metadata"]["name"]
+    # The chart's timings are the operator's defaults, and valid ones.
+    lease_env = {k: v for k, v in env.items() if k.startswith("TRADERBOT_LEASE_")}
+    with pytest.MonkeyPatch.context() as patched:
+        for key, value in lease_env.items():
+            patched.setenv(key, str(value))
+        assert election_timings() == Timings()
+    (role,) = [r for r in by_kind(manifests, "Role") if is_election(r)]
+    namespace = deployment["metadata"]["namespace"]
+    assert role["metadata"]["namespace"] == namespace
+    assert granted(role) == flatten(LEADER_ELECTION_RULES)
+    (binding,) = [b for b in by_kind(manifests, "RoleBinding") if is_election(b)]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == one(manifests, "ServiceAccount")["metadata"]["name"]
+
+
+def test_one_replica_without_leader_election_recreates_and_needs_no_lease(helm: Helm) -> None:
+    manifests = helm.template(set_values={"leaderElection.enabled": "false", "replicaCount": "1"})
+    deployment = one(manifests, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert not [r for r in by_kind(manifests, "Role") if is_election(r)]
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert not [item for item in env if item["name"].startswith("TRADERBOT_LEADER")]
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        (["leaderElection.enabled=false", "replicaCount=2"], "needs leaderElection.enabled"),
+        (
+            ["leaderElection.leaseDurationSeconds=5", "leaderElection.renewDeadlineSeconds=5"],
+            "must be longer than renewDeadlineSeconds",
+        ),
+    ],
+)
+def test_replicas_that_could_both_reconcile_are_refused(
+    helm: Helm, settings: list[str], reason: str
+) -> None:
+    args = [arg for setting in settings for arg in ("--set", setting)]
+    result = helm.run("template", "x", str(CHART_DIR), *args, check=False)
+    assert result.returncode != 0
+    assert reason in result.stderr
 
 
 def test_servicemonitor_without_its_service_fails_with_a_reason(helm: Helm) -> None:

@@ -102,6 +102,16 @@ def test_operator_stage_installs_offline_without_the_workloads_dependencies(
     )
     assert result.returncode == 0, result.stderr
     assert "--liveness-port" in result.stdout
+    # `kubectl traderbot` needs nothing beyond the operator extra (docs/plugin.md installs that).
+    plugin = subprocess.run(
+        [str(bin_dir / "kubectl-traderbot"), "status", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert plugin.returncode == 0, plugin.stderr
+    assert "--namespace" in plugin.stdout
 
 
 def test_workload_stage_installs_offline_and_its_programs_import(

@@ -25,6 +25,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
+from traderbot_devtools.localcluster import DEFAULT_SANDBOX_IMAGE
 from traderbot_operator.desired.api import build_api_deployment
 from traderbot_operator.desired.database import (
     DATA_MOUNT,
@@ -32,7 +33,6 @@ from traderbot_operator.desired.database import (
     build_database_statefulset,
 )
 from traderbot_operator.desired.redis import REDIS_UID, build_redis_statefulset
-from traderbot_operator.testing.localcluster import DEFAULT_SANDBOX_IMAGE
 from unit.delivery.delivery_tools import REPO_ROOT
 from unit.operator.bots import bot
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from traderbot_operator.testing.binaries import KUBERNETES_VERSION, VERSION_TAG
+from traderbot_devtools.binaries import KUBERNETES_VERSION, VERSION_TAG
 from unit.delivery.delivery_tools import REPO_ROOT, Helm
 
 SCRIPT = REPO_ROOT / "hack" / "k8s-binaries.sh"

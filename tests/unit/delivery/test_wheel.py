@@ -100,6 +100,14 @@ def test_wheel_ships_both_import_packages_and_their_type_markers(wheel: Path) ->
     assert not any(name.startswith(("operator/", "tests/")) for name in names)
 
 
+def test_wheel_carries_no_development_tooling(wheel: Path) -> None:
+    """The local control plane, its PKI and the demo stay out of the images (issue 13)."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert not [n for n in names if "testing" in n.split("/") or "devtools" in n], sorted(names)
+    assert "traderbot-cluster" not in wheel_console_scripts(wheel)
+
+
 def wheel_env(installed: Path) -> dict[str, str]:
     # NB: PYTHONPATH puts the wheel's copy ahead of the editable install in .venv;
     # -I is not an option because the dependencies live in .venv.
@@ -119,7 +127,10 @@ def test_the_wheel_copy_is_what_the_scripts_import(installed: Path) -> None:
 
 @pytest.mark.parametrize(
     "script",
-    [pytest.param(s, marks=script_marks(s)) for s in ("traderbot-operator", "trader-backup")],
+    [
+        pytest.param(s, marks=script_marks(s))
+        for s in ("traderbot-operator", "trader-backup", "kubectl-traderbot")
+    ],
 )
 def test_command_line_script_from_the_wheel_prints_its_usage(installed: Path, script: str) -> None:
     executable = installed / "bin" / script

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from traderbot_operator.testing import cli
-from traderbot_operator.testing.localcluster import DEFAULT_SANDBOX_IMAGE
+from traderbot_devtools import cli
+from traderbot_devtools.localcluster import DEFAULT_SANDBOX_IMAGE
 
 
 def test_up_takes_a_real_node_and_repeatable_image_archives() -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from traderbot_operator.testing import cli, demo_pods
-from traderbot_operator.testing.demo import NODE_AUTO, NODE_KWOK, NODE_REAL, DemoError
-from traderbot_operator.testing.demo_pods import HostFacts, LocalImages
-from traderbot_operator.testing.images import split_reference
+from traderbot_devtools import cli, demo_pods
+from traderbot_devtools.demo import NODE_AUTO, NODE_KWOK, NODE_REAL, DemoError
+from traderbot_devtools.demo_pods import HostFacts, LocalImages
+from traderbot_devtools.images import split_reference
 
 REPO = Path(__file__).resolve().parents[3]
 ABLE = HostFacts(root=True, missing_tools=(), missing_binaries=(), bridge_in_use=False)
@@ -227,6 +227,7 @@ def test_helm_installs_the_chart_with_the_local_operator_image() -> None:
     assert "image.repository=traderbot.local/traderbot-operator" in args
     assert "image.tag=0.1.0" in args
     assert "image.pullPolicy=Never" in args, "the node can never pull"
+    assert "replicaCount=1" in args, "one node: a standby would guard against nothing"
     assert args[args.index("--namespace") + 1] == "traderbot-system"
 
 

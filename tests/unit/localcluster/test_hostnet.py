@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from traderbot_operator.testing import hostnet
+from traderbot_devtools import hostnet
 
 # The shape of `iptables-save` after kube-proxy, kubelet and the harness ran,
 # beside a chain somebody else owned before the node started.

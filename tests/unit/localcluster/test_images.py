@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from traderbot_operator.testing.images import (
+from traderbot_devtools.images import (
     ImageSpec,
     archives_by_ref,
     file,

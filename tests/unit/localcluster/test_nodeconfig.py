@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from traderbot_operator.testing import nodeconfig
-from traderbot_operator.testing.nodeconfig import NodeLayout
+from traderbot_devtools import nodeconfig
+from traderbot_devtools.nodeconfig import NodeLayout
 
 WORKDIR = Path("/tmp/traderbot-cluster-x")  # noqa: S108 - a path in data, nothing is written
 

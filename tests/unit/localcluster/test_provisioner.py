@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from traderbot_operator.testing.provisioner import (
+from traderbot_devtools.provisioner import (
     PROVISIONED_BY,
     PROVISIONER,
     SELECTED_NODE,

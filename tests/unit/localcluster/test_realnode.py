@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from traderbot_operator.testing import realnode
-from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
+from traderbot_devtools import realnode
+from traderbot_devtools.binaries import Binaries, BinariesMissingError
 
 
 @pytest.mark.parametrize(

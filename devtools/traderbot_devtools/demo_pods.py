@@ -40,10 +40,9 @@ import yaml
 from lightkube import ApiError, Client
 from lightkube.resources.core_v1 import Pod
 
-from traderbot_operator.desired.common import Names
-from traderbot_operator.testing import nodeconfig, realnode
-from traderbot_operator.testing.binaries import Binaries, BinariesMissingError, helm_env
-from traderbot_operator.testing.demo import (
+from traderbot_devtools import nodeconfig, realnode
+from traderbot_devtools.binaries import Binaries, BinariesMissingError, helm_env
+from traderbot_devtools.demo import (
     DEFAULT_EXAMPLES,
     OPERATOR_NAMESPACE,
     PART_OF,
@@ -60,8 +59,9 @@ from traderbot_operator.testing.demo import (
     wait_established,
     wait_ready,
 )
-from traderbot_operator.testing.images import image_list, images_sh_list, split_reference
-from traderbot_operator.testing.localcluster import ClusterAccess
+from traderbot_devtools.images import image_list, images_sh_list, split_reference
+from traderbot_devtools.localcluster import ClusterAccess
+from traderbot_operator.desired.common import Names
 
 RELEASE = "traderbot-operator"
 # Real pods need an initdb, the engine's migrations and probe periods: minutes, not seconds.
@@ -282,7 +282,9 @@ def helm_command(*, chart: Path, images: LocalImages) -> list[str]:
     """The ``helm`` arguments that install the operator with the image built here.
 
     NB: ``pullPolicy=Never``: the node can never pull, and a missing image then
-    says ErrImageNeverPull at once instead of backing off.
+    says ErrImageNeverPull at once instead of backing off. One replica: a standby
+    on the demo's single node would guard against nothing, and the printed
+    ``kubectl logs deploy/traderbot-operator`` then always reads the leader.
     """
     return [
         "upgrade", "--install", RELEASE, str(chart),
@@ -290,6 +292,7 @@ def helm_command(*, chart: Path, images: LocalImages) -> list[str]:
         "--set", f"image.repository={images.operator_repository}",
         "--set", f"image.tag={images.operator_tag}",
         "--set", "image.pullPolicy=Never",
+        "--set", "replicaCount=1",
         "--wait", "--timeout", HELM_WAIT,
     ]  # fmt: skip
 

@@ -44,9 +44,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from traderbot_operator.testing import nodeconfig, realnode
-from traderbot_operator.testing.binaries import Binaries
-from traderbot_operator.testing.pki import CertificateAuthority, KeyPair, service_account_keys
+from traderbot_devtools import nodeconfig, realnode
+from traderbot_devtools.binaries import Binaries
+from traderbot_devtools.pki import CertificateAuthority, KeyPair, service_account_keys
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/24"
@@ -377,8 +377,8 @@ class LocalCluster:
     ``storage_provisioner`` turns on kube-controller-manager's host-path
     provisioner and a default StorageClass ``standard`` (binding Immediate,
     reclaim Delete), so PersistentVolumeClaims bind with no hand-made volume.
-    NB: off by default: tests that make their own PersistentVolumes need claims
-    without a class to stay unclassed. The volumes are folders under
+    NB: off by default, for clusters whose users make their own unclassed
+    PersistentVolumes (the cluster tests turn it on). The volumes are folders under
     ``/tmp/hostpath_pv`` (fixed by Kubernetes); ``stop`` removes this cluster's.
 
     ``real_node`` adds a real node (``realnode``: containerd, kubelet,
@@ -631,7 +631,7 @@ class LocalCluster:
             self.node.issue_credentials(ca=ca, write_kubeconfig=write_kubeconfig)
             self.node.write_files()
 
-        stages = resources.files("traderbot_operator.testing").joinpath("kwok/stages.yaml")
+        stages = resources.files("traderbot_devtools").joinpath("kwok/stages.yaml")
         (self.workdir / "kwok-stages.yaml").write_text(stages.read_text())
 
     def _etcd_args(self) -> list[str]:

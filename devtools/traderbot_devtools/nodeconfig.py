@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traderbot_operator.testing.provisioner import PROVISIONER
+from traderbot_devtools.provisioner import PROVISIONER
 
 # The bridge is unmistakably ours: `tbr` = TraderBot bridge. Its address is the
 # node IP that kubelet, the API server and CoreDNS serve on.

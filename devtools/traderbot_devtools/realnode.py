@@ -38,12 +38,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from traderbot_operator.testing import hostnet, nodeconfig
-from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
-from traderbot_operator.testing.nodeconfig import NodeLayout
+from traderbot_devtools import hostnet, nodeconfig
+from traderbot_devtools.binaries import Binaries, BinariesMissingError
+from traderbot_devtools.nodeconfig import NodeLayout
 
 if TYPE_CHECKING:
-    from traderbot_operator.testing.pki import CertificateAuthority
+    from traderbot_devtools.pki import CertificateAuthority
 
 CONTAINERD_NAMESPACE = "k8s.io"
 HOST_RECORD = "host.json"
@@ -386,7 +386,7 @@ class RealNode:
             [
                 sys.executable,
                 "-m",
-                "traderbot_operator.testing.provisioner",
+                "traderbot_devtools.provisioner",
                 f"--kubeconfig={layout.node_dir / 'provisioner.kubeconfig'}",
                 f"--root={layout.volumes_dir}",
                 f"--node={self.node_name}",

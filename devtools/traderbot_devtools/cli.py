@@ -19,14 +19,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from traderbot_operator.testing import demo_pods
-from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
-from traderbot_operator.testing.demo import NODE_AUTO, NODE_KWOK, NODE_REAL, DemoError
-from traderbot_operator.testing.demo import add_arguments as add_demo_arguments
-from traderbot_operator.testing.demo import run as run_demo
-from traderbot_operator.testing.hostnet import HostSetupError
-from traderbot_operator.testing.images import archives_by_ref, images_sh_list
-from traderbot_operator.testing.localcluster import (
+from traderbot_devtools import demo_pods
+from traderbot_devtools.binaries import Binaries, BinariesMissingError
+from traderbot_devtools.demo import NODE_AUTO, NODE_KWOK, NODE_REAL, DemoError
+from traderbot_devtools.demo import add_arguments as add_demo_arguments
+from traderbot_devtools.demo import run as run_demo
+from traderbot_devtools.hostnet import HostSetupError
+from traderbot_devtools.images import archives_by_ref, images_sh_list
+from traderbot_devtools.localcluster import (
     DEFAULT_SANDBOX_IMAGE,
     STATE_FILE,
     ClusterAccess,
@@ -39,7 +39,7 @@ from traderbot_operator.testing.localcluster import (
     ensure_detached,
     stop_detached,
 )
-from traderbot_operator.testing.realnode import NodeStartError
+from traderbot_devtools.realnode import NodeStartError
 
 EXIT_NO_CLUSTER = 3
 

@@ -16,7 +16,7 @@ its own, provisions for the StorageClass whose provisioner is
 It polls the API once a second: the same list-compare-act shape as an
 external provisioner, without informers (a test cluster holds a few claims).
 
-    python -m traderbot_operator.testing.provisioner --kubeconfig K --root DIR --node NAME
+    python -m traderbot_devtools.provisioner --kubeconfig K --root DIR --node NAME
 """
 
 from __future__ import annotations

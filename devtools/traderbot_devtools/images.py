@@ -94,7 +94,7 @@ def image_config(spec: ImageSpec, *, diff_id: str) -> dict[str, Any]:
         "os": "linux",
         "config": config,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created_by": "traderbot_operator.testing.images"}],
+        "history": [{"created_by": "traderbot_devtools.images"}],
     }
 
 

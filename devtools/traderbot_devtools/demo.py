@@ -42,9 +42,8 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
-from traderbot_operator.rbac import cluster_role, cluster_role_binding
-from traderbot_operator.testing.binaries import Binaries, BinariesMissingError
-from traderbot_operator.testing.localcluster import (
+from traderbot_devtools.binaries import Binaries, BinariesMissingError
+from traderbot_devtools.localcluster import (
     LOOPBACK,
     ClusterAccess,
     addon_endpoints,
@@ -54,6 +53,7 @@ from traderbot_operator.testing.localcluster import (
     log_tail,
     record_addon,
 )
+from traderbot_operator.rbac import cluster_role, cluster_role_binding
 
 DEMO_NAMESPACE = "trading"
 OPERATOR_NAMESPACE = "traderbot-system"
