@@ -40,7 +40,7 @@ fmt: $(STAMP) ## format and auto-fix
 	$(VENV)/bin/ruff check --fix .
 
 .PHONY: test
-test: setup k8s-binaries ## lint, then every test tier (unit, integration, cluster)
+test: setup k8s-binaries promtool ## lint, then every test tier (unit, integration, cluster)
 	$(MAKE) lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -75,6 +75,10 @@ test-cluster: setup k8s-binaries ## tests against a local Kubernetes control pla
 .PHONY: k8s-binaries
 k8s-binaries: ## build (once, ~30 min cold) or reuse etcd, kube-*, kwok, kubectl, helm, kubelet, kube-proxy, coredns
 	@bash hack/k8s-binaries.sh >&2
+
+.PHONY: promtool
+promtool: ## build (once, 5-8 min cold) or reuse the pinned promtool that tests the chart's alert rules
+	@bash hack/promtool.sh >&2
 
 .PHONY: cluster-up
 cluster-up: ## start a local control plane; prints `export KUBECONFIG=...` (to eval)
@@ -116,8 +120,8 @@ lint-docker: tools ## hadolint the Dockerfile (warnings fail)
 	"$$(bash hack/install-tools.sh --print-dir)/hadolint" --config .hadolint.yaml Dockerfile
 
 .PHONY: lint-chart
-lint-chart: $(STAMP) k8s-binaries ## helm lint --strict, schema-validate the rendered chart, for every value set
-	$(PY) -m pytest tests/unit/delivery/test_chart.py tests/unit/delivery/test_bots_chart.py $(PYTEST_ARGS)
+lint-chart: $(STAMP) k8s-binaries promtool ## helm lint --strict, schema-validate the rendered chart, for every value set; promtool on its alert rules
+	$(PY) -m pytest tests/unit/delivery/test_chart.py tests/unit/delivery/test_bots_chart.py tests/unit/delivery/test_prometheus_rules.py $(PYTEST_ARGS)
 
 .PHONY: scan
 scan: $(STAMP) k8s-binaries tools ## checkov over the Dockerfile, the rendered charts and the operator's manifests

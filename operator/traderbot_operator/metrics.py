@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Final
 from wsgiref.simple_server import WSGIServer
 
@@ -39,6 +40,12 @@ BOTS: Final = Gauge(
     "traderbot_operator_bots",
     "Managed TraderBots by phase.",
     ["phase"],
+    registry=REGISTRY,
+)
+BOT_PHASE: Final = Gauge(
+    "traderbot_operator_bot_phase",
+    "1 for each managed TraderBot, labelled with its current phase (one series per bot).",
+    ["namespace", "bot", "phase"],
     registry=REGISTRY,
 )
 API_REQUESTS: Final = Counter(
@@ -97,6 +104,19 @@ TRADING_READS: Final = Counter(
     ["result"],
     registry=REGISTRY,
 )
+BACKUP_VERIFIED: Final = Gauge(
+    "traderbot_operator_backup_verified",
+    "1 when the bot's last scheduled backup verification passed (or none ran yet), 0 when it"
+    " failed.",
+    ["namespace", "bot"],
+    registry=REGISTRY,
+)
+BACKUP_LAST_SUCCESS: Final = Gauge(
+    "traderbot_operator_backup_last_success_timestamp_seconds",
+    "Unix time of the bot's last successful scheduled backup (status.lastBackup.time).",
+    ["namespace", "bot"],
+    registry=REGISTRY,
+)
 WRITES: Final = Counter(
     "traderbot_operator_child_writes_total",
     "Child objects created, patched or deleted.",
@@ -117,25 +137,66 @@ LEADERSHIP_CHANGES: Final = Counter(
 
 
 def set_phases(phases: Mapping[tuple[str, str], str]) -> None:
-    """Set the bots-by-phase gauge from a map of (namespace, name) -> phase."""
+    """Set the bots-by-phase gauges from a map of (namespace, name) -> phase.
+
+    NB: a bot's phase series is replaced, never cleared and refilled: a scrape in
+    between would see the bot without a phase and reset an alert's ``for`` clock.
+    A bot gone from the map loses its series, so no stale alert keeps firing.
+    """
     counts = dict.fromkeys(PHASES, 0)
     for phase in phases.values():
         counts[phase] = counts.get(phase, 0) + 1
     for phase, count in counts.items():
         BOTS.labels(phase=phase).set(count)
+    current = {(namespace, name, phase) for (namespace, name), phase in phases.items()}
+    for namespace, name, phase in current:
+        BOT_PHASE.labels(namespace=namespace, bot=name, phase=phase).set(1)
+    exported = {
+        (sample.labels["namespace"], sample.labels["bot"], sample.labels["phase"])
+        for family in BOT_PHASE.collect()
+        for sample in family.samples
+    }
+    for namespace, name, phase in exported - current:
+        with contextlib.suppress(KeyError):  # removed meanwhile by another caller
+            BOT_PHASE.remove(namespace, name, phase)
+
+
+def _set_or_drop(gauge: Gauge, *, namespace: str, bot: str, value: float | None) -> None:
+    """Set a bot's series of ``gauge``, or remove it when there is nothing to report.
+
+    NB: a bot deleted, or with the feature turned off, must not leave a 0 series
+    behind: an alert on it would fire until the operator restarts.
+    """
+    if value is None:
+        with contextlib.suppress(KeyError):  # never set, or already dropped
+            gauge.remove(namespace, bot)
+        return
+    gauge.labels(namespace=namespace, bot=bot).set(value)
 
 
 def set_backup_health(*, namespace: str, bot: str, healthy: bool | None) -> None:
-    """Set a bot's backup-health gauge, or drop its series when there is none to report.
+    """Set a bot's backup-health gauge; None (backups off) drops its series."""
+    value = None if healthy is None else float(healthy)
+    _set_or_drop(BACKUP_HEALTHY, namespace=namespace, bot=bot, value=value)
 
-    NB: a bot deleted, or with backups turned off, must not leave a 0 series behind:
-    the BackupFailing alert would fire until the operator restarts.
-    """
-    if healthy is None:
-        with contextlib.suppress(KeyError):  # never set, or already dropped
-            BACKUP_HEALTHY.remove(namespace, bot)
-        return
-    BACKUP_HEALTHY.labels(namespace=namespace, bot=bot).set(1 if healthy else 0)
+
+def set_backup_verified(*, namespace: str, bot: str, verified: bool | None) -> None:
+    """Set a bot's verification gauge; None (verification off) drops its series."""
+    value = None if verified is None else float(verified)
+    _set_or_drop(BACKUP_VERIFIED, namespace=namespace, bot=bot, value=value)
+
+
+def set_last_backup(*, namespace: str, bot: str, time: datetime | None) -> None:
+    """Set the time of a bot's last successful backup; None (none, or backups off) drops it."""
+    value = None if time is None else time.timestamp()
+    _set_or_drop(BACKUP_LAST_SUCCESS, namespace=namespace, bot=bot, value=value)
+
+
+def forget_bot(*, namespace: str, bot: str) -> None:
+    """Drop every per-bot backup series of a bot that is gone (its phase goes with set_phases)."""
+    set_backup_health(namespace=namespace, bot=bot, healthy=None)
+    set_backup_verified(namespace=namespace, bot=bot, verified=None)
+    set_last_backup(namespace=namespace, bot=bot, time=None)
 
 
 def set_trading(*, namespace: str, bot: str, values: Mapping[str, float] | None) -> None:

@@ -7,6 +7,7 @@ defaulted (unit tests, dry runs). A unit test walks both and fails when they dri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -190,6 +191,19 @@ def key_owned(key: str, *, owned: tuple[str, ...]) -> bool:
     return key in owned or key.startswith(OWNED_KEY_PREFIX)
 
 
+def refuse_owned_keys(
+    field: str, keys: Mapping[str, str] | None, *, owned: tuple[str, ...]
+) -> None:
+    """Raise ValueError naming the keys of ``keys`` the operator sets itself."""
+    taken = [key for key in keys or {} if key_owned(key, owned=owned)]
+    if taken:
+        msg = (
+            f"{field} {', '.join(sorted(taken))} are set by the operator "
+            f"({', '.join(owned)} and every {OWNED_KEY_PREFIX} key); use other keys"
+        )
+        raise ValueError(msg)
+
+
 # Label and annotation keys (a Kubernetes qualified name with an optional DNS
 # prefix) and label values, as the API server checks them on a pod.
 QUALIFIED_NAME_PATTERN: Final = (
@@ -257,14 +271,8 @@ class PodPlacement(_Model):
 
     @model_validator(mode="after")
     def _no_owned_keys(self) -> Self:
-        for field, owned in (("labels", OWNED_LABEL_KEYS), ("annotations", OWNED_ANNOTATION_KEYS)):
-            taken = [key for key in getattr(self, field) or {} if key_owned(key, owned=owned)]
-            if taken:
-                msg = (
-                    f"{field} {', '.join(sorted(taken))} are set by the operator "
-                    f"({', '.join(owned)} and every {OWNED_KEY_PREFIX} key); use other keys"
-                )
-                raise ValueError(msg)
+        refuse_owned_keys("labels", self.labels, owned=OWNED_LABEL_KEYS)
+        refuse_owned_keys("annotations", self.annotations, owned=OWNED_ANNOTATION_KEYS)
         return self
 
 
@@ -394,11 +402,26 @@ class BackupSpec(_Model):
     pod: PodPlacement = PodPlacement()
 
 
+# A Prometheus duration as the CRD allows it for a scrape interval (30s, 1m).
+SCRAPE_INTERVAL_PATTERN: Final = r"^[0-9]+(s|m)$"
+
+
 class MonitoringSpec(_Model):
-    """Prometheus scraping."""
+    """Prometheus scraping: the ServiceMonitor's interval and extra labels.
+
+    NB: ``labels`` go on the ServiceMonitor so a Prometheus's serviceMonitorSelector
+    (kube-prometheus-stack: ``release: <its release>``) finds it; the operator's own
+    keys are refused, as on pods: they identify the object as the bot's child.
+    """
 
     enabled: bool = False
-    interval: str = "30s"
+    interval: Annotated[str, StringConstraints(pattern=SCRAPE_INTERVAL_PATTERN)] = "30s"
+    labels: dict[QualifiedName, LabelValue] | None = None
+
+    @model_validator(mode="after")
+    def _no_owned_keys(self) -> Self:
+        refuse_owned_keys("labels", self.labels, owned=OWNED_LABEL_KEYS)
+        return self
 
 
 class UpgradeSpec(_Model):

@@ -208,6 +208,21 @@ async def _report(
         bot=bot.name,
         healthy=None if health is None else health["status"] == "True",
     )
+    verified = next((c for c in status["conditions"] if c["type"] == "BackupVerified"), None)
+    # NB: Unknown (no verification ran yet) is not a failure, as for backup health.
+    metrics.set_backup_verified(
+        namespace=bot.namespace,
+        bot=bot.name,
+        verified=None if verified is None else verified["status"] != "False",
+    )
+    last_backup = (status.get("lastBackup") or {}).get("time")
+    metrics.set_last_backup(
+        namespace=bot.namespace,
+        bot=bot.name,
+        time=datetime.fromisoformat(last_backup)
+        if bot.spec.backup.enabled and last_backup
+        else None,
+    )
     if status_changed(current, status):
         await state.kube.patch_status(namespace=bot.namespace, name=bot.name, status=status)
         writes += 1
@@ -515,7 +530,7 @@ def forget_bot(state: OperatorState, *, namespace: str, name: str) -> None:
     """Drop what the operator keeps about a bot that is gone: phase, reads, its series."""
     state.phases.pop((namespace, name), None)
     metrics.set_phases(state.phases)
-    metrics.set_backup_health(namespace=namespace, bot=name, healthy=None)
+    metrics.forget_bot(namespace=namespace, bot=name)
     state.trading.forget((namespace, name))
     metrics.drop_trading(namespace=namespace, bot=name)
 

@@ -61,11 +61,34 @@ def service_monitor_crd(kube: Client) -> None:
 def test_a_service_monitor_follows_spec_monitoring(
     kube: Client, namespace: str, operator: OperatorRunner
 ) -> None:
-    _create_bot(kube, namespace, "watched", {"monitoring": {"enabled": True, "interval": "15s"}})
+    monitoring = {"enabled": True, "interval": "15s", "labels": {"release": "prom"}}
+    _create_bot(kube, namespace, "watched", {"monitoring": monitoring})
     _wait_phase(kube, namespace, "watched", "Ready")
     monitor = _get(kube, ServiceMonitorResource, "watched-api", namespace)
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["interval"]) == ("http", "/metrics", "15s")
+    assert endpoint["relabelings"][0]["targetLabel"] == "bot"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["metadata"]["ownerReferences"][0]["name"] == "watched"
+
+    # A label and the interval changed on the bot reach the live ServiceMonitor; a
+    # label taken off is removed (server-side apply drops what the operator stopped setting).
+    _patch_spec(
+        kube,
+        namespace,
+        "watched",
+        {"monitoring": {"interval": "1m", "labels": {"team": "quant", "release": None}}},
+    )
+
+    def relabelled() -> bool:
+        live = _get(kube, ServiceMonitorResource, "watched-api", namespace)
+        return (
+            live["spec"]["endpoints"][0]["interval"] == "1m"
+            and live["metadata"]["labels"].get("team") == "quant"
+            and "release" not in live["metadata"]["labels"]
+        )
+
+    eventually(relabelled, what="the ServiceMonitor's new interval and labels", timeout=60)
 
     _patch_spec(kube, namespace, "watched", {"monitoring": {"enabled": False}})
 

@@ -753,3 +753,12 @@ def test_operator_metrics_count_reconciles(
     assert 'traderbot_operator_bots{phase="Ready"} 1.0' in text
     assert "traderbot_operator_reconcile_duration_seconds_bucket" in text
     assert 'traderbot_operator_reconcile_total{result="ok",trigger="create"}' in text
+    phase = {"namespace": namespace, "bot": "counted", "phase": "Ready"}
+    assert metrics.REGISTRY.get_sample_value("traderbot_operator_bot_phase", phase) == 1
+
+    # The chart's TraderBotNotReady alert must not outlive the bot.
+    kube.delete(TraderBotResource, "counted", namespace=namespace)
+    eventually(
+        lambda: metrics.REGISTRY.get_sample_value("traderbot_operator_bot_phase", phase) is None,
+        what="the deleted bot's phase series removed",
+    )

@@ -95,6 +95,8 @@ def test_a_sigkilled_operator_process_restarts_and_converges_without_duplicates(
         reconciles = _samples(process, "traderbot_operator_reconcile_total")
         assert sum(value for labels, value in reconciles if labels["result"] == "ok") > 0
         assert ({"phase": "Ready"}, 1.0) in _samples(process, "traderbot_operator_bots")
+        phase = {"namespace": namespace, "bot": "lazarus", "phase": "Ready"}
+        assert (phase, 1.0) in _samples(process, "traderbot_operator_bot_phase")
         assert process.healthz()[0] == 200
     finally:
         process.stop()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import httpx
 from fastapi import FastAPI
 
+from integration.api.api_process import TraderApiProcess
 from trader_api.api.app import create_app
 from trader_api.config import Settings
 from trader_api.services.runtime import Runtime
@@ -61,3 +65,39 @@ async def test_a_replica_started_later_keeps_the_kill_switch_and_strategy_switch
         lambda: client.get("/api/v1/risk"),
         until=lambda r: r.json()["kill_switch"]["engaged"] is False,
     )
+
+
+async def test_a_daily_loss_halt_reaches_the_other_replica_as_a_daily_loss_halt(
+    trader_api: Callable[..., TraderApiProcess],
+) -> None:
+    """Both replicas report the halt's cause: the alert for it must not depend on the leader."""
+    # NB: the paper exchange's fee on the first fill is already a realized loss above 0.01.
+    replicas = [trader_api(name=f"replica-{n}", risk_daily_loss_limit="0.01") for n in ("a", "b")]
+    order = {"symbol": "BTCUSDT", "side": "buy", "type": "market", "quantity": "0.001"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        first = await http.post(
+            f"{replicas[0].base_url}/api/v1/orders",
+            json={**order, "client_order_id": "loss-1"},
+            headers=KEY,
+        )
+        assert first.status_code == 201, first.text
+        await eventually(
+            lambda: http.get(f"{replicas[0].base_url}/api/v1/orders/{first.json()['id']}"),
+            until=lambda r: r.json()["status"] == "filled",
+        )
+        refused = await http.post(
+            f"{replicas[0].base_url}/api/v1/orders",
+            json={**order, "client_order_id": "loss-2"},
+            headers=KEY,
+        )
+        assert refused.json()["code"] == "daily_loss_limit"
+        for replica in replicas:
+            url = f"{replica.base_url}/api/v1/risk"
+            risk = await eventually(
+                functools.partial(http.get, url),
+                until=lambda r: r.json()["kill_switch"]["engaged"] is True,
+            )
+            assert risk.json()["kill_switch"]["automatic"] is True, replica.name
+            text = (await http.get(f"{replica.base_url}/metrics")).text
+            assert "\nkill_switch_engaged 1.0\n" in text, replica.name
+            assert "\ndaily_loss_limit_halted 1.0\n" in text, replica.name

@@ -63,6 +63,21 @@ def find_helm() -> Path:
     )
 
 
+def find_promtool() -> Path:
+    """Return the pinned promtool of hack/promtool.sh, or fail saying how to build it.
+
+    NB: never built from a test (5-8 minutes cold): `make test` and `make
+    promtool` build it first, as they build helm.
+    """
+    binary = Path(_script_output("bash", "hack/promtool.sh", "--print-path"))
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        pytest.fail(
+            f"promtool not found at {binary}; build it with `make promtool` (hack/promtool.sh)",
+            pytrace=False,
+        )
+    return binary
+
+
 def find_tool(name: str) -> Path:
     """Return a pinned linter from hack/install-tools.sh, installing it when missing.
 

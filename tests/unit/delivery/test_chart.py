@@ -33,7 +33,10 @@ from unit.delivery.delivery_tools import (
 
 VALUE_SETS = value_sets()
 # Kinds whose schema comes from a CRD that kubernetes-validate does not carry.
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 
 def rules_of(role: Manifest) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from unit.delivery.delivery_tools import REPO_ROOT
 
 DOCS = REPO_ROOT / "docs"
 DELIVERY_PAGES = ["operations-guide.md", "architecture.md", "security.md"]
-DELIVERY_PAGES += ["troubleshooting.md", "gitops.md", "images.md", "plugin.md"]
+DELIVERY_PAGES += ["troubleshooting.md", "gitops.md", "images.md", "plugin.md", "monitoring.md"]
 SEED = REPO_ROOT / "docs" / "seed" / "operations-guide.en.md"
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 

@@ -96,6 +96,10 @@ def test_make_targets_call_the_scripts() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert "bash hack/e2e-kind.sh" in makefile
     assert "bash hack/install-tools.sh" in makefile
+    assert "bash hack/promtool.sh" in makefile
+    # CI runs `make test` on a bare machine: it must build promtool before the tests need it.
+    [test_target] = re.findall(r"^test: (.*?) ##", makefile, flags=re.MULTILINE)
+    assert "promtool" in test_target.split()
 
 
 def test_install_tools_check_reports_missing_tools(tmp_path: Path) -> None:

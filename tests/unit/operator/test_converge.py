@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from traderbot_operator import metrics
@@ -108,3 +109,76 @@ async def test_a_deleted_bot_leaves_no_lock_phase_or_dirty_mark() -> None:
         state, namespace="trading", name="alpha", trigger="child"
     ) == Result(phase=None)
     assert (state.locks, state.phases, state.dirty) == ({}, {}, set())
+
+
+def _phase_series(bot: str) -> dict[str, float]:
+    """Return the phase series the operator exports for ``bot``: phase -> value."""
+    return {
+        sample.labels["phase"]: sample.value
+        for family in metrics.BOT_PHASE.collect()
+        for sample in family.samples
+        if sample.labels["bot"] == bot
+    }
+
+
+async def test_each_bot_exports_one_phase_series_that_follows_its_phase() -> None:
+    kube = FakeKube(_body("phased", paused=True))
+    state = kube.state()
+    await converge(state, namespace="trading", name="phased")
+    assert _phase_series("phased") == {"Paused": 1}
+
+    kube.bots[("trading", "phased")]["spec"] = {"replicas": "many"}
+    await converge(state, namespace="trading", name="phased")
+    assert _phase_series("phased") == {"Failed": 1}
+
+    del kube.bots[("trading", "phased")]
+    await converge(state, namespace="trading", name="phased")
+    assert _phase_series("phased") == {}
+
+
+def test_a_phase_map_replaces_only_the_series_that_changed() -> None:
+    metrics.set_phases({("trading", "a"): "Ready", ("trading", "b"): "Degraded"})
+    metrics.set_phases({("trading", "a"): "Ready", ("trading", "b"): "Ready"})
+    assert _phase_series("a") == {"Ready": 1}
+    assert _phase_series("b") == {"Ready": 1}
+    assert metrics.REGISTRY.get_sample_value("traderbot_operator_bots", {"phase": "Ready"}) == 2
+    metrics.set_phases({})
+    assert _phase_series("a") == _phase_series("b") == {}
+
+
+def _verified_gauge(bot: str) -> float | None:
+    return metrics.REGISTRY.get_sample_value(
+        "traderbot_operator_backup_verified", {"namespace": "trading", "bot": bot}
+    )
+
+
+async def test_a_deleted_bot_leaves_no_verification_or_last_backup_series() -> None:
+    metrics.set_backup_verified(namespace="trading", bot="gone", verified=False)
+    metrics.set_last_backup(namespace="trading", bot="gone", time=datetime.now(UTC))
+    assert _verified_gauge("gone") == 0
+    await converge(FakeKube().state(), namespace="trading", name="gone")
+    assert _verified_gauge("gone") is None
+    assert (
+        metrics.REGISTRY.get_sample_value(
+            "traderbot_operator_backup_last_success_timestamp_seconds",
+            {"namespace": "trading", "bot": "gone"},
+        )
+        is None
+    )
+
+
+async def test_the_last_backup_time_is_exported_while_backups_are_on() -> None:
+    body = _body("kept", paused=True)
+    body["status"] = {"lastBackup": {"time": "2026-03-01T03:00:12Z"}}
+    kube = FakeKube(body)
+    await converge(kube.state(), namespace="trading", name="kept")
+    labels = {"namespace": "trading", "bot": "kept"}
+    name = "traderbot_operator_backup_last_success_timestamp_seconds"
+    assert (
+        metrics.REGISTRY.get_sample_value(name, labels)
+        == datetime(2026, 3, 1, 3, 0, 12, tzinfo=UTC).timestamp()
+    )
+
+    kube.bots[("trading", "kept")]["spec"]["backup"] = {"enabled": False}
+    await converge(kube.state(), namespace="trading", name="kept")
+    assert metrics.REGISTRY.get_sample_value(name, labels) is None

@@ -211,6 +211,13 @@ def test_the_crds_metadata_rules_refuse_exactly_the_owned_keys(
     assert f"startsWith('{OWNED_KEY_PREFIX}')" in rule
 
 
+def test_the_crds_service_monitor_label_rule_refuses_exactly_the_owned_keys() -> None:
+    rule = _rule(SPEC["monitoring"]["properties"]["labels"])
+    [listed] = _lists(rule)
+    assert sorted(listed) == sorted(OWNED_LABEL_KEYS)
+    assert f"startsWith('{OWNED_KEY_PREFIX}')" in rule
+
+
 def test_every_env_name_the_operator_sets_is_owned() -> None:
     live = bot(
         mode="live",

@@ -7,6 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -329,6 +330,54 @@ async def test_the_kill_switch_rejects_new_orders_until_released(
     )
     accepted = await client.post("/api/v1/orders", json=market_order("k2"), headers=KEY)
     assert accepted.status_code == 201
+
+
+def _gauge(text: str, name: str) -> float:
+    [family] = [f for f in text_string_to_metric_families(text) if f.name == name]
+    [sample] = family.samples
+    return sample.value
+
+
+async def test_metrics_follow_the_kill_switch_a_person_engages(client: httpx.AsyncClient) -> None:
+    before = (await client.get("/metrics")).text
+    assert (_gauge(before, "kill_switch_engaged"), _gauge(before, "daily_loss_limit_halted")) == (
+        0,
+        0,
+    )
+    await client.post(
+        "/api/v1/risk/kill-switch", json={"engaged": True, "reason": "drill"}, headers=KEY
+    )
+    engaged = (await client.get("/metrics")).text
+    assert _gauge(engaged, "kill_switch_engaged") == 1
+    assert _gauge(engaged, "daily_loss_limit_halted") == 0
+    await client.post(
+        "/api/v1/risk/kill-switch", json={"engaged": False, "reason": "done"}, headers=KEY
+    )
+    assert _gauge((await client.get("/metrics")).text, "kill_switch_engaged") == 0
+
+
+async def test_metrics_say_when_the_daily_loss_limit_halted_trading() -> None:
+    # NB: the paper exchange's fee on the first fill is already a realized loss above 0.01.
+    settings = embedded_settings(risk_daily_loss_limit=Decimal("0.01"))
+    async with serving(settings) as app, api_client(app, client_ip="10.0.0.8") as client:
+        order = (await client.post("/api/v1/orders", json=market_order("b1"), headers=KEY)).json()
+        await eventually(
+            lambda: client.get(f"/api/v1/orders/{order['id']}"),
+            until=lambda r: r.json()["status"] == "filled",
+        )
+        refused = await client.post("/api/v1/orders", json=market_order("b2"), headers=KEY)
+        assert refused.json()["code"] == "daily_loss_limit"
+        text = (await client.get("/metrics")).text
+        assert _gauge(text, "kill_switch_engaged") == 1
+        assert _gauge(text, "daily_loss_limit_halted") == 1
+        await client.post(
+            "/api/v1/risk/kill-switch", json={"engaged": False, "reason": "reviewed"}, headers=KEY
+        )
+        text = (await client.get("/metrics")).text
+        assert (_gauge(text, "kill_switch_engaged"), _gauge(text, "daily_loss_limit_halted")) == (
+            0,
+            0,
+        )
 
 
 async def test_risk_reports_the_configured_limits(client: httpx.AsyncClient) -> None:

@@ -62,6 +62,18 @@ class Metrics:
             "Broker circuit breaker: 0 closed, 1 half-open, 2 open.",
             registry=registry,
         )
+        self.kill_switch_engaged = Gauge(
+            "kill_switch_engaged",
+            "1 while the kill switch refuses every new order (engaged by a person or by the"
+            " daily loss limit).",
+            registry=registry,
+        )
+        self.daily_loss_limit_halted = Gauge(
+            "daily_loss_limit_halted",
+            "1 while trading is halted because the day's realized loss reached the daily loss"
+            " limit.",
+            registry=registry,
+        )
         self.leader = Gauge(
             "leader",
             "1 while this replica holds the leader lease and runs strategies and the executor.",

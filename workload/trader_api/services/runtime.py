@@ -442,6 +442,9 @@ class Runtime:
     # -- kill switch and strategy switches, replicated over the bus ---------
 
     def _on_local_halt(self, state: HaltState | None) -> None:
+        # NB: before the early return: a halt applied from another replica is a halt here too.
+        self.metrics.kill_switch_engaged.set(0 if state is None else 1)
+        self.metrics.daily_loss_limit_halted.set(1 if state is not None and state.automatic else 0)
         if self._applying_remote:
             return
         event: Event = {
