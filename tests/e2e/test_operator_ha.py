@@ -1,4 +1,4 @@
-"""The chart's two operator replicas on the real node, and the kubectl plugin on real pods.
+"""Two operator replicas on the real node; the kubectl plugin and hibernation on real pods.
 
 Issue 12: the leader's pod dies and the standby takes over; ``kubectl traderbot``
 reads real pods' status and logs and bundles them. Each test leaves the session's
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e2e.stack import Bot, Kubectl, OperatorRelease, pod_ready
+from e2e.stack import Bot, Kubectl, OperatorRelease, place_order, pod_ready
 from support.kube import eventually
 
 # The chart's Lease timings (15 s, renewals every 2 s with up to 1.2x jitter), and
@@ -136,3 +136,30 @@ def test_the_plugin_reads_real_pods_logs_and_bundles_them_without_secrets(
     assert any("operator/" in name for name in logs_in_bundle), sorted(texts)
     for secret in (bot.api_key, bot.secret_value(f"{bot.name}-db-credentials", "password")):
         assert all(secret.encode() not in text for text in texts.values())
+
+
+def test_hibernation_stops_every_pod_and_resume_brings_the_rows_back(
+    kubectl: Kubectl, bot: Bot
+) -> None:
+    """Issue 12.4 on real pods, through the plugin: every pod gone, volumes kept, rows intact."""
+    with bot.forward() as forward:
+        client_order_id = place_order(forward, bot.api_key)["client_order_id"]
+    query = f"SELECT count(*) FROM orders WHERE client_order_id = '{client_order_id}'"  # noqa: S608
+    assert bot.psql(query) == "1"
+    claims = set(bot.kubectl.out("get", "pvc", "-o", "name").split())
+
+    slept = _plugin(kubectl, "hibernate", bot.name, "-n", bot.namespace)
+    assert slept.returncode == 0, slept.stderr
+    try:
+        bot.wait_phase("Hibernated", timeout=240)
+        eventually(
+            lambda: not any(bot.pods(component) for component in ("api", "database", "cache")),
+            what="no API, database or Redis pod",
+            timeout=180,
+        )
+        assert set(bot.kubectl.out("get", "pvc", "-o", "name").split()) == claims
+    finally:
+        woke = _plugin(kubectl, "resume", bot.name, "-n", bot.namespace)
+        assert woke.returncode == 0, woke.stderr
+    bot.wait_phase("Ready", timeout=300)
+    assert bot.psql(query) == "1"
