@@ -44,6 +44,25 @@ ISOLATION_CHAIN = "TRADERBOT-ISOLATE"
 EGRESS_CHAIN = "TRADERBOT-EGRESS"
 
 
+# NB: sun_path holds 108 bytes with its NUL; kubelet makes its pod-resources socket
+# as <root-dir>/pod-resources/<up to 10 digits> and fails "bind: invalid argument"
+# past that, deep inside a start-up that has already changed the host.
+UNIX_SOCKET_PATH_MAX = 107
+KUBELET_SOCKET_TAIL = "/pod-resources/" + "9" * 10
+
+
+def socket_path_problem(node_dir: Path) -> str | None:
+    """Say why ``node_dir`` is too deep for the node's unix sockets; None when it is not."""
+    longest = f"{node_dir / 'kubelet'}{KUBELET_SOCKET_TAIL}"
+    if len(longest.encode()) <= UNIX_SOCKET_PATH_MAX:
+        return None
+    return (
+        f"the work folder {node_dir.parent} is too deep for the node's unix sockets: "
+        f"kubelet's would be {len(longest.encode())} bytes, the limit is "
+        f"{UNIX_SOCKET_PATH_MAX}; use a shorter --dir"
+    )
+
+
 @dataclass(frozen=True)
 class NodeLayout:
     """Where the real node's files live and which addresses and ports it uses."""

@@ -215,6 +215,9 @@ class RealNode:
             if not archive.is_file():
                 raise NodeStartError(f"image archive {archive} does not exist")
         node_dir = self.workdir / "node"
+        too_deep = nodeconfig.socket_path_problem(node_dir)
+        if too_deep is not None:
+            raise NodeStartError(too_deep)
         node_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.record = hostnet.HostRecord.take(bridge=nodeconfig.BRIDGE, watched_paths=FIXED_PATHS)
         self._save_record()

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,8 +39,16 @@ from traderbot_devtools import (
 pytestmark = [requires_real_node]
 
 
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A work folder shallow enough for the node's unix sockets (pytest's can be too deep)."""
+    folder = Path(tempfile.mkdtemp(prefix="tbn-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_down_restores_the_host_after_kubelet_was_killed_under_running_pods(
-    tmp_path: Path,
+    tmp_path: Path, short_dir: Path
 ) -> None:
     try:
         binaries = Binaries.find()
@@ -45,7 +56,7 @@ def test_down_restores_the_host_after_kubelet_was_killed_under_running_pods(
         pytest.fail(f"{error} (make k8s-binaries)")
     assert binaries.kubectl is not None
     busybox, pause = write_test_images(tmp_path)
-    workdir = tmp_path / "cluster"
+    workdir = short_dir / "cluster"
     before = HostState.take(workdir)
 
     up = run_cli(
@@ -103,10 +114,12 @@ def test_down_restores_the_host_after_kubelet_was_killed_under_running_pods(
     assert before.differences(HostState.take(workdir)) == {}
 
 
-def test_a_start_that_fails_half_way_leaves_the_host_as_it_was(tmp_path: Path) -> None:
+def test_a_start_that_fails_half_way_leaves_the_host_as_it_was(
+    tmp_path: Path, short_dir: Path
+) -> None:
     """No pause image among the archives: containerd ran, the bridge and rules were made."""
     busybox, _ = write_test_images(tmp_path)
-    workdir = tmp_path / "cluster"
+    workdir = short_dir / "cluster"
     before = HostState.take(workdir)
     cluster = LocalCluster(
         workdir=workdir,

@@ -81,7 +81,10 @@ def test_status_as_kubectl_traderbot_shows_phase_pods_backups_and_unknown_tradin
     ))  # fmt: skip
     assert f"TraderBot {namespace}/alpha" in human
     assert "Phase:     Ready" in human
-    assert "Trading:   unknown" in human  # no status.trading yet
+    # NB: kwok's API pods serve nothing: the operator's read fails, so the line says
+    # unknown until the first read and the read's error after it.
+    (trading,) = [line for line in human.splitlines() if line.startswith("  Trading:")]
+    assert "unknown" in trading or "error" in trading, trading
     api_pods = _pod_names(kube, namespace, "alpha", "api")
     assert api_pods
     assert all(pod in human for pod in api_pods)
@@ -90,7 +93,9 @@ def test_status_as_kubectl_traderbot_shows_phase_pods_backups_and_unknown_tradin
 
     data = json.loads(ok(plugin(cluster, namespace, "status", "alpha", "-o", "json")))
     assert (data["name"], data["namespace"], data["phase"]) == ("alpha", namespace, "Ready")
-    assert data["trading"] is None
+    # status.trading as the operator wrote it: none before its first read, then the
+    # read's error (kwok's API pods serve nothing).
+    assert data["trading"] is None or "error" in data["trading"], data["trading"]
     by_component = {c["name"]: {p["name"] for p in c["pods"]} for c in data["components"]}
     assert by_component == {
         "api": api_pods,

@@ -227,3 +227,13 @@ def test_isolation_v6_forwards_nothing_to_or_from_the_bridge(layout: NodeLayout)
     mangle = nodeconfig.isolation_rules_v6(layout)["mangle"]
     assert ["-A", "TRADERBOT-ISOLATE", "-i", "tbr0", "-j", "DROP"] in mangle
     assert ["-A", "TRADERBOT-ISOLATE", "-o", "tbr0", "-j", "DROP"] in mangle
+
+
+def test_a_work_folder_too_deep_for_the_nodes_sockets_is_refused_before_anything_starts() -> None:
+    shallow = Path("/srv/tbn-abc/cluster/node")
+    assert nodeconfig.socket_path_problem(shallow) is None
+    deep = Path("/srv/pytest-of-root/pytest-219/test_down_restores_the_host_af0/cluster/node")
+    problem = nodeconfig.socket_path_problem(deep)
+    assert problem is not None
+    assert "108 bytes, the limit is 107" in problem
+    assert "shorter --dir" in problem
