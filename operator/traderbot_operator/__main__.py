@@ -252,9 +252,7 @@ async def run_elected(
         if health is not None:
             await health.cleanup()
         if served is not None:
-            server, thread = served
-            server.shutdown()
-            thread.join(timeout=5)
+            metrics.shut_down(served)
         await kube.close()
 
 

@@ -18,6 +18,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 PHASES: Final = ("Pending", "Progressing", "Ready", "Degraded", "Paused", "Hibernated", "Failed")
 
+
+def _per_bot(name: str, documentation: str) -> Gauge:
+    """Return a gauge with one series per bot (labels ``namespace`` and ``bot``)."""
+    return Gauge(name, documentation, ["namespace", "bot"], registry=REGISTRY)
+
+
 RECONCILE_TOTAL: Final = Counter(
     "traderbot_operator_reconcile_total",
     "Reconciles of TraderBots, by what triggered them and how they ended.",
@@ -54,49 +60,35 @@ API_REQUESTS: Final = Counter(
     ["verb", "kind"],
     registry=REGISTRY,
 )
-BACKUP_HEALTHY: Final = Gauge(
+BACKUP_HEALTHY: Final = _per_bot(
     "traderbot_operator_backup_healthy",
     "1 when the bot's last scheduled backup succeeded (or none ran yet), 0 when it failed.",
-    ["namespace", "bot"],
-    registry=REGISTRY,
 )
 TRADING: Final = {
-    "halted": Gauge(
+    "halted": _per_bot(
         "traderbot_operator_trading_halted",
         "1 when the bot's kill switch is engaged (by a person or the daily loss limit).",
-        ["namespace", "bot"],
-        registry=REGISTRY,
     ),
-    "kill_switch": Gauge(
+    "kill_switch": _per_bot(
         "traderbot_operator_trading_kill_switch",
         "1 when a person engaged the bot's kill switch.",
-        ["namespace", "bot"],
-        registry=REGISTRY,
     ),
-    "daily_loss_halt": Gauge(
+    "daily_loss_halt": _per_bot(
         "traderbot_operator_trading_daily_loss_halt",
         "1 when the daily loss limit halted the bot's trading.",
-        ["namespace", "bot"],
-        registry=REGISTRY,
     ),
-    "realized_pnl_today": Gauge(
+    "realized_pnl_today": _per_bot(
         "traderbot_operator_trading_realized_pnl_today",
         "The bot's realized profit and loss of the UTC day, as last read.",
-        ["namespace", "bot"],
-        registry=REGISTRY,
     ),
-    "open_orders": Gauge(
+    "open_orders": _per_bot(
         "traderbot_operator_trading_open_orders",
         "The bot's open orders, as last read.",
-        ["namespace", "bot"],
-        registry=REGISTRY,
     ),
 }
-TRADING_READ_OK: Final = Gauge(
+TRADING_READ_OK: Final = _per_bot(
     "traderbot_operator_trading_read_ok",
     "1 when the last read of the bot's GET /api/v1/risk succeeded, 0 when it failed.",
-    ["namespace", "bot"],
-    registry=REGISTRY,
 )
 TRADING_READS: Final = Counter(
     "traderbot_operator_trading_reads_total",
@@ -104,18 +96,14 @@ TRADING_READS: Final = Counter(
     ["result"],
     registry=REGISTRY,
 )
-BACKUP_VERIFIED: Final = Gauge(
+BACKUP_VERIFIED: Final = _per_bot(
     "traderbot_operator_backup_verified",
     "1 when the bot's last scheduled backup verification passed (or none ran yet), 0 when it"
     " failed.",
-    ["namespace", "bot"],
-    registry=REGISTRY,
 )
-BACKUP_LAST_SUCCESS: Final = Gauge(
+BACKUP_LAST_SUCCESS: Final = _per_bot(
     "traderbot_operator_backup_last_success_timestamp_seconds",
     "Unix time of the bot's last successful scheduled backup (status.lastBackup.time).",
-    ["namespace", "bot"],
-    registry=REGISTRY,
 )
 WRITES: Final = Counter(
     "traderbot_operator_child_writes_total",
@@ -193,10 +181,11 @@ def set_last_backup(*, namespace: str, bot: str, time: datetime | None) -> None:
 
 
 def forget_bot(*, namespace: str, bot: str) -> None:
-    """Drop every per-bot backup series of a bot that is gone (its phase goes with set_phases)."""
+    """Drop every per-bot series of a bot that is gone (its phase goes with set_phases)."""
     set_backup_health(namespace=namespace, bot=bot, healthy=None)
     set_backup_verified(namespace=namespace, bot=bot, verified=None)
     set_last_backup(namespace=namespace, bot=bot, time=None)
+    drop_trading(namespace=namespace, bot=bot)
 
 
 def set_trading(*, namespace: str, bot: str, values: Mapping[str, float] | None) -> None:
@@ -208,20 +197,23 @@ def set_trading(*, namespace: str, bot: str, values: Mapping[str, float] | None)
     TRADING_READS.labels(result="failed" if values is None else "ok").inc()
     TRADING_READ_OK.labels(namespace=namespace, bot=bot).set(0 if values is None else 1)
     for name, gauge in TRADING.items():
-        if values is None:
-            with contextlib.suppress(KeyError):
-                gauge.remove(namespace, bot)
-        else:
-            gauge.labels(namespace=namespace, bot=bot).set(values[name])
+        value = None if values is None else values[name]
+        _set_or_drop(gauge, namespace=namespace, bot=bot, value=value)
 
 
 def drop_trading(*, namespace: str, bot: str) -> None:
     """Remove every trading series of a bot that is gone (or no longer read)."""
     for gauge in (*TRADING.values(), TRADING_READ_OK):
-        with contextlib.suppress(KeyError):  # never set, or already dropped
-            gauge.remove(namespace, bot)
+        _set_or_drop(gauge, namespace=namespace, bot=bot, value=None)
 
 
 def serve(*, port: int, address: str = "0.0.0.0") -> tuple[WSGIServer, threading.Thread]:  # noqa: S104 - a pod serves on its own IP
     """Serve /metrics on ``address:port`` in a background thread; return it to shut down."""
     return start_http_server(port, addr=address, registry=REGISTRY)
+
+
+def shut_down(served: tuple[WSGIServer, threading.Thread]) -> None:
+    """Stop a server ``serve`` started, and wait (briefly) for its thread."""
+    server, thread = served
+    server.shutdown()
+    thread.join(timeout=5)

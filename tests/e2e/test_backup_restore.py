@@ -47,6 +47,23 @@ def wait_executed(forward: PortForward, order_id: str) -> None:
     eventually(status, what=f"order {order_id} executed", timeout=60)
 
 
+def change_what_a_backup_holds(bot: Bot, *, key: str, cancel: str, marker: str) -> str:
+    """Move the bot on after a backup: a new executed order, ``cancel`` cancelled, ``marker`` set.
+
+    A restore must then undo all three. Returns the new order's id.
+    """
+    with bot.forward() as forward:
+        extra = place_order(forward, key)
+        wait_executed(forward, extra["id"])
+        cancelled = httpx.post(
+            f"{forward.url}/api/v1/orders/{cancel}/cancel", headers={"X-API-Key": key}, timeout=10
+        )
+        assert cancelled.status_code == 200, cancelled.text
+    redis_cli(bot, "SET", marker, "after")
+    new_id: str = extra["id"]
+    return new_id
+
+
 def create(bot: Bot, kind: str, spec: dict[str, Any]) -> str:
     manifest = {
         "apiVersion": "traderbot.dev/v1alpha1",
@@ -120,16 +137,7 @@ def test_backup_then_restore_brings_back_exactly_the_backed_up_rows(bot: Bot) ->
     assert report["redis"] is True, report
 
     # Change everything the backup holds: new orders, a cancelled one, the Redis key.
-    with bot.forward() as forward:
-        extra = place_order(forward, key)
-        wait_executed(forward, extra["id"])
-        cancelled = httpx.post(
-            f"{forward.url}/api/v1/orders/{kept[0]['id']}/cancel",
-            headers={"X-API-Key": key},
-            timeout=10,
-        )
-        assert cancelled.status_code == 200, cancelled.text
-    redis_cli(bot, "SET", "e2e:marker", "after")
+    extra_id = change_what_a_backup_holds(bot, key=key, cancel=kept[0]["id"], marker="e2e:marker")
     assert bot.psql(FINGERPRINT) != before
 
     spec = {"backupName": backup["metadata"]["name"], "what": "both"}
@@ -139,7 +147,7 @@ def test_backup_then_restore_brings_back_exactly_the_backed_up_rows(bot: Bot) ->
     assert bot.psql(FINGERPRINT) == before
     assert redis_cli(bot, "GET", "e2e:marker") == marker
     with bot.forward() as forward:
-        seen = httpx.get(f"{forward.url}/api/v1/orders/{extra['id']}", timeout=10)
+        seen = httpx.get(f"{forward.url}/api/v1/orders/{extra_id}", timeout=10)
         assert seen.status_code == 404, seen.text  # made after the backup: gone
         again = httpx.get(f"{forward.url}/api/v1/orders/{kept[0]['id']}", timeout=10).json()
         assert again["status"] == "open", again  # the cancel came after the backup

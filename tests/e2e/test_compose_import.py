@@ -21,6 +21,7 @@ import pytest
 from e2e.stack import Bot, place_order, unique
 from e2e.test_backup_restore import (
     FINGERPRINT,
+    change_what_a_backup_holds,
     create,
     redis_cli,
     strategies_off,  # noqa: F401  # the fixture, used by name below
@@ -129,16 +130,9 @@ def test_the_seeds_backups_are_imported_and_restored_on_the_real_node(
     (rdb,) = backup_dir.glob("redis_*.rdb")
 
     # After the compose backup, the bot moves on: all of it must be undone by the import.
-    with bot.forward() as forward:
-        extra = place_order(forward, key)
-        wait_executed(forward, extra["id"])
-        cancelled = httpx.post(
-            f"{forward.url}/api/v1/orders/{kept[0]['id']}/cancel",
-            headers={"X-API-Key": key},
-            timeout=10,
-        )
-        assert cancelled.status_code == 200, cancelled.text
-    redis_cli(bot, "SET", "e2e:compose-marker", "after")
+    extra_id = change_what_a_backup_holds(
+        bot, key=key, cancel=kept[0]["id"], marker="e2e:compose-marker"
+    )
     assert bot.psql(FINGERPRINT) != before
 
     _copy_onto_backup_volume(bot, [sql_gz, rdb])
@@ -160,5 +154,5 @@ def test_the_seeds_backups_are_imported_and_restored_on_the_real_node(
     assert bot.psql(FINGERPRINT) == before
     assert redis_cli(bot, "GET", "e2e:compose-marker") == marker
     with bot.forward() as forward:
-        seen = httpx.get(f"{forward.url}/api/v1/orders/{extra['id']}", timeout=10)
+        seen = httpx.get(f"{forward.url}/api/v1/orders/{extra_id}", timeout=10)
         assert seen.status_code == 404, seen.text  # made after the compose backup: gone

@@ -532,7 +532,6 @@ def forget_bot(state: OperatorState, *, namespace: str, name: str) -> None:
     metrics.set_phases(state.phases)
     metrics.forget_bot(namespace=namespace, bot=name)
     state.trading.forget((namespace, name))
-    metrics.drop_trading(namespace=namespace, bot=name)
 
 
 async def converge(state: OperatorState, *, namespace: str, name: str) -> Result:

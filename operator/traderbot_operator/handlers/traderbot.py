@@ -137,9 +137,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
             await state.bot_http.aclose()
     served = memo.get("metrics_server")
     if served is not None:
-        server, thread = served
-        server.shutdown()
-        thread.join(timeout=5)
+        metrics.shut_down(served)
 
 
 def namespaced(namespace: str | None) -> str:

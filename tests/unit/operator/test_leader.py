@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
 
+from traderbot_operator.election import Elector, LeadershipLostError
+from traderbot_operator.kube import ConflictError, Kube, KubeError
 from traderbot_operator.leader import (
     ElectionSettingsError,
     LeaseRecord,
@@ -125,3 +132,90 @@ def test_timings_that_could_let_two_lead_are_refused(
 ) -> None:
     with pytest.raises(ElectionSettingsError):
         Timings(lease_duration=duration, renew_deadline=deadline, retry_period=retry)
+
+
+# --- the elector's loop, against an in-memory Lease with the API server's rules --------
+
+
+class LeaseStore:
+    """One Lease as the API server keeps it: every write must name the version it read."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+        self.refusing = False  # the API server away: every request fails
+
+    async def get_lease(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.refusing:
+            raise KubeError("the API server is away")
+        return None if self.lease is None else copy.deepcopy(self.lease)
+
+    async def write_lease(
+        self, *, namespace: str, name: str, spec: Mapping[str, Any], resource_version: str | None
+    ) -> dict[str, Any]:
+        if self.refusing:
+            raise KubeError("the API server is away")
+        current = None if self.lease is None else self.lease["metadata"]["resourceVersion"]
+        if resource_version != current:
+            raise ConflictError(f"version {resource_version} is not {current}")
+        self.version += 1
+        merged = {**(self.lease or {}).get("spec", {}), **spec}
+        spec_now = {key: value for key, value in merged.items() if value is not None}
+        self.lease = {"metadata": {"resourceVersion": str(self.version)}, "spec": spec_now}
+        return copy.deepcopy(self.lease)
+
+
+FAST = Timings(lease_duration=1.0, renew_deadline=0.6, retry_period=0.1)
+
+
+def _elector(store: LeaseStore, identity: str) -> Elector:
+    return Elector(
+        kube=cast(Kube, store), namespace="ops", name="lease", identity=identity, timings=FAST
+    )
+
+
+async def test_a_standby_waits_while_the_leader_renews_and_takes_over_once_released() -> None:
+    store = LeaseStore()
+    first, second = _elector(store, "a"), _elector(store, "b")
+    never = asyncio.Event()
+    assert await first.acquire(never)
+    renewing = asyncio.create_task(first.keep())
+    waiting = asyncio.create_task(second.acquire(never))
+    await asyncio.sleep(FAST.lease_duration * 2)  # twice the Lease: renewals keep it
+    assert not waiting.done()
+    assert store.lease is not None
+    assert store.lease["spec"]["holderIdentity"] == "a"
+    renewing.cancel()
+    await first.release()
+    assert await asyncio.wait_for(waiting, timeout=FAST.retry_period * 5)
+    assert store.lease["spec"]["holderIdentity"] == "b"
+    assert store.lease["spec"]["leaseTransitions"] == 1
+
+
+async def test_a_leader_that_cannot_renew_stops_before_a_standby_may_take_over() -> None:
+    store = LeaseStore()
+    leader = _elector(store, "a")
+    assert await leader.acquire(asyncio.Event())
+    store.refusing = True
+    cut = time.monotonic()
+    with pytest.raises(LeadershipLostError, match="no renewal"):
+        await asyncio.wait_for(leader.keep(), timeout=FAST.lease_duration * 3)
+    stopped = time.monotonic() - cut
+    assert not leader.leading
+    # Stopped after the renew deadline, and before the Lease (as a standby sees it) ends.
+    assert FAST.renew_deadline - FAST.retry_period <= stopped < FAST.lease_duration
+
+
+async def test_a_leader_whose_lease_another_replica_holds_stops_at_once() -> None:
+    store = LeaseStore()
+    leader = _elector(store, "a")
+    assert await leader.acquire(asyncio.Event())
+    assert store.lease is not None
+    await store.write_lease(
+        namespace="ops",
+        name="lease",
+        spec={"holderIdentity": "b"},
+        resource_version=store.lease["metadata"]["resourceVersion"],
+    )
+    with pytest.raises(LeadershipLostError, match="held by b"):
+        await asyncio.wait_for(leader.keep(), timeout=FAST.lease_duration)

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import secrets
 import shlex
 import subprocess
 import sys
@@ -251,7 +252,7 @@ def test_a_bad_duration_is_refused(text: str) -> None:
 
 # --- bundle -----------------------------------------------------------------------------
 
-PASSWORD = "s3cret-Password-0123456789"
+PASSWORD = secrets.token_urlsafe(24)  # generated per run, like the operator's own
 
 
 def _secret() -> dict[str, Any]:
