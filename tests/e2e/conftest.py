@@ -220,6 +220,7 @@ def bot(kubectl: Kubectl, operator_release: OperatorRelease, images: Images) -> 
     namespaced = make_bot_namespace(kubectl)
     made = apply_bot(namespaced, bot_manifest("alpha", images))
     made.wait_phase("Ready")
+    made.record_first_ready_pods(("api", "database", "cache"))
     yield made
     assert namespaced.namespace is not None
     delete_namespace(kubectl, namespaced.namespace)

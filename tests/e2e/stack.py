@@ -357,6 +357,9 @@ class Bot:
     namespace: str
     kubectl: Kubectl  # namespaced
     port: int = 3000
+    # Each component's pods as they were when the bot first went Ready: tests
+    # later kill containers on purpose, so restarts counted now prove nothing.
+    first_ready_pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def get(self) -> dict[str, Any]:
         found: dict[str, Any] = self.kubectl.json("get", "tb", self.name)
@@ -386,6 +389,9 @@ class Bot:
     @property
     def api_key(self) -> str:
         return self.secret_value(f"{self.name}-api-key", "api-key")
+
+    def record_first_ready_pods(self, components: Sequence[str]) -> None:
+        self.first_ready_pods = {component: self.pods(component) for component in components}
 
     def pods(self, component: str, *, terminating: bool = False) -> list[dict[str, Any]]:
         """The component's pods; those being deleted only when ``terminating``."""

@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol
 
+import anyio
+
 from trader_api.config import Settings
 from trader_api.domain import Fill, Kline, Order, OrderStatus, OrderType, Tick
 from trader_api.execution import (
@@ -156,12 +158,16 @@ class TradingEngine:
             await self._warm_up()
             await self._restore_resting_orders()
             self._orders.local_executor = self._take_committed
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._execute_forever(), name="executor")
-                group.create_task(self._listen_for_commands(), name="commands")
-                group.create_task(self._sweep_forever(), name="sweeper")
-                group.create_task(self._consume_market(), name="market")
-                group.create_task(self._retention_forever(), name="retention")
+            # NB: anyio's group, not asyncio.TaskGroup: it cancels a child again at
+            # its next await when the first cancel was swallowed (Python 3.11's
+            # wait_for can), where asyncio's waits for that child for ever and the
+            # engine never stops (an app's shutdown hung 300 s in CI on this).
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._execute_forever, name="executor")
+                group.start_soon(self._listen_for_commands, name="commands")
+                group.start_soon(self._sweep_forever, name="sweeper")
+                group.start_soon(self._consume_market, name="market")
+                group.start_soon(self._retention_forever, name="retention")
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

@@ -37,6 +37,7 @@ from trader_api.services.health import EMBEDDED, Probe, Readiness, check_readine
 from trader_api.services.hub import EventHub
 from trader_api.services.metrics import Metrics
 from trader_api.services.orders import OrderService
+from trader_api.services.tasks import cancel_and_wait, describe_stack
 from trader_api.storage import (
     EventBus,
     LeaderLease,
@@ -154,6 +155,8 @@ def default_market(
 
 _BUS_RETRY_SECONDS = 1.0
 _LIMITER_WARNING_SECONDS = 10.0
+# How long one background task may take to end after its cancel.
+_TASK_STOP_SECONDS = 5.0
 
 
 async def open_store(settings: Settings) -> Store:
@@ -348,8 +351,15 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if not await cancel_and_wait(task, grace_seconds=_TASK_STOP_SECONDS):
+                # A shutdown goes on: the process exits after this anyway.
+                logger.error(
+                    "Background task still running %.0f s after its cancel; left behind",
+                    _TASK_STOP_SECONDS,
+                    extra={"task": task.get_name(), "stack": describe_stack(task)},
+                )
+            elif not task.cancelled() and task.exception() is not None:
+                logger.debug("Background task had failed", exc_info=task.exception())
         self._tasks.clear()
         await self._stop_engine()
         with contextlib.suppress(StorageError):
@@ -601,10 +611,14 @@ class Runtime:
         self.metrics.leader.set(0)
         if task is None:
             return
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # it crashed earlier; readiness reported why
-            logger.debug("Engine had stopped with an error", exc_info=True)
+        # NB: never given up on: an engine left running after the lease is lost
+        # would trade beside the next leader's.
+        while not await cancel_and_wait(task, grace_seconds=_TASK_STOP_SECONDS):
+            logger.error(
+                "Engine still running %.0f s after its cancel; cancelling it again",
+                _TASK_STOP_SECONDS,
+                extra={"stack": describe_stack(task)},
+            )
+        if not task.cancelled() and task.exception() is not None:
+            # It crashed earlier; readiness reported why.
+            logger.debug("Engine had stopped with an error", exc_info=task.exception())
